@@ -1,0 +1,3 @@
+//! One module per Postfix command.
+
+pub mod postconf;

@@ -1,0 +1,8 @@
+//! rostfix: a mail transport agent that replaces Postfix 3.7 in place.
+//!
+//! The library holds every program; `src/main.rs` dispatches to them by name.
+
+pub mod commands;
+pub mod global;
+pub mod sys;
+pub mod util;

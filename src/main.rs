@@ -1,0 +1,54 @@
+//! rostfix: a mail transport agent that replaces Postfix 3.7 in place.
+//!
+//! One multi-call binary: the program to run is chosen by the base name it was
+//! started under (`postconf`, `postmap`, ...), or given as the first argument
+//! (`rostfix postconf -n`).
+
+use rostfix::{commands, global};
+use std::ffi::OsString;
+
+/// The programs this binary implements, by name.
+const PROGRAMS: &[(&str, fn(Vec<OsString>) -> i32)] =
+    &[("postconf", commands::postconf::main)];
+
+fn usage() -> i32 {
+    let names: Vec<&str> = PROGRAMS.iter().map(|(n, _)| *n).collect();
+    eprintln!(
+        "usage: rostfix PROGRAM [ARGS...]\n       (or run it under a program's name)\nprograms: {}",
+        names.join(" ")
+    );
+    1
+}
+
+fn main() {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args.first().cloned().unwrap_or_default();
+    let base = std::path::Path::new(&argv0)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let code = if let Some((_, f)) = PROGRAMS.iter().find(|(n, _)| *n == base) {
+        f(args)
+    } else if base == "rostfix" || base.starts_with("rostfix") {
+        if args.len() < 2 {
+            usage()
+        } else {
+            let prog = args[1].to_string_lossy().into_owned();
+            match PROGRAMS.iter().find(|(n, _)| *n == prog) {
+                Some((_, f)) => {
+                    args.remove(0);
+                    f(args)
+                }
+                None => {
+                    eprintln!("rostfix: unknown program: {prog}");
+                    usage()
+                }
+            }
+        }
+    } else {
+        eprintln!("rostfix: unknown program name: {base}");
+        usage()
+    };
+    global::out::flush();
+    std::process::exit(code);
+}

@@ -1,0 +1,51 @@
+//! Byte-exact text handling.
+//!
+//! Postfix treats configuration text as bytes: a main.cf line may hold any byte
+//! except NUL and newline, and postconf prints it back unchanged. We keep such
+//! text in a `String` where each byte is one `char` in U+0000..=U+00FF, so that
+//! ordinary string code works and the bytes round-trip exactly on output.
+
+/// Bytes to a string of one char per byte.
+pub fn decode(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// A one-char-per-byte string back to its bytes. Chars above U+00FF (which
+/// `decode` never produces) are written as UTF-8.
+pub fn encode(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        let u = c as u32;
+        if u < 256 {
+            out.push(u as u8);
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    out
+}
+
+/// An OS string (a command-line argument, an environment value) as a
+/// one-char-per-byte string.
+pub fn from_os(s: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    decode(s.as_bytes())
+}
+
+/// A one-char-per-byte string as a path.
+pub fn to_path(s: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(encode(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_all_bytes() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(encode(&decode(&all)), all);
+    }
+}

@@ -1,0 +1,3 @@
+//! General routines with no Postfix knowledge.
+
+pub mod latin1;
