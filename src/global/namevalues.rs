@@ -1,11 +1,12 @@
-//! An in-memory name=value table that remembers insertion order
-//! (Postfix's in-memory "dict_ht" dictionaries).
+//! An in-memory name=value table (Postfix's "dict_ht"), walked in the order
+//! Postfix walks it (see [`crate::util::htable`]).
 
+use crate::util::htable::Order;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct NameValues {
-    order: Vec<String>,
+    order: Order,
     map: HashMap<String, String>,
 }
 
@@ -22,31 +23,33 @@ impl NameValues {
         self.map.contains_key(name)
     }
 
-    /// Set a value; a new name goes to the end, an existing one keeps its place.
+    /// Set a value; an existing name keeps its place in the walk order.
     pub fn set(&mut self, name: &str, value: &str) {
-        if self.map.insert(name.to_string(), value.to_string()).is_none() {
-            self.order.push(name.to_string());
+        if self
+            .map
+            .insert(name.to_string(), value.to_string())
+            .is_none()
+        {
+            self.order.insert(name);
         }
     }
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let v = self.map.remove(name)?;
-        self.order.retain(|n| n != name);
+        self.order.remove(name);
         Some(v)
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.map.is_empty()
     }
 
-    /// Entries in insertion order.
+    /// Entries in Postfix's walk order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.order
-            .iter()
-            .map(move |n| (n.as_str(), self.map[n].as_str()))
+        self.order.iter().map(move |n| (n, self.map[n].as_str()))
     }
 }

@@ -69,7 +69,11 @@ pub fn read_logical_lines(data: &str, path: &str) -> Vec<LogicalLine> {
     out.retain(|l| {
         if l.text.starts_with(is_space) {
             let shown: String = l.text.chars().take(30).collect();
-            let more = if l.text.chars().count() > 30 { "..." } else { "" };
+            let more = if l.text.chars().count() > 30 {
+                "..."
+            } else {
+                ""
+            };
             msg::warn(&format!(
                 "{path}: logical line must not start with whitespace: \"{shown}{more}\""
             ));
@@ -94,7 +98,9 @@ pub fn split_nameval(s: &str) -> Result<(String, String), &'static str> {
     let Some(value) = after.strip_prefix('=') else {
         return Err("missing '=' after attribute name");
     };
-    let value = value.trim_start_matches(is_space).trim_end_matches(is_space);
+    let value = value
+        .trim_start_matches(is_space)
+        .trim_end_matches(is_space);
     Ok((name.to_string(), value.to_string()))
 }
 
@@ -120,7 +126,13 @@ mod tests {
         );
         assert_eq!(split_nameval("a=").unwrap().1, "");
         assert_eq!(split_nameval("=x"), Err("missing attribute name"));
-        assert_eq!(split_nameval("a b = c"), Err("missing '=' after attribute name"));
-        assert_eq!(split_nameval("{% if x %}"), Err("missing '=' after attribute name"));
+        assert_eq!(
+            split_nameval("a b = c"),
+            Err("missing '=' after attribute name")
+        );
+        assert_eq!(
+            split_nameval("{% if x %}"),
+            Err("missing '=' after attribute name")
+        );
     }
 }

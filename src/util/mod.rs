@@ -1,3 +1,4 @@
 //! General routines with no Postfix knowledge.
 
+pub mod htable;
 pub mod latin1;

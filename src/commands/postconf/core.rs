@@ -218,13 +218,9 @@ impl Pcf {
         let value = self.main.get(name)?.to_string();
         let main = &self.main;
         let mut out = String::new();
-        let st = expand::mac_expand(
-            &mut out,
-            &value,
-            expand::FLAG_RECURSE,
-            None,
-            &mut |n, _| main.get(n).map(|s| s.to_string()),
-        );
+        let st = expand::mac_expand(&mut out, &value, expand::FLAG_RECURSE, None, &mut |n, _| {
+            main.get(n).map(|s| s.to_string())
+        });
         if st & expand::PARSE_ERROR != 0 {
             msg::fatal("dictionary mail_dict: macro processing error");
         }
@@ -271,16 +267,17 @@ impl Pcf {
     }
 
     /// Expand `$name` in a value recursively; a syntax error is fatal.
-    pub fn expand_parameter_value(&mut self, mode: u32, value: &str, scope: Option<usize>) -> String {
+    pub fn expand_parameter_value(
+        &mut self,
+        mode: u32,
+        value: &str,
+        scope: Option<usize>,
+    ) -> String {
         let eval_mode = mode & !SHOW_NONDEF;
         let mut out = String::new();
-        let st = expand::mac_expand(
-            &mut out,
-            value,
-            expand::FLAG_RECURSE,
-            None,
-            &mut |n, _| self.lookup_parameter_value(eval_mode, n, scope, None),
-        );
+        let st = expand::mac_expand(&mut out, value, expand::FLAG_RECURSE, None, &mut |n, _| {
+            self.lookup_parameter_value(eval_mode, n, scope, None)
+        });
         if st & expand::PARSE_ERROR != 0 {
             msg::fatal("macro processing error");
         }
@@ -299,9 +296,18 @@ impl Pcf {
             ("_delivery_slot_loan", "default_delivery_slot_loan"),
             ("_delivery_slot_discount", "default_delivery_slot_discount"),
             ("_minimum_delivery_slots", "default_minimum_delivery_slots"),
-            ("_initial_destination_concurrency", "initial_destination_concurrency"),
-            ("_destination_concurrency_limit", "default_destination_concurrency_limit"),
-            ("_destination_recipient_limit", "default_destination_recipient_limit"),
+            (
+                "_initial_destination_concurrency",
+                "initial_destination_concurrency",
+            ),
+            (
+                "_destination_concurrency_limit",
+                "default_destination_concurrency_limit",
+            ),
+            (
+                "_destination_recipient_limit",
+                "default_destination_recipient_limit",
+            ),
             (
                 "_destination_concurrency_positive_feedback",
                 "default_destination_concurrency_positive_feedback",
@@ -353,90 +359,4 @@ impl Pcf {
     }
 }
 
-/// Read a name=value file into `dict`, with Postfix's warnings and fatal
-/// errors; re-read while the file is "hot" (modified within the last second).
-/// Returns false when the file cannot be opened.
-pub fn load_file(path: &str, dict: &mut NameValues) -> bool {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let now = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    };
-    let mut before = now();
-    loop {
-        let data = match std::fs::read(crate::util::latin1::to_path(path)) {
-            Ok(d) => d,
-            Err(e) => {
-                if e.kind() == std::io::ErrorKind::IsADirectory
-                    || e.raw_os_error() == Some(libc::EISDIR)
-                {
-                    // Postfix opens a directory fine and then fails to read it.
-                    msg::fatal(&format!("read {path}: Is a directory"));
-                }
-                set_errno(e.raw_os_error().unwrap_or(libc::EIO));
-                return false;
-            }
-        };
-        load_text(path, &crate::util::latin1::decode(&data), dict);
-        let mtime = std::fs::metadata(crate::util::latin1::to_path(path))
-            .ok()
-            .and_then(|m| {
-                use std::os::unix::fs::MetadataExt;
-                Some(m.mtime())
-            })
-            .unwrap_or(0);
-        let after = now();
-        if mtime < before - 1 || mtime > after {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        before = after;
-    }
-}
-
-/// Load name=value text into `dict`, as Postfix's dict_load_fp.
-pub fn load_text(path: &str, text: &str, dict: &mut NameValues) {
-    for line in readlline::read_logical_lines(text, path) {
-        match readlline::split_nameval(&line.text) {
-            Err(e) => msg::fatal(&format!(
-                "{path}, line {}: {e}: \"{}\"",
-                line.first_line, line.text
-            )),
-            Ok((name, value)) => {
-                if let Some(old) = dict.get(&name)
-                    && old != value
-                {
-                    msg::warn(&format!(
-                        "{path}, line {}: overriding earlier entry: {name}={old}",
-                        line.first_line
-                    ));
-                }
-                dict.set(&name, &value);
-            }
-        }
-    }
-}
-
-thread_local! {
-    static LAST_ERRNO: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
-}
-
-fn set_errno(e: i32) {
-    LAST_ERRNO.with(|c| c.set(e));
-}
-
-/// The text of the last error recorded by [`load_file`], as strerror(3).
-pub fn last_error_text() -> String {
-    let e = LAST_ERRNO.with(|c| c.get());
-    errno_text(&std::io::Error::from_raw_os_error(e))
-}
-
-/// An I/O error's text as C's strerror gives it ("No such file or directory").
-pub fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => crate::sys::strerror(code),
-        None => e.to_string(),
-    }
-}
+pub use crate::global::config_file::{errno_text, last_error_text, load_file, load_text};

@@ -227,7 +227,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 'a' => mode |= SHOW_SASL_SERV,
                 'A' => mode |= SHOW_SASL_CLNT,
                 'b' | 't' => {
-                    mode |= if ch == 'b' { EXP_DSN_TEMPL } else { DUMP_DSN_TEMPL };
+                    mode |= if ch == 'b' {
+                        EXP_DSN_TEMPL
+                    } else {
+                        DUMP_DSN_TEMPL
+                    };
                     if dsn_seen {
                         msg::fatal("specify one of -b and -t");
                     }

@@ -12,34 +12,108 @@ use std::collections::HashMap;
 
 /// Database client parameter suffixes, from Postfix 3.7.11's dict_*.c.
 const LDAP: &[&str] = &[
-    "bind", "bind_dn", "bind_pw", "cache", "cache_expiry", "cache_size", "chase_referrals",
-    "debuglevel", "dereference", "domain", "expansion_limit", "leaf_result_attribute",
-    "query_filter", "recursion_limit", "result_attribute", "result_format", "sasl",
-    "sasl_authz_id", "sasl_mechs", "sasl_minssf", "sasl_realm", "scope", "search_base",
-    "server_host", "server_port", "size_limit", "special_result_attribute",
-    "terminal_result_attribute", "timeout", "tls_ca_cert_dir", "tls_ca_cert_file",
-    "tls_cert", "tls_cipher_suite", "tls_key", "tls_random_file", "tls_require_cert",
-    "start_tls", "version",
+    "bind",
+    "bind_dn",
+    "bind_pw",
+    "cache",
+    "cache_expiry",
+    "cache_size",
+    "chase_referrals",
+    "debuglevel",
+    "dereference",
+    "domain",
+    "expansion_limit",
+    "leaf_result_attribute",
+    "query_filter",
+    "recursion_limit",
+    "result_attribute",
+    "result_format",
+    "sasl",
+    "sasl_authz_id",
+    "sasl_mechs",
+    "sasl_minssf",
+    "sasl_realm",
+    "scope",
+    "search_base",
+    "server_host",
+    "server_port",
+    "size_limit",
+    "special_result_attribute",
+    "terminal_result_attribute",
+    "timeout",
+    "tls_ca_cert_dir",
+    "tls_ca_cert_file",
+    "tls_cert",
+    "tls_cipher_suite",
+    "tls_key",
+    "tls_random_file",
+    "tls_require_cert",
+    "start_tls",
+    "version",
 ];
 const MYSQL: &[&str] = &[
-    "additional_conditions", "dbname", "domain", "expansion_limit", "hosts", "idle_interval",
-    "option_file", "option_group", "password", "query", "require_result_set",
-    "result_format", "retry_interval", "select_field", "table", "tls_CAfile", "tls_CApath",
-    "tls_cert_file", "tls_ciphers", "tls_key_file", "tls_verify_cert", "user",
+    "additional_conditions",
+    "dbname",
+    "domain",
+    "expansion_limit",
+    "hosts",
+    "idle_interval",
+    "option_file",
+    "option_group",
+    "password",
+    "query",
+    "require_result_set",
+    "result_format",
+    "retry_interval",
+    "select_field",
+    "table",
+    "tls_CAfile",
+    "tls_CApath",
+    "tls_cert_file",
+    "tls_ciphers",
+    "tls_key_file",
+    "tls_verify_cert",
+    "user",
     "where_field",
 ];
 const PGSQL: &[&str] = &[
-    "additional_conditions", "dbname", "domain", "expansion_limit", "hosts", "password",
-    "query", "result_format", "select_field", "select_function", "table", "user",
+    "additional_conditions",
+    "dbname",
+    "domain",
+    "expansion_limit",
+    "hosts",
+    "password",
+    "query",
+    "result_format",
+    "select_field",
+    "select_function",
+    "table",
+    "user",
     "where_field",
 ];
 const SQLITE: &[&str] = &[
-    "additional_conditions", "dbpath", "domain", "expansion_limit", "query",
-    "result_format", "select_field", "table", "where_field",
+    "additional_conditions",
+    "dbpath",
+    "domain",
+    "expansion_limit",
+    "query",
+    "result_format",
+    "select_field",
+    "table",
+    "where_field",
 ];
 const MEMCACHE: &[&str] = &[
-    "backup", "data_size_limit", "domain", "flags", "key_format", "line_size_limit",
-    "max_try", "memcache", "retry_pause", "timeout", "ttl",
+    "backup",
+    "data_size_limit",
+    "domain",
+    "flags",
+    "key_format",
+    "line_size_limit",
+    "max_try",
+    "memcache",
+    "retry_pause",
+    "timeout",
+    "ttl",
 ];
 
 const DBMS: &[(&str, &[&str])] = &[
@@ -59,7 +133,11 @@ enum Space {
 
 impl Pcf {
     fn source(scope: Option<usize>) -> &'static str {
-        if scope.is_some() { "master.cf" } else { "main.cf" }
+        if scope.is_some() {
+            "master.cf"
+        } else {
+            "main.cf"
+        }
     }
 
     /// Note a `$name` reference; make `name` valid where it has a value.
@@ -170,7 +248,11 @@ impl Pcf {
             Space::Master(i) => self.masters[i]
                 .all_params
                 .as_ref()
-                .map(|d| d.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+                .map(|d| {
+                    d.iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
         for (name, value) in entries {
@@ -330,10 +412,7 @@ impl Pcf {
 
     fn dbms_warn(&self, scope: Option<usize>, err: &str) {
         match scope {
-            Some(i) => msg::warn(&format!(
-                "master.cf:{}: {err}",
-                self.masters[i].name_space
-            )),
+            Some(i) => msg::warn(&format!("master.cf:{}: {err}", self.masters[i].name_space)),
             None => msg::warn(&format!("main.cf: {err}")),
         }
     }
