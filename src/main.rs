@@ -8,7 +8,10 @@ use rostfix::{commands, global};
 use std::ffi::OsString;
 
 /// The programs this binary implements, by name.
-const PROGRAMS: &[(&str, fn(Vec<OsString>) -> i32)] = &[("postconf", commands::postconf::main)];
+/// A program's entry point: its argv, returning the exit status.
+type Entry = fn(Vec<OsString>) -> i32;
+
+const PROGRAMS: &[(&str, Entry)] = &[("postconf", commands::postconf::main)];
 
 fn usage() -> i32 {
     let names: Vec<&str> = PROGRAMS.iter().map(|(n, _)| *n).collect();
