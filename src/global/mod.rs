@@ -2,6 +2,7 @@
 //! expansion, diagnostics.
 
 pub mod config_file;
+pub mod dict;
 pub mod expand;
 pub mod hostinfo;
 pub mod mail_conf;

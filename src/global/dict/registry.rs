@@ -1,0 +1,28 @@
+//! Table types by name: `dict_open("hash:/etc/aliases", ...)`.
+//!
+//! Each table module adds itself to [`TYPES`] with an opener. `postconf -m`
+//! lists the names here.
+
+use super::{Dict, OpenError, OpenMode, split_spec};
+
+/// Opens a table of one type: (name after the `type:`, mode, DICT_FLAG_* bits).
+pub type Opener = fn(&str, OpenMode, u32) -> Result<Box<dyn Dict>, OpenError>;
+
+/// Every supported table type. Keep sorted by name.
+pub static TYPES: &[(&str, Opener)] = &[];
+
+/// Open `type:name`.
+pub fn dict_open(spec: &str, mode: OpenMode, flags: u32) -> Result<Box<dyn Dict>, OpenError> {
+    let (ty, name) = split_spec(spec)?;
+    match TYPES.iter().find(|(t, _)| *t == ty) {
+        Some((_, open)) => open(name, mode, flags),
+        None => Err(OpenError(format!("unsupported dictionary type: {ty}"))),
+    }
+}
+
+/// The names of the supported types, sorted.
+pub fn type_names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = TYPES.iter().map(|(n, _)| *n).collect();
+    v.sort();
+    v
+}
