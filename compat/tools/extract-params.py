@@ -61,6 +61,7 @@ def main():
     out.append("use super::params::{Kind, ParamDef};")
     out.append("")
     out.append("/// Every built-in parameter of Postfix 3.7.11 (Debian build), sorted by name.")
+    out.append("#[rustfmt::skip]")
     out.append("pub static BUILTIN: &[ParamDef] = &[")
     names = sorted(set(order) | set(kinds))
     for name in names:
