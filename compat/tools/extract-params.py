@@ -11,6 +11,15 @@ Inputs (facts, not code):
 Output: src/global/param_table.rs (generated, committed).
 
 Usage: compat/tools/extract-params.py PREPROCESSED.i POSTCONF-D.txt > src/global/param_table.rs
+
+Making PREPROCESSED.i from a Postfix 3.7.11 source tree (tag v3.7.11):
+  cd postfix/src/postconf
+  awk -f extract.awk ../*/*.c | sh          # Postfix's own table extraction
+  inc=$(for d in ../*/; do printf ' -I%s' "$d"; done)
+  gcc -E -DLINUX6 -DHAS_PCRE=2 -DHAS_LDAP -DHAS_SQLITE -DMYORIGIN_FROM_FILE -DHAS_CDB \
+      -DHAS_LMDB -DHAS_MYSQL -DHAS_PGSQL -DUSE_TLS -DUSE_SASL_AUTH -DDEBIAN $inc \
+      postconf_builtin.c -o PREPROCESSED.i
+POSTCONF-D.txt is `postconf -d` of Debian's 3.7.11 binary (../shared/reference/postconf-d-3.7.txt).
 """
 import re
 import sys
