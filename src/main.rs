@@ -11,7 +11,10 @@ use std::ffi::OsString;
 /// A program's entry point: its argv, returning the exit status.
 type Entry = fn(Vec<OsString>) -> i32;
 
-const PROGRAMS: &[(&str, Entry)] = &[("postconf", commands::postconf::main)];
+const PROGRAMS: &[(&str, Entry)] = &[
+    ("demo", commands::demo::main),
+    ("postconf", commands::postconf::main),
+];
 
 fn usage() -> i32 {
     let names: Vec<&str> = PROGRAMS.iter().map(|(n, _)| *n).collect();

@@ -1,3 +1,4 @@
 //! One module per Postfix command.
 
+pub mod demo;
 pub mod postconf;
