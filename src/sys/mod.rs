@@ -1,5 +1,7 @@
 //! The only place for `unsafe`: thin wrappers around system calls.
 
+pub mod net;
+
 /// The kernel's host name (gethostname(2)), as one-char-per-byte text.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];

@@ -1,0 +1,199 @@
+//! Network interface and name-service wrappers: getifaddrs(3),
+//! getaddrinfo(3) and a socket(2) probe for address-family support.
+
+use std::ffi::CString;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub use libc::{AF_INET, AF_INET6, AF_UNSPEC};
+
+/// The interface is up (IFF_UP).
+pub const IFF_UP: u32 = libc::IFF_UP as u32;
+
+/// An address as the kernel reports it: IPv4, IPv6, or another family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockAddr {
+    Inet(Ipv4Addr),
+    Inet6(Ipv6Addr),
+    Other(i32),
+}
+
+impl SockAddr {
+    /// The address family number (AF_INET ...).
+    pub fn family(&self) -> i32 {
+        match self {
+            SockAddr::Inet(_) => AF_INET,
+            SockAddr::Inet6(_) => AF_INET6,
+            SockAddr::Other(f) => *f,
+        }
+    }
+}
+
+/// One entry of the interface address list, in the order getifaddrs(3)
+/// returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfAddr {
+    pub name: String,
+    pub flags: u32,
+    pub addr: Option<SockAddr>,
+    pub netmask: Option<SockAddr>,
+}
+
+/// Convert a `struct sockaddr` pointer into a [`SockAddr`].
+///
+/// # Safety
+/// `sa` must be null or point to a valid socket address whose storage is
+/// large enough for its family (as getifaddrs and getaddrinfo guarantee).
+unsafe fn from_sockaddr(sa: *const libc::sockaddr) -> Option<SockAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: sa is non-null and points to a sockaddr (caller's contract).
+    let family = i32::from(unsafe { (*sa).sa_family });
+    Some(match family {
+        AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let sin = unsafe { &*(sa as *const libc::sockaddr_in) };
+            SockAddr::Inet(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+        }
+        AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let sin6 = unsafe { &*(sa as *const libc::sockaddr_in6) };
+            SockAddr::Inet6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+        }
+        f => SockAddr::Other(f),
+    })
+}
+
+/// The system's interface address list (getifaddrs(3)).
+pub fn interfaces() -> std::io::Result<Vec<IfAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: head is a valid out-pointer; on success it receives a list that
+    // we release with freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: p is a non-null node of the list getifaddrs returned, which
+        // stays valid until freeifaddrs.
+        let ifa = unsafe { &*p };
+        let name = if ifa.ifa_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+            let c = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+            crate::util::latin1::decode(c.to_bytes())
+        };
+        // SAFETY: the address pointers are null or valid for their family.
+        let addr = unsafe { from_sockaddr(ifa.ifa_addr) };
+        // SAFETY: as above. On Linux the netmask carries the address's family.
+        let netmask = unsafe { from_sockaddr(ifa.ifa_netmask) };
+        out.push(IfAddr {
+            name,
+            flags: ifa.ifa_flags,
+            addr,
+            netmask,
+        });
+        p = ifa.ifa_next;
+    }
+    // SAFETY: head came from a successful getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// A getaddrinfo(3) failure: its EAI_* code, and errno for EAI_SYSTEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaiError {
+    pub code: i32,
+    pub errno: i32,
+}
+
+impl GaiError {
+    /// gai_strerror(3) text (strerror for EAI_SYSTEM).
+    pub fn text(&self) -> String {
+        if self.code == libc::EAI_SYSTEM {
+            return super::strerror(self.errno);
+        }
+        // SAFETY: gai_strerror returns a pointer to a static NUL-terminated
+        // string for any code.
+        let p = unsafe { libc::gai_strerror(self.code) };
+        if p.is_null() {
+            return format!("Unknown error {}", self.code);
+        }
+        // SAFETY: p is non-null and NUL-terminated (see above).
+        let c = unsafe { std::ffi::CStr::from_ptr(p) };
+        crate::util::latin1::decode(c.to_bytes())
+    }
+}
+
+/// Resolve a host name or numeric address with getaddrinfo(3): no service,
+/// SOCK_STREAM, the given family (AF_UNSPEC for any). Results keep the
+/// resolver's order.
+pub fn resolve(host: &str, family: i32) -> Result<Vec<SockAddr>, GaiError> {
+    let Ok(chost) = CString::new(crate::util::latin1::encode(host)) else {
+        return Err(GaiError {
+            code: libc::EAI_NONAME,
+            errno: 0,
+        });
+    };
+    // SAFETY: addrinfo is a plain C struct; all-zero is a valid "no hints".
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = family;
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: chost is NUL-terminated, hints is initialised, res is a valid
+    // out-pointer; a successful result is released with freeaddrinfo below.
+    let rc = unsafe { libc::getaddrinfo(chost.as_ptr(), std::ptr::null(), &hints, &mut res) };
+    if rc != 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        return Err(GaiError { code: rc, errno });
+    }
+    let mut out = Vec::new();
+    let mut p = res;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list getaddrinfo returned.
+        let ai = unsafe { &*p };
+        // SAFETY: ai_addr is null or a valid address of ai_family.
+        if let Some(sa) = unsafe { from_sockaddr(ai.ai_addr) } {
+            out.push(sa);
+        }
+        p = ai.ai_next;
+    }
+    // SAFETY: res came from a successful getaddrinfo and is freed once.
+    unsafe { libc::freeaddrinfo(res) };
+    Ok(out)
+}
+
+/// Whether the kernel supports stream sockets of an address family: create
+/// one and close it. Returns the errno of a failure.
+pub fn probe_socket(family: i32) -> Result<(), i32> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is closed
+    // right away.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    // SAFETY: fd is a descriptor we own and close once.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_listed_and_resolves() {
+        let list = interfaces().unwrap();
+        assert!(
+            list.iter()
+                .any(|i| i.addr == Some(SockAddr::Inet(Ipv4Addr::LOCALHOST)))
+        );
+        assert_eq!(
+            resolve("127.0.0.1", AF_UNSPEC).unwrap(),
+            vec![SockAddr::Inet(Ipv4Addr::LOCALHOST)]
+        );
+        assert!(probe_socket(AF_INET).is_ok());
+    }
+}
