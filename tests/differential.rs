@@ -440,7 +440,10 @@ struct Outcome {
 
 enum FileChange {
     Added(Vec<u8>),
-    Changed(Vec<u8>),
+    /// Old and new content.
+    Changed(Vec<u8>, Vec<u8>),
+    /// A symlink or other non-file is now a regular file with this content.
+    Replaced(Vec<u8>),
     Removed,
     Other(String),
 }
@@ -762,7 +765,10 @@ impl Runner<'_> {
                 (Some(old), new) if old == new => continue,
                 (_, Entry::Dir) if matches!(before.get(name), Some(Entry::Dir)) => continue,
                 (None, Entry::File(d)) => FileChange::Added(d.clone()),
-                (Some(_), Entry::File(d)) => FileChange::Changed(d.clone()),
+                (Some(Entry::File(old)), Entry::File(d)) => {
+                    FileChange::Changed(old.clone(), d.clone())
+                }
+                (Some(_), Entry::File(d)) => FileChange::Replaced(d.clone()),
                 (_, Entry::Link(t)) => FileChange::Other(format!("symlink to {}", t.display())),
                 (_, Entry::Dir) => FileChange::Other("directory".into()),
                 (_, Entry::Other) => FileChange::Other("special file".into()),
@@ -801,7 +807,8 @@ impl Runner<'_> {
                 .map(|(n, c)| {
                     let c = match c {
                         FileChange::Added(d) => FileChange::Added(norm(&d)),
-                        FileChange::Changed(d) => FileChange::Changed(norm(&d)),
+                        FileChange::Changed(old, d) => FileChange::Changed(norm(&old), norm(&d)),
+                        FileChange::Replaced(d) => FileChange::Replaced(norm(&d)),
                         other => other,
                     };
                     (n, c)
@@ -877,7 +884,16 @@ fn render(case: &Case, o: &Outcome, host: Option<&HostValues>) -> Vec<u8> {
     for (name, change) in &o.files {
         match change {
             FileChange::Added(d) => section(&mut out, &format!("file {name} added"), &h(d)),
-            FileChange::Changed(d) => section(&mut out, &format!("file {name} changed"), &h(d)),
+            FileChange::Changed(old, d) => {
+                let d = h(d);
+                let title = format!("file {name} changed, now {} bytes; diff", d.len());
+                section(&mut out, &title, &file_delta(&h(old), &d));
+            }
+            FileChange::Replaced(d) => section(
+                &mut out,
+                &format!("file {name} is now a regular file"),
+                &h(d),
+            ),
             FileChange::Removed => {
                 out.extend_from_slice(format!("=== file {name} removed\n").as_bytes())
             }
@@ -977,10 +993,9 @@ fn show_line(prefix: char, line: &[u8]) -> String {
     format!("    {prefix}{}", shown.escape_debug())
 }
 
-/// A unified-style diff of the first differences between `a` (expected) and `b` (actual).
-fn diff(a: &[u8], b: &[u8], max_lines: usize) -> Vec<String> {
-    let la: Vec<&[u8]> = a.split(|&c| c == b'\n').collect();
-    let lb: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
+/// The edit script turning `la` into `lb`: (' ', line), ('-', line), ('+', line). Common head
+/// and tail are matched first; the middle is an LCS when small enough, else all-minus-all-plus.
+fn edit_script<'a>(la: &[&'a [u8]], lb: &[&'a [u8]]) -> Vec<(char, &'a [u8])> {
     let mut pre = 0;
     while pre < la.len() && pre < lb.len() && la[pre] == lb[pre] {
         pre += 1;
@@ -994,8 +1009,7 @@ fn diff(a: &[u8], b: &[u8], max_lines: usize) -> Vec<String> {
     }
     let ma = &la[pre..la.len() - suf];
     let mb = &lb[pre..lb.len() - suf];
-    // Edit script of the differing middle: LCS when small enough, else all-minus-then-plus.
-    let mut ops: Vec<(char, &[u8])> = Vec::new();
+    let mut ops: Vec<(char, &[u8])> = la[..pre].iter().map(|l| (' ', *l)).collect();
     if ma.len() * mb.len() <= 4_000_000 {
         let (n, m) = (ma.len(), mb.len());
         let mut t = vec![0u32; (n + 1) * (m + 1)];
@@ -1014,30 +1028,40 @@ fn diff(a: &[u8], b: &[u8], max_lines: usize) -> Vec<String> {
                 ops.push((' ', ma[i]));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || t[i * (m + 1) + j + 1] >= t[(i + 1) * (m + 1) + j]) {
-                ops.push(('+', mb[j]));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || t[(i + 1) * (m + 1) + j] >= t[i * (m + 1) + j + 1]) {
                 ops.push(('-', ma[i]));
                 i += 1;
+            } else {
+                ops.push(('+', mb[j]));
+                j += 1;
             }
         }
     } else {
         ops.extend(ma.iter().map(|l| ('-', *l)));
         ops.extend(mb.iter().map(|l| ('+', *l)));
     }
-    let mut out = vec![format!("    @@ line {} @@", pre + 1)];
-    for l in &la[pre.saturating_sub(2)..pre] {
-        out.push(show_line(' ', l));
-    }
+    ops.extend(la[la.len() - suf..].iter().map(|l| (' ', *l)));
+    ops
+}
+
+fn lines(data: &[u8]) -> Vec<&[u8]> {
+    data.split(|&c| c == b'\n').collect()
+}
+
+/// A unified-style diff of the first differences between `a` (expected) and `b` (actual).
+fn diff(a: &[u8], b: &[u8], max_lines: usize) -> Vec<String> {
+    let (la, lb) = (lines(a), lines(b));
+    let ops = edit_script(&la, &lb);
+    let first = ops.iter().position(|o| o.0 != ' ').unwrap_or(0);
+    let mut out = vec![format!("    @@ line {} @@", first + 1)];
     let mut shown = 0;
     let mut since_change = 0;
-    for (op, l) in ops {
+    for (op, l) in &ops[first.saturating_sub(2)..] {
         if shown >= max_lines {
             out.push("    ...".into());
             break;
         }
-        if op == ' ' {
+        if *op == ' ' {
             since_change += 1;
             if since_change > 2 {
                 continue;
@@ -1045,8 +1069,41 @@ fn diff(a: &[u8], b: &[u8], max_lines: usize) -> Vec<String> {
         } else {
             since_change = 0;
         }
-        out.push(show_line(op, l));
+        out.push(show_line(*op, l));
         shown += 1;
+    }
+    out
+}
+
+/// How a file changed, as hunks without context (`@@ -OLD,N +NEW,M @@`, then `-`/`+` lines):
+/// golden files hold what a command changed, not a copy of the config it was given.
+fn file_delta(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let (la, lb) = (lines(old), lines(new));
+    let ops = edit_script(&la, &lb);
+    let mut out = Vec::new();
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while k < ops.len() {
+        if ops[k].0 == ' ' {
+            i += 1;
+            j += 1;
+            k += 1;
+            continue;
+        }
+        let start = k;
+        while k < ops.len() && ops[k].0 != ' ' {
+            k += 1;
+        }
+        let hunk = &ops[start..k];
+        let dels = hunk.iter().filter(|o| o.0 == '-').count();
+        let adds = hunk.len() - dels;
+        out.extend_from_slice(format!("@@ -{},{dels} +{},{adds} @@\n", i + 1, j + 1).as_bytes());
+        for (op, l) in hunk {
+            out.push(*op as u8);
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        i += dels;
+        j += adds;
     }
     out
 }
