@@ -24,6 +24,16 @@ fn is_space(c: char) -> bool {
 /// Split text into logical lines. Text that continues nothing (a first line
 /// starting with whitespace) is dropped with Postfix's warning, naming `path`.
 pub fn read_logical_lines(data: &str, path: &str) -> Vec<LogicalLine> {
+    read_logical_lines_with(data, path, &mut |w| msg::warn(&w))
+}
+
+/// [`read_logical_lines`], with the warnings given to `warn` (the text after
+/// `warning: `) instead of stderr.
+pub fn read_logical_lines_with(
+    data: &str,
+    path: &str,
+    warn: &mut dyn FnMut(String),
+) -> Vec<LogicalLine> {
     let mut out = Vec::new();
     let mut cur: Option<LogicalLine> = None;
     let mut lineno = 0usize;
@@ -60,21 +70,18 @@ pub fn read_logical_lines(data: &str, path: &str) -> Vec<LogicalLine> {
     if let Some(c) = cur.take() {
         out.push(c);
     }
-    // Postfix's reader returns text up to the first NUL (a C string).
-    for l in &mut out {
+    // Postfix's reader returns text up to the first NUL (a C string); its
+    // warning shows up to 30 bytes of that and "..." when the whole logical
+    // line (NULs and all) is longer.
+    out.retain_mut(|l| {
+        let full_len = l.text.chars().count();
         if let Some(i) = l.text.find('\0') {
             l.text.truncate(i);
         }
-    }
-    out.retain(|l| {
         if l.text.starts_with(is_space) {
             let shown: String = l.text.chars().take(30).collect();
-            let more = if l.text.chars().count() > 30 {
-                "..."
-            } else {
-                ""
-            };
-            msg::warn(&format!(
+            let more = if full_len > 30 { "..." } else { "" };
+            warn(format!(
                 "{path}: logical line must not start with whitespace: \"{shown}{more}\""
             ));
             false

@@ -1,6 +1,9 @@
 //! The only place for `unsafe`: thin wrappers around system calls.
 
+pub mod inet;
 pub mod net;
+pub mod pcre;
+pub mod regex;
 
 /// The kernel's host name (gethostname(2)), as one-char-per-byte text.
 pub fn hostname() -> String {

@@ -10,6 +10,10 @@
 //! [`registry`]. Key folding and the NUL-terminator conventions are flags
 //! (Postfix's DICT_FLAG_*), interpreted by each implementation.
 
+pub mod cidr;
+pub mod pattern_util;
+pub mod pcre;
+pub mod regexp;
 pub mod registry;
 
 use std::fmt;

@@ -9,7 +9,11 @@ use super::{Dict, OpenError, OpenMode, split_spec};
 pub type Opener = fn(&str, OpenMode, u32) -> Result<Box<dyn Dict>, OpenError>;
 
 /// Every supported table type. Keep sorted by name.
-pub static TYPES: &[(&str, Opener)] = &[];
+pub static TYPES: &[(&str, Opener)] = &[
+    ("cidr", super::cidr::open),
+    ("pcre", super::pcre::open),
+    ("regexp", super::regexp::open),
+];
 
 /// Open `type:name`.
 pub fn dict_open(spec: &str, mode: OpenMode, flags: u32) -> Result<Box<dyn Dict>, OpenError> {

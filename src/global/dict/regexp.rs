@@ -1,0 +1,438 @@
+//! `regexp:` tables: POSIX regular expressions, as Postfix 3.7's
+//! dict_regexp (regexp_table(5)).
+//!
+//! Matching is the C library's regcomp()/regexec() (see [`crate::sys::regex`]),
+//! so patterns mean exactly what they mean to Postfix on the same host.
+//!
+//! Syntax, one rule per logical line:
+//! - `/pattern/flags result` and `/pattern/flags!/pattern2/flags result`
+//!   (the second pattern must also match, or with `!` not match); any
+//!   non-alphanumeric character can be the delimiter; `\` escapes it.
+//! - `!/pattern/ result`: a negative match (no `$number` in the result).
+//! - flags `i` (toggle case-insensitive matching, on by default), `x` (toggle
+//!   extended syntax, on by default), `m` (toggle REG_NEWLINE).
+//! - `if /pattern/` ... `endif`, nested; `if !/pattern/`.
+//! - `$1`..`$N`, `${N}`, `$(N)` in the result; `$$` is a `$`.
+//!
+//! Bad lines are skipped with Postfix's warning texts.
+
+use super::pattern_util::{
+    self as pu, Diag, Replacement, is_alnum, is_space, keyword, skip_space, text, trimmed_len,
+};
+use super::{Dict, DictError, OpenError, OpenMode, Seq, Status, flags};
+use crate::sys::regex::{REG_EXTENDED, REG_ICASE, REG_NEWLINE, REG_NOSUB, Regex};
+use std::ffi::CString;
+
+const TYPE: &str = "regexp";
+
+/// A pattern as written, before compilation.
+struct RawPat {
+    regexp: Vec<u8>,
+    options: i32,
+    matched: bool,
+}
+
+/// A compiled pattern and whether the rule wants it to match or not.
+struct Pat {
+    re: Regex,
+    matched: bool,
+}
+
+enum Rule {
+    Match {
+        lineno: usize,
+        first: Pat,
+        second: Option<Pat>,
+        repl: Replacement,
+    },
+    If {
+        lineno: usize,
+        pat: Pat,
+        /// Index of the matching `endif`, if any.
+        endif: Option<usize>,
+    },
+    Endif,
+}
+
+/// An open `regexp:` table.
+pub struct RegexpDict {
+    name: String,
+    flags: u32,
+    rules: Vec<Rule>,
+    diag: Diag,
+}
+
+/// Open `regexp:name` (the opener registered for "regexp").
+pub fn open(name: &str, mode: OpenMode, dict_flags: u32) -> Result<Box<dyn Dict>, OpenError> {
+    Ok(Box::new(RegexpDict::open(
+        name,
+        mode,
+        dict_flags,
+        Diag::stderr(),
+    )?))
+}
+
+impl RegexpDict {
+    /// Open with warnings sent to `diag` (stderr, or collected for tests).
+    pub fn open(
+        name: &str,
+        mode: OpenMode,
+        dict_flags: u32,
+        diag: Diag,
+    ) -> Result<RegexpDict, OpenError> {
+        pu::require_read_only(TYPE, name, mode)?;
+        let mut diag = diag;
+        let src = pu::read_source(TYPE, name, &mut diag)?;
+        let mut d = RegexpDict {
+            name: name.to_string(),
+            flags: dict_flags | flags::PATTERN,
+            rules: Vec::new(),
+            diag,
+        };
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        for line in &src.lines {
+            let bytes = crate::util::latin1::encode(&line.text);
+            let bytes = &bytes[..trimmed_len(&bytes)];
+            if bytes.is_empty() {
+                continue;
+            }
+            let Some(rule) = d.parse_line(line.first_line, bytes, stack.len()) else {
+                continue;
+            };
+            match rule {
+                Rule::If { .. } => stack.push((d.rules.len(), line.first_line)),
+                Rule::Endif => {
+                    let here = d.rules.len();
+                    if let Some((i, _)) = stack.pop()
+                        && let Rule::If { endif, .. } = &mut d.rules[i]
+                    {
+                        *endif = Some(here);
+                    }
+                }
+                Rule::Match { .. } => {}
+            }
+            d.rules.push(rule);
+        }
+        while let Some((_, lineno)) = stack.pop() {
+            d.warn("IF has no matching ENDIF".into(), lineno);
+        }
+        Ok(d)
+    }
+
+    /// Warnings given so far (when opened with [`Diag::collect`]).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        self.diag.take()
+    }
+
+    fn warn(&mut self, what: String, lineno: usize) {
+        let t = format!("{TYPE} map {}, line {lineno}: {what}", self.name);
+        self.diag.warn(t);
+    }
+
+    /// One pattern with its negations and flags, from `line[*p..]`.
+    fn get_pat(&mut self, lineno: usize, line: &[u8], p: &mut usize) -> Option<RawPat> {
+        let mut matched = true;
+        while *p < line.len() {
+            if line[*p] == b'!' {
+                matched = !matched;
+            } else if !is_space(line[*p]) {
+                break;
+            }
+            *p += 1;
+        }
+        if *p >= line.len() {
+            self.warn("no regexp: skipping this rule".into(), lineno);
+            return None;
+        }
+        let delim = line[*p];
+        *p += 1;
+        let start = *p;
+        while *p < line.len() {
+            if line[*p] == b'\\' {
+                if *p + 1 < line.len() {
+                    *p += 1;
+                } else {
+                    // A trailing backslash ends the pattern (as Postfix).
+                    break;
+                }
+            } else if line[*p] == delim {
+                break;
+            }
+            *p += 1;
+        }
+        if *p >= line.len() {
+            self.warn(
+                format!(
+                    "no closing regexp delimiter \"{}\": skipping this rule",
+                    delim as char
+                ),
+                lineno,
+            );
+            return None;
+        }
+        let regexp = line[start..*p].to_vec();
+        *p += 1;
+        let mut options = REG_EXTENDED | REG_ICASE;
+        while *p < line.len() && !is_space(line[*p]) && line[*p] != b'!' {
+            match line[*p] {
+                b'i' => options ^= REG_ICASE,
+                b'm' => options ^= REG_NEWLINE,
+                b'x' => options ^= REG_EXTENDED,
+                c => {
+                    self.warn(
+                        format!(
+                            "unknown regexp option \"{}\": skipping this rule",
+                            c as char
+                        ),
+                        lineno,
+                    );
+                    return None;
+                }
+            }
+            *p += 1;
+        }
+        Some(RawPat {
+            regexp,
+            options,
+            matched,
+        })
+    }
+
+    fn compile(&mut self, lineno: usize, pat: &RawPat) -> Option<Regex> {
+        match Regex::new(&pat.regexp, pat.options) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                self.warn(e.message, lineno);
+                None
+            }
+        }
+    }
+
+    fn parse_line(&mut self, lineno: usize, line: &[u8], nesting: usize) -> Option<Rule> {
+        let mut p = 0;
+        if !is_alnum(line[0]) {
+            // A match rule: one or two patterns, then the result.
+            let mut first = self.get_pat(lineno, line, &mut p)?;
+            let second = if line.get(p) == Some(&b'!') {
+                Some(self.get_pat(lineno, line, &mut p)?)
+            } else {
+                None
+            };
+            p = skip_space(line, p);
+            if p >= line.len() {
+                self.warn("no replacement text: using empty string".into(), lineno);
+            }
+            let mut result = line[p..].to_vec();
+            if self.flags & flags::SRC_RHS_IS_FILE != 0 {
+                match pu::file_to_b64(&result) {
+                    Ok(b) => result = b,
+                    Err(e) => {
+                        self.warn(format!("{e}: skipping this rule"), lineno);
+                        return None;
+                    }
+                }
+            }
+            let name = self.name.clone();
+            let Some(repl) =
+                pu::prescan(TYPE, &name, lineno, "out-of-range", &result, &mut self.diag)
+            else {
+                self.warn("bad replacement syntax: skipping this rule".into(), lineno);
+                return None;
+            };
+            if repl.max_sub == 0 {
+                first.options |= REG_NOSUB;
+            }
+            if repl.max_sub > 0 && !first.matched {
+                self.warn(
+                    "$number found in negative match replacement text: skipping this rule".into(),
+                    lineno,
+                );
+                return None;
+            }
+            if repl.max_sub > 0 && self.flags & flags::NO_REGSUB != 0 {
+                self.warn(
+                    "regular expression substitution is not allowed: skipping this rule".into(),
+                    lineno,
+                );
+                return None;
+            }
+            let first_re = self.compile(lineno, &first)?;
+            if repl.max_sub > first_re.nsub() {
+                self.warn(
+                    format!(
+                        "out of range replacement index \"{}\": skipping this rule",
+                        repl.max_sub as i32
+                    ),
+                    lineno,
+                );
+                return None;
+            }
+            let second = match second {
+                Some(mut s) => {
+                    s.options |= REG_NOSUB;
+                    let re = self.compile(lineno, &s)?;
+                    Some(Pat {
+                        re,
+                        matched: s.matched,
+                    })
+                }
+                None => None,
+            };
+            Some(Rule::Match {
+                lineno,
+                first: Pat {
+                    re: first_re,
+                    matched: first.matched,
+                },
+                second,
+                repl,
+            })
+        } else if let Some(n) = keyword(line, "IF") {
+            p = skip_space(line, n);
+            let pat = self.get_pat(lineno, line, &mut p)?;
+            p = skip_space(line, p);
+            if p < line.len() {
+                self.warn(
+                    format!(
+                        "ignoring extra text after IF statement: \"{}\"",
+                        text(&line[p..])
+                    ),
+                    lineno,
+                );
+                self.warn(
+                    "do not prepend whitespace to statements between IF and ENDIF".into(),
+                    lineno,
+                );
+            }
+            let re = self.compile(lineno, &pat)?;
+            Some(Rule::If {
+                lineno,
+                pat: Pat {
+                    re,
+                    matched: pat.matched,
+                },
+                endif: None,
+            })
+        } else if let Some(n) = keyword(line, "ENDIF") {
+            if nesting == 0 {
+                self.warn("ignoring ENDIF without matching IF".into(), lineno);
+                return None;
+            }
+            if skip_space(line, n) < line.len() {
+                self.warn("ignoring extra text after ENDIF".into(), lineno);
+            }
+            Some(Rule::Endif)
+        } else {
+            self.warn("ignoring unrecognized request".into(), lineno);
+            None
+        }
+    }
+
+    /// Does `pat` give the wanted outcome on `key`? Matching errors are
+    /// reported and count as "no".
+    #[allow(clippy::type_complexity)]
+    fn test(
+        pat: &Pat,
+        key: &CString,
+        nmatch: usize,
+        name: &str,
+        lineno: usize,
+        diag: &mut Diag,
+    ) -> (bool, Option<Vec<Option<(usize, usize)>>>) {
+        match pat.re.exec(key, nmatch) {
+            Ok(Some(m)) => (pat.matched, Some(m)),
+            Ok(None) => (!pat.matched, None),
+            Err(e) => {
+                diag.warn(format!("{TYPE} map {name}, line {lineno}: {}", e.message));
+                (false, None)
+            }
+        }
+    }
+}
+
+impl Dict for RegexpDict {
+    fn type_name(&self) -> &str {
+        TYPE
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    fn set_flags(&mut self, flags: u32) {
+        self.flags = flags;
+    }
+
+    fn lookup(&mut self, key: &str) -> Result<Option<String>, DictError> {
+        if crate::global::msg::verbose() > 0 {
+            crate::global::msg::info(&format!("dict_regexp_lookup: {}: {key}", self.name));
+        }
+        let k = pu::lookup_key(key, self.flags);
+        let ck = CString::new(k.clone()).unwrap_or_default();
+        let mut i = 0;
+        while i < self.rules.len() {
+            match &self.rules[i] {
+                Rule::Match {
+                    lineno,
+                    first,
+                    second,
+                    repl,
+                } => {
+                    let nmatch = if repl.max_sub > 0 {
+                        repl.max_sub + 1
+                    } else {
+                        0
+                    };
+                    let (ok, m) =
+                        Self::test(first, &ck, nmatch, &self.name, *lineno, &mut self.diag);
+                    if !ok {
+                        i += 1;
+                        continue;
+                    }
+                    if let Some(s) = second
+                        && !Self::test(s, &ck, 0, &self.name, *lineno, &mut self.diag).0
+                    {
+                        i += 1;
+                        continue;
+                    }
+                    let m = m.unwrap_or_default();
+                    let out = pu::expand(repl, &mut |n| {
+                        let (so, eo) = (*m.get(n)?)?;
+                        (so < eo && eo <= k.len()).then(|| k[so..eo].to_vec())
+                    });
+                    return Ok(Some(text(&out)));
+                }
+                Rule::If {
+                    lineno, pat, endif, ..
+                } => {
+                    if Self::test(pat, &ck, 0, &self.name, *lineno, &mut self.diag).0 {
+                        i += 1;
+                        continue;
+                    }
+                    match endif {
+                        Some(e) => i = e + 1,
+                        None => return Ok(None),
+                    }
+                }
+                Rule::Endif => i += 1,
+            }
+        }
+        Ok(None)
+    }
+
+    fn update(&mut self, _key: &str, _value: &str) -> Result<Status, DictError> {
+        Err(pu::unsupported(TYPE, &self.name, "update"))
+    }
+
+    fn delete(&mut self, _key: &str) -> Result<Status, DictError> {
+        Err(pu::unsupported(TYPE, &self.name, "delete"))
+    }
+
+    fn sequence(&mut self, _how: Seq) -> Result<Option<(String, String)>, DictError> {
+        Err(pu::unsupported(TYPE, &self.name, "sequence"))
+    }
+}
