@@ -23,6 +23,7 @@ use rostfix::global::dict::pattern_util::Diag;
 use rostfix::global::dict::pcre::PcreDict;
 use rostfix::global::dict::regexp::RegexpDict;
 use rostfix::global::dict::{Dict, OpenError, OpenMode, flags};
+use rostfix::global::msg::printable;
 use rostfix::util::latin1;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -448,13 +449,16 @@ fn ours(case: &Case, keys: &[Vec<u8>], batch: bool) -> Run {
     let mut dict = match Opened::open(case.ty, &case.name, fl) {
         Ok(d) => d,
         Err(e) => {
-            run.err.push(format!("postmap: fatal: {}", e.0));
+            run.err
+                .push(format!("postmap: fatal: {}", printable(&e.0, false)));
             return run;
         }
     };
     let warn = |run: &mut Run, w: Vec<String>| {
-        run.err
-            .extend(w.into_iter().map(|w| format!("postmap: warning: {w}")));
+        run.err.extend(
+            w.into_iter()
+                .map(|w| format!("postmap: warning: {}", printable(&w, false))),
+        );
     };
     let w = dict.take_warnings();
     warn(&mut run, w);
@@ -882,6 +886,107 @@ impl Rng {
     }
 }
 
+impl Rng {
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+
+    /// A table of mostly well-formed rules.
+    fn table(&mut self, ty: &str) -> Vec<u8> {
+        let mut t = String::new();
+        for _ in 0..self.below(8) + 1 {
+            let line = match ty {
+                "cidr" => {
+                    let neg = if self.below(5) == 0 { "!" } else { "" };
+                    let net = if self.below(3) == 0 {
+                        format!("2001:db8::{:x}", self.below(4) * 16)
+                    } else {
+                        format!("10.{}.{}.0", self.below(3), self.below(3) * 64)
+                    };
+                    let mask =
+                        self.pick(&["", "/8", "/16", "/24", "/26", "/32", "/64", "/0", "/120"]);
+                    match self.below(10) {
+                        0 => format!("if {neg}{net}{mask}"),
+                        1 => "endif".to_string(),
+                        _ => format!("{neg}{net}{mask} r{}", self.below(100)),
+                    }
+                }
+                _ => {
+                    let mut re = String::new();
+                    for _ in 0..self.below(5) + 1 {
+                        re.push_str(self.pick(&[
+                            "a",
+                            "b",
+                            "B",
+                            "(a)",
+                            "(b|a)",
+                            "(a*)",
+                            "[ab]",
+                            "*",
+                            "+",
+                            "?",
+                            "|",
+                            "^",
+                            "$",
+                            ".",
+                            "\\1",
+                            "{1,2}",
+                            "\\s",
+                            "\\w",
+                            "[[:alpha:]]",
+                            "\\(",
+                            "\\)",
+                            "(",
+                            ")",
+                            "\\/",
+                            "-",
+                        ]));
+                    }
+                    let neg = if self.below(6) == 0 { "!" } else { "" };
+                    let flags = self.pick(&["", "", "i", "m", "x", "s", "A", "E", "U", "X", "ix"]);
+                    let mut res = format!("r{}", self.below(100));
+                    for _ in 0..self.below(3) {
+                        res.push_str(self.pick(&["$1", "${2}", "$$", "-", "$(1)", "$3"]));
+                    }
+                    match self.below(10) {
+                        0 => format!("if {neg}/{re}/{flags}"),
+                        1 => "endif".to_string(),
+                        _ => format!("{neg}/{re}/{flags} {res}"),
+                    }
+                }
+            };
+            t.push_str(&line);
+            t.push('\n');
+        }
+        t.into_bytes()
+    }
+
+    /// A key that such a table may match.
+    fn key(&mut self, ty: &str) -> Vec<u8> {
+        match ty {
+            "cidr" => {
+                if self.below(3) == 0 {
+                    format!("2001:db8::{:x}", self.below(80)).into_bytes()
+                } else {
+                    format!(
+                        "10.{}.{}.{}",
+                        self.below(3),
+                        self.below(256),
+                        self.below(256)
+                    )
+                    .into_bytes()
+                }
+            }
+            _ => {
+                let n = self.below(7);
+                (0..n)
+                    .map(|_| *b"aabbAB -/(".get(self.below(10)).unwrap())
+                    .collect()
+            }
+        }
+    }
+}
+
 #[test]
 fn random_tables_and_keys_never_panic() {
     let dir = tempdir::Dir::new("pattern-fuzz");
@@ -923,4 +1028,90 @@ fn random_tables_and_keys_never_panic() {
         "fuzz round too slow: {:?}",
         start.elapsed()
     );
+}
+
+/// Random tables and keys through both implementations. Slow (a postmap run
+/// per table): `cargo test --test pattern_tables -- --ignored`, with
+/// ROSTFIX_FUZZ_SEED and ROSTFIX_FUZZ_ROUNDS to vary it.
+#[test]
+#[ignore]
+fn random_tables_match_postfix() {
+    let Some(r) = reference_or_notice() else {
+        return;
+    };
+    let seed: u64 = std::env::var("ROSTFIX_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let rounds: usize = std::env::var("ROSTFIX_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let dir = tempdir::Dir::new("pattern-difffuzz");
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut cases = Vec::new();
+    for round in 0..rounds {
+        let ty = ["regexp", "pcre", "cidr"][round % 3];
+        let table = if round % 2 == 0 {
+            let mut t = Vec::new();
+            for _ in 0..rng.below(6) + 1 {
+                t.extend_from_slice(&rng.bytes(12));
+                t.push(b'\n');
+            }
+            t
+        } else {
+            rng.table(ty)
+        };
+        let path = dir.path().join(format!("t{round}"));
+        std::fs::write(&path, &table).unwrap();
+        let mut keys = Vec::new();
+        for _ in 0..6 {
+            // postmap -q - reads lines: no newline inside a batch key.
+            let k: Vec<u8> = if round % 2 == 0 {
+                rng.bytes(6).into_iter().filter(|&c| c != b'\n').collect()
+            } else {
+                rng.key(ty)
+            };
+            keys.push(k);
+        }
+        cases.push(Case {
+            id: format!("random-{seed}-{round}"),
+            ty,
+            name: path.to_string_lossy().into_owned(),
+            keys,
+            extra_flags: 0,
+        });
+    }
+    let mut failures = Vec::new();
+    let mut hits = 0;
+    for chunk in cases.chunks(16) {
+        let theirs: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|c| {
+                    let r = &r;
+                    s.spawn(move || transcript(c, |keys, _| r.batch(c, keys)))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (c, theirs) in chunk.iter().zip(theirs) {
+            hits += theirs
+                .lines()
+                .filter(|l| l.starts_with("out ") && l.len() > 4)
+                .count();
+            let mine = transcript(c, |keys, batch| ours(c, keys, batch));
+            if mine != theirs {
+                let table = std::fs::read(&c.name).unwrap();
+                failures.push(format!(
+                    "{} ({}) table {:?}\n--- postfix\n{theirs}--- ours\n{mine}",
+                    c.id,
+                    c.ty,
+                    escape(&table)
+                ));
+            }
+        }
+    }
+    eprintln!("{rounds} random tables, {hits} keys found");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -6,10 +6,45 @@
 use crate::util::latin1;
 use std::io::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 static PROGNAME: Mutex<String> = Mutex::new(String::new());
 static VERBOSE: AtomicU32 = AtomicU32::new(0);
+static UTF8: AtomicBool = AtomicBool::new(false);
+
+/// Keep UTF-8 sequences in messages (Postfix's util_utf8_enable, set from
+/// smtputf8_enable once main.cf is read); otherwise they become `?`.
+pub fn set_utf8_enable(on: bool) {
+    UTF8.store(on, Ordering::Relaxed);
+}
+
+/// Postfix's printable(): every byte that is not printable ASCII becomes
+/// `?`, except (with `utf8`) the bytes of what looks like a UTF-8 sequence.
+/// Postfix applies this to every message text before output.
+pub fn printable(text: &str, utf8: bool) -> String {
+    let b: Vec<u32> = text.chars().map(|c| c as u32).collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let ch = b[i];
+        if (0x20..0x7f).contains(&ch) {
+            out.push(ch as u8 as char);
+        } else if utf8
+            && (194..=254).contains(&ch)
+            && b.get(i + 1).is_some_and(|c| (128..192).contains(c))
+        {
+            out.push(char::from_u32(ch).unwrap_or('?'));
+            while let Some(&c) = b.get(i + 1).filter(|c| (128..192).contains(*c)) {
+                out.push(char::from_u32(c).unwrap_or('?'));
+                i += 1;
+            }
+        } else {
+            out.push('?');
+        }
+        i += 1;
+    }
+    out
+}
 
 /// Set the name that prefixes every message (argv[0] as invoked).
 pub fn init(progname: &str) {
@@ -36,7 +71,10 @@ fn emit(level: &str, text: &str) {
     let mut line = latin1::encode(&progname());
     line.extend_from_slice(b": ");
     line.extend_from_slice(level.as_bytes());
-    line.extend_from_slice(&latin1::encode(text));
+    line.extend_from_slice(&latin1::encode(&printable(
+        text,
+        UTF8.load(Ordering::Relaxed),
+    )));
     line.push(b'\n');
     let _ = std::io::stderr().write_all(&line);
 }
@@ -63,4 +101,18 @@ pub fn panic(text: &str) -> ! {
     emit("panic: ", text);
     crate::global::out::flush();
     std::process::exit(2);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_like_postfix() {
+        assert_eq!(printable("a\tb\x01c\u{7f}", false), "a?b?c?");
+        // "é" as UTF-8 bytes, one char per byte.
+        assert_eq!(printable("caf\u{c3}\u{a9}!", false), "caf??!");
+        assert_eq!(printable("caf\u{c3}\u{a9}!", true), "caf\u{c3}\u{a9}!");
+        assert_eq!(printable("\u{e9}t\u{e9}", true), "?t?");
+    }
 }
