@@ -382,3 +382,46 @@ impl Dict for CidrDict {
         Err(pu::unsupported(TYPE, &self.name, "sequence"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_inline(rules: &str) -> CidrDict {
+        CidrDict::open(rules, OpenMode::ReadOnly, 0, Diag::collect()).unwrap()
+    }
+
+    #[test]
+    fn networks_negation_and_blocks() {
+        let mut d = open_inline(
+            "{{192.0.2.0/24 doc}, {if !10.0.0.0/8}, {0.0.0.0/0 not-ten}, {endif}, {::/0 v6}}",
+        );
+        assert!(d.take_warnings().is_empty());
+        assert_eq!(d.lookup("192.0.2.9").unwrap().as_deref(), Some("doc"));
+        assert_eq!(d.lookup("10.1.1.1").unwrap(), None);
+        assert_eq!(d.lookup("11.1.1.1").unwrap().as_deref(), Some("not-ten"));
+        assert_eq!(d.lookup("2001:db8::1").unwrap().as_deref(), Some("v6"));
+        assert_eq!(d.lookup("not-an-address").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_networks_are_skipped_with_postfix_texts() {
+        let mut d = open_inline("{{192.0.2.1/24 x}, {1.2.3.0/280 wraps}}");
+        assert_eq!(
+            d.take_warnings(),
+            [
+                "cidr map {{192.0.2.1/24 x}, {1.2.3.0/280 wraps}}, line 1: non-null host address bits in \"192.0.2.1/24\", perhaps you should use \"192.0.2.0/24\" instead: skipping this rule"
+            ]
+        );
+        // Postfix keeps the prefix length in an unsigned char: 280 is /24.
+        assert_eq!(d.lookup("1.2.3.99").unwrap().as_deref(), Some("wraps"));
+    }
+
+    #[test]
+    fn read_only() {
+        let e = CidrDict::open("{{1.2.3.4 x}}", OpenMode::ReadWrite, 0, Diag::collect())
+            .err()
+            .unwrap();
+        assert_eq!(e.0, "cidr:{{1.2.3.4 x}} map requires O_RDONLY access mode");
+    }
+}

@@ -399,3 +399,51 @@ impl Dict for PcreDict {
         Err(pu::unsupported(TYPE, &self.name, "sequence"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_inline(rules: &str, fl: u32) -> PcreDict {
+        PcreDict::open(rules, OpenMode::ReadOnly, fl, Diag::collect()).unwrap()
+    }
+
+    #[test]
+    fn fold_mul_lowercases_the_key_before_matching() {
+        let mut d = open_inline("{{/^(Abc)(.*)$/i sub=$1$2}}", 0);
+        assert_eq!(d.lookup("ABCdef").unwrap(), None);
+        let mut d = open_inline("{{/^(abc)(.*)$/i sub=$1$2}}", flags::FOLD_MUL);
+        assert_eq!(d.lookup("ABCdef").unwrap().as_deref(), Some("sub=abcdef"));
+    }
+
+    #[test]
+    fn no_regsub_rejects_substitution() {
+        let mut d = open_inline("{{/(a)/ $1}}", flags::NO_REGSUB);
+        assert_eq!(
+            d.take_warnings(),
+            [
+                "pcre map {{/(a)/ $1}}, line 1: regular expression substitution is not allowed: skipping this rule"
+            ]
+        );
+        assert_eq!(d.lookup("a").unwrap(), None);
+    }
+
+    #[test]
+    fn read_only_and_no_updates() {
+        let e = PcreDict::open("{{/a/ b}}", OpenMode::Create, 0, Diag::collect())
+            .err()
+            .unwrap();
+        assert_eq!(e.0, "pcre:{{/a/ b}} map requires O_RDONLY access mode");
+        let mut d = open_inline("{{/a/ b}}", 0);
+        assert_eq!(
+            d.update("a", "b").unwrap_err(),
+            DictError::Config("table pcre:{{/a/ b}}: update operation is not supported".into())
+        );
+    }
+
+    #[test]
+    fn unset_groups_expand_to_nothing() {
+        let mut d = open_inline("{{/^(x)?(y)(z)?$/ [$1][$2][$3]}}", 0);
+        assert_eq!(d.lookup("y").unwrap().as_deref(), Some("[][y][]"));
+    }
+}

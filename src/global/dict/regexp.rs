@@ -436,3 +436,62 @@ impl Dict for RegexpDict {
         Err(pu::unsupported(TYPE, &self.name, "sequence"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_inline(rules: &str, fl: u32) -> RegexpDict {
+        RegexpDict::open(rules, OpenMode::ReadOnly, fl, Diag::collect()).unwrap()
+    }
+
+    #[test]
+    fn fold_mul_lowercases_the_key_before_matching() {
+        let mut d = open_inline("{{/^(Abc)(.*)$/i sub=$1$2}}", 0);
+        assert_eq!(d.lookup("ABCdef").unwrap(), None);
+        assert_eq!(d.lookup("AbcDEF").unwrap().as_deref(), Some("sub=AbcDEF"));
+        let mut d = open_inline("{{/^(abc)(.*)$/i sub=$1$2}}", flags::FOLD_MUL);
+        assert_eq!(d.lookup("ABCdef").unwrap().as_deref(), Some("sub=abcdef"));
+    }
+
+    #[test]
+    fn no_regsub_rejects_substitution() {
+        let mut d = open_inline("{{/(a)/ $1}, {/b/ $$plain}}", flags::NO_REGSUB);
+        assert_eq!(
+            d.take_warnings(),
+            [
+                "regexp map {{/(a)/ $1}, {/b/ $$plain}}, line 1: regular expression substitution is not allowed: skipping this rule"
+            ]
+        );
+        assert_eq!(d.lookup("a").unwrap(), None);
+        assert_eq!(d.lookup("b").unwrap().as_deref(), Some("$plain"));
+    }
+
+    #[test]
+    fn read_only_and_no_updates() {
+        let e = RegexpDict::open("{{/a/ b}}", OpenMode::ReadWrite, 0, Diag::collect())
+            .err()
+            .unwrap();
+        assert_eq!(e.0, "regexp:{{/a/ b}} map requires O_RDONLY access mode");
+        let mut d = open_inline("{{/a/ b}}", 0);
+        assert_eq!(
+            d.sequence(Seq::First).unwrap_err(),
+            DictError::Config("table regexp:{{/a/ b}}: sequence operation is not supported".into())
+        );
+        assert!(d.update("a", "b").is_err());
+        assert!(d.delete("a").is_err());
+        assert_eq!(d.flags() & flags::PATTERN, flags::PATTERN);
+    }
+
+    #[test]
+    fn if_without_endif_ends_the_table() {
+        let mut d = open_inline("{{if /^a/}, {/b/ in}, {/./ any}}", 0);
+        assert_eq!(
+            d.take_warnings(),
+            ["regexp map {{if /^a/}, {/b/ in}, {/./ any}}, line 1: IF has no matching ENDIF"]
+        );
+        assert_eq!(d.lookup("ab").unwrap().as_deref(), Some("in"));
+        assert_eq!(d.lookup("ax").unwrap().as_deref(), Some("any"));
+        assert_eq!(d.lookup("x").unwrap(), None);
+    }
+}
