@@ -596,9 +596,10 @@ fn reference() -> Option<Reference> {
             .unwrap();
     }
     let libpath = format!(
-        "{}:{}",
+        "{}:{}:{}",
         root.join("usr/lib/postfix").display(),
-        root.join("usr/lib/x86_64-linux-gnu").display()
+        root.join("usr/lib/x86_64-linux-gnu").display(),
+        root.join("lib/x86_64-linux-gnu").display()
     );
     Some(Reference {
         postmap,
