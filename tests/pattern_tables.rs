@@ -219,7 +219,19 @@ fn own_cases() -> Vec<Case> {
             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb!",
             "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbd",
             "x",
+            "caf\\xe9",
+            "cafe",
+            "x\\xc3\\xa9",
+            "\\xc3\\xa9t\\xc3\\xa9",
+            "bb",
         ]),
+        0,
+    );
+    add(
+        "more.regexp",
+        "regexp",
+        "tests/pattern/more.regexp",
+        keys_file("tests/pattern/more.keys"),
         0,
     );
     // The feature tables read by the other engine: same syntax, other rules.
