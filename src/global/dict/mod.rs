@@ -10,6 +10,8 @@
 //! [`registry`]. Key folding and the NUL-terminator conventions are flags
 //! (Postfix's DICT_FLAG_*), interpreted by each implementation.
 
+pub mod cdb;
+pub mod lmdb;
 pub mod registry;
 
 use std::fmt;

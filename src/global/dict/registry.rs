@@ -9,7 +9,7 @@ use super::{Dict, OpenError, OpenMode, split_spec};
 pub type Opener = fn(&str, OpenMode, u32) -> Result<Box<dyn Dict>, OpenError>;
 
 /// Every supported table type. Keep sorted by name.
-pub static TYPES: &[(&str, Opener)] = &[];
+pub static TYPES: &[(&str, Opener)] = &[("cdb", super::cdb::open), ("lmdb", super::lmdb::open)];
 
 /// Open `type:name`.
 pub fn dict_open(spec: &str, mode: OpenMode, flags: u32) -> Result<Box<dyn Dict>, OpenError> {
