@@ -131,12 +131,23 @@ pub fn open(name: &str, mode: OpenMode, dict_flags: u32) -> Result<Box<dyn Dict>
 }
 
 impl LmdbDict {
+    /// Open with the initial map size from [`set_map_size`].
     pub fn open(name: &str, mode: OpenMode, dict_flags: u32) -> Result<LmdbDict, OpenError> {
+        Self::open_sized(name, mode, dict_flags, map_size())
+    }
+
+    /// Open with this initial map size.
+    pub fn open_sized(
+        name: &str,
+        mode: OpenMode,
+        dict_flags: u32,
+        initial_map_size: usize,
+    ) -> Result<LmdbDict, OpenError> {
         let path = format!("{name}{SUFFIX}");
         let fpath = latin1::to_path(&path);
         let open_err =
             |code: i32| OpenError(format!("open database {path}: {}", mdb::strerror(code)));
-        let mut curr = map_size().max(FUDGE);
+        let mut curr = initial_map_size.max(FUDGE);
         let mut hard = SIZE_MAX;
         if let Ok(st) = std::fs::metadata(&fpath) {
             let size = st.len() as usize;
