@@ -494,7 +494,7 @@ fn lmdb_sequence_matches_postfix() {
         .iter()
         .map(|(k, v)| (k.to_lowercase(), v.clone()))
         .collect();
-    model.sort_by(|a, b| (a.0.clone() + "\0").cmp(&(b.0.clone() + "\0")));
+    model.sort_by_key(|(k, _)| k.clone() + "\0");
     let want: String = model.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
     same(&mine, &want, "check at line 445");
     let Some(pf) = Postfix::new("lmdb-seq", "") else {
