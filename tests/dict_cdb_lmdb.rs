@@ -704,3 +704,36 @@ fn lmdb_messages_match_postfix() {
         assert_eq!(out.status.code(), Some(1));
     }
 }
+
+/// While we rebuild a table, Postfix still reads the old one; after close,
+/// the new one. (cdb: the new file is renamed into place; lmdb: one bulk
+/// transaction.)
+#[test]
+fn readers_see_old_table_during_rebuild() {
+    let s = Scratch::new("rebuild");
+    for ty in ["cdb", "lmdb"] {
+        let table = s.path(ty);
+        let spec = format!("{ty}:{table}");
+        build_ours(ty, &table, &[("k".into(), "old".into())], 0);
+        let mut d = dict::registry::dict_open(&spec, OpenMode::Create, BUILD).unwrap();
+        assert_eq!(d.update("k", "new").unwrap(), Status::Success);
+        assert_eq!(d.update("other", "x").unwrap(), Status::Success);
+        // Our reader, meanwhile.
+        let mut r = dict::registry::dict_open(&spec, OpenMode::ReadOnly, QUERY).unwrap();
+        assert_eq!(r.lookup("k").unwrap().as_deref(), Some("old"), "{ty}");
+        assert_eq!(r.lookup("other").unwrap(), None, "{ty}");
+        drop(r);
+        let pf = Postfix::new(&format!("rebuild-{ty}"), "");
+        if let Some(pf) = &pf {
+            let out = pf.postmap(&["-q", "k", &spec], b"");
+            assert_eq!(text(&out.stdout), "old\n", "{ty}: {}", text(&out.stderr));
+        }
+        d.close().unwrap();
+        let mut r = dict::registry::dict_open(&spec, OpenMode::ReadOnly, QUERY).unwrap();
+        assert_eq!(r.lookup("k").unwrap().as_deref(), Some("new"), "{ty}");
+        if let Some(pf) = &pf {
+            let out = pf.postmap(&["-q", "-", &spec], b"k\nother\n");
+            assert_eq!(text(&out.stdout), "k\tnew\nother\tx\n", "{ty}");
+        }
+    }
+}
