@@ -22,17 +22,21 @@
 //! - no sequence (postmap -s): Postfix's "sequence operation is not
 //!   supported" error.
 //!
-//! Readers hold the whole file in memory (tinycdb maps it); parsing is pure
-//! and bounds-checked: a corrupt or truncated file gives tinycdb's EPROTO
-//! ("Protocol error"), never a panic.
+//! Readers read the file piece by piece with positioned reads (tinycdb maps
+//! it): processes that share a big table share the page cache rather than
+//! each holding a copy. Every access is bounds-checked as tinycdb checks it:
+//! a corrupt or truncated file gives tinycdb's EPROTO ("Protocol error"),
+//! never a panic.
 
 use super::{Dict, DictError, OpenError, OpenMode, Seq, Status, flags};
 use crate::global::msg;
 use crate::sys::lock::{LockOp, flock};
 use crate::util::latin1;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 /// The file name suffix.
@@ -48,29 +52,87 @@ pub fn hash(data: &[u8]) -> u32 {
         .fold(5381u32, |h, &c| h.wrapping_add(h << 5) ^ u32::from(c))
 }
 
-fn unpack(b: &[u8], at: u64) -> Option<u32> {
-    let at = usize::try_from(at).ok()?;
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+/// Why a cdb file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The file is not a well-formed cdb (tinycdb's EPROTO).
+    Corrupt,
+    /// The file could not be read.
+    Io(io::Error),
 }
 
-/// The file is not a well-formed cdb (tinycdb's EPROTO).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Corrupt;
-
-impl Corrupt {
-    /// The errno text Postfix prints for it.
-    pub fn text() -> String {
-        crate::sys::strerror(libc::EPROTO)
+impl PartialEq for ReadError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ReadError::Corrupt, ReadError::Corrupt) => true,
+            (ReadError::Io(a), ReadError::Io(b)) => a.kind() == b.kind(),
+            _ => false,
+        }
     }
 }
 
-/// A (key, value) pair in a cdb file.
-pub type Record<'a> = (&'a [u8], &'a [u8]);
+impl ReadError {
+    /// The errno text Postfix prints for it ("Protocol error" for damage).
+    pub fn text(&self) -> String {
+        match self {
+            ReadError::Corrupt => crate::sys::strerror(libc::EPROTO),
+            ReadError::Io(e) => errno_text(e),
+        }
+    }
+}
 
-/// A cdb file held in memory, for lookups.
+use ReadError::Corrupt;
+
+/// Where a reader's bytes are: in memory, or in a file read piece by piece
+/// (so that many processes reading one big table share the page cache
+/// instead of each holding a copy).
+enum Source {
+    Mem(Vec<u8>),
+    File(File),
+}
+
+impl Source {
+    /// `len` bytes at `pos`; the caller has checked them against the file
+    /// size, so a short read means the file shrank: Corrupt.
+    fn read_at(&self, pos: u64, len: u64) -> Result<Cow<'_, [u8]>, ReadError> {
+        match self {
+            Source::Mem(v) => {
+                let start = usize::try_from(pos).map_err(|_| Corrupt)?;
+                let end = start
+                    .checked_add(usize::try_from(len).map_err(|_| Corrupt)?)
+                    .ok_or(Corrupt)?;
+                v.get(start..end).map(Cow::Borrowed).ok_or(Corrupt)
+            }
+            Source::File(f) => {
+                let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Corrupt)?];
+                match f.read_exact_at(&mut buf, pos) {
+                    Ok(()) => Ok(Cow::Owned(buf)),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(Corrupt),
+                    Err(e) => Err(ReadError::Io(e)),
+                }
+            }
+        }
+    }
+
+    /// Two numbers at `pos`.
+    fn pair_at(&self, pos: u64) -> Result<(u32, u32), ReadError> {
+        let b = self.read_at(pos, 8)?;
+        Ok((
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        ))
+    }
+}
+
+/// A (key, value) pair read from a cdb file.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// A cdb file opened for lookups. Every access is bounds-checked the way
+/// tinycdb checks it.
 pub struct Reader {
-    data: Vec<u8>,
+    src: Source,
+    /// The table of contents (the 2048-byte header).
+    toc: Vec<u8>,
     /// The usable size (tinycdb caps it at 4 GB - 1).
     fsize: u64,
     /// The end of the record area: where the first hash table starts.
@@ -78,30 +140,56 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Check the header; a file shorter than the header is corrupt.
-    pub fn new(data: Vec<u8>) -> Result<Reader, Corrupt> {
-        if data.len() < HEADER {
+    /// A cdb image in memory.
+    pub fn new(data: Vec<u8>) -> Result<Reader, ReadError> {
+        let size = data.len() as u64;
+        Reader::with_source(Source::Mem(data), size)
+    }
+
+    /// A cdb file, read on demand.
+    pub fn from_file(file: File) -> Result<Reader, ReadError> {
+        let size = file.metadata().map_err(ReadError::Io)?.len();
+        Reader::with_source(Source::File(file), size)
+    }
+
+    fn with_source(src: Source, size: u64) -> Result<Reader, ReadError> {
+        // At least the header must be there.
+        if size < HEADER as u64 {
             return Err(Corrupt);
         }
-        let fsize = (data.len() as u64).min(0xffff_ffff);
-        let first = u64::from(unpack(&data, 0).ok_or(Corrupt)?);
+        let toc = src.read_at(0, HEADER as u64)?.into_owned();
+        let fsize = size.min(0xffff_ffff);
+        let first = u64::from(u32::from_le_bytes([toc[0], toc[1], toc[2], toc[3]]));
         let dend = first.clamp(HEADER as u64, fsize);
-        Ok(Reader { data, fsize, dend })
+        Ok(Reader {
+            src,
+            toc,
+            fsize,
+            dend,
+        })
     }
 
     /// Find the first record with this key and return its value.
-    pub fn find(&self, key: &[u8]) -> Result<Option<&[u8]>, Corrupt> {
+    pub fn find(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         let klen = key.len() as u64;
         if klen >= self.dend {
             return Ok(None);
         }
         let h = hash(key);
-        let toc = u64::from(h % 256) * 8;
-        let slots = u64::from(unpack(&self.data, toc + 4).ok_or(Corrupt)?);
+        let t = (h % 256) as usize * 8;
+        let word = |at: usize| {
+            u64::from(u32::from_le_bytes([
+                self.toc[at],
+                self.toc[at + 1],
+                self.toc[at + 2],
+                self.toc[at + 3],
+            ]))
+        };
+        let slots = word(t + 4);
         if slots == 0 {
             return Ok(None);
         }
-        let tpos = u64::from(unpack(&self.data, toc).ok_or(Corrupt)?);
+        let tpos = word(t);
         let tbytes = slots * 8;
         if slots > self.fsize >> 3
             || tpos < self.dend
@@ -112,8 +200,8 @@ impl Reader {
         }
         let mut slot = (u64::from(h >> 8) % slots) * 8;
         for _ in 0..slots {
-            let sh = unpack(&self.data, tpos + slot).ok_or(Corrupt)?;
-            let rpos = u64::from(unpack(&self.data, tpos + slot + 4).ok_or(Corrupt)?);
+            let (sh, rpos) = self.src.pair_at(tpos + slot)?;
+            let rpos = u64::from(rpos);
             if rpos == 0 {
                 return Ok(None);
             }
@@ -121,22 +209,18 @@ impl Reader {
                 if rpos > self.dend - 8 {
                     return Err(Corrupt);
                 }
-                if u64::from(unpack(&self.data, rpos).ok_or(Corrupt)?) == klen {
+                let (rk, rv) = self.src.pair_at(rpos)?;
+                if u64::from(rk) == klen {
                     if self.dend - klen < rpos + 8 {
                         return Err(Corrupt);
                     }
-                    let kstart = (rpos + 8) as usize;
-                    if self.data.get(kstart..kstart + key.len()) == Some(key) {
-                        let vlen = u64::from(unpack(&self.data, rpos + 4).ok_or(Corrupt)?);
+                    if *self.src.read_at(rpos + 8, klen)? == *key {
+                        let vlen = u64::from(rv);
                         let vpos = rpos + 8 + klen;
                         if self.dend < vlen || self.dend - vlen < vpos {
                             return Err(Corrupt);
                         }
-                        let v = self
-                            .data
-                            .get(vpos as usize..(vpos + vlen) as usize)
-                            .ok_or(Corrupt)?;
-                        return Ok(Some(v));
+                        return Ok(Some(self.src.read_at(vpos, vlen)?.into_owned()));
                     }
                 }
             }
@@ -149,18 +233,21 @@ impl Reader {
     }
 
     /// Every record in file order (as `cdb -d` lists them).
-    pub fn records(&self) -> Result<Vec<Record<'_>>, Corrupt> {
+    pub fn records(&self) -> Result<Vec<Record>, ReadError> {
         let mut out = Vec::new();
         let mut pos = HEADER as u64;
         while pos < self.dend {
-            let klen = u64::from(unpack(&self.data, pos).ok_or(Corrupt)?);
-            let vlen = u64::from(unpack(&self.data, pos + 4).ok_or(Corrupt)?);
+            if pos + 8 > self.dend {
+                return Err(Corrupt);
+            }
+            let (klen, vlen) = self.src.pair_at(pos)?;
+            let (klen, vlen) = (u64::from(klen), u64::from(vlen));
             let end = pos + 8 + klen + vlen;
             if end > self.dend {
                 return Err(Corrupt);
             }
-            let k = &self.data[(pos + 8) as usize..(pos + 8 + klen) as usize];
-            let v = &self.data[(pos + 8 + klen) as usize..end as usize];
+            let k = self.src.read_at(pos + 8, klen)?.into_owned();
+            let v = self.src.read_at(pos + 8 + klen, vlen)?.into_owned();
             out.push((k, v));
             pos = end;
         }
@@ -409,14 +496,17 @@ pub struct CdbQuery {
 impl CdbQuery {
     pub fn open(name: &str, dict_flags: u32) -> Result<CdbQuery, OpenError> {
         let path = format!("{name}{SUFFIX}");
-        let mut f = File::open(latin1::to_path(&path))
+        let f = File::open(latin1::to_path(&path))
             .map_err(|e| OpenError(format!("open database {path}: {}", errno_text(&e))))?;
-        let init_err = |e: String| OpenError(format!("dict_cdbq_open: unable to init {path}: {e}"));
-        let meta = f.metadata().map_err(|e| init_err(errno_text(&e)))?;
-        let mut data = Vec::with_capacity(meta.len() as usize);
-        f.read_to_end(&mut data)
-            .map_err(|e| init_err(errno_text(&e)))?;
-        let reader = Reader::new(data).map_err(|_| init_err(Corrupt::text()))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| OpenError(format!("dict_dbq_open: fstat: {}", errno_text(&e))))?;
+        let reader = Reader::from_file(f).map_err(|e| {
+            OpenError(format!(
+                "dict_cdbq_open: unable to init {path}: {}",
+                e.text()
+            ))
+        })?;
         // A source file changed after the table was built (but not just
         // now, while it is being edited) deserves a warning.
         if let Ok(src) = std::fs::metadata(latin1::to_path(name)) {
@@ -459,13 +549,14 @@ impl Dict for CdbQuery {
 
     fn lookup(&mut self, key: &str) -> Result<Option<String>, DictError> {
         let mut k = c_key(key, self.flags);
+        let path = &self.path;
         let corrupt =
-            |_| DictError::Retry(format!("error reading {}: {}", self.path, Corrupt::text()));
+            |e: ReadError| DictError::Retry(format!("error reading {path}: {}", e.text()));
         let mut found = None;
         if self.flags & flags::TRY1NULL != 0 {
             k.push(0);
             if let Some(v) = self.reader.find(&k).map_err(corrupt)? {
-                found = Some(c_value(v));
+                found = Some(c_value(&v));
             }
             k.pop();
             if found.is_some() {
@@ -474,7 +565,7 @@ impl Dict for CdbQuery {
         }
         if found.is_none() && self.flags & flags::TRY0NULL != 0 {
             if let Some(v) = self.reader.find(&k).map_err(corrupt)? {
-                found = Some(c_value(v));
+                found = Some(c_value(&v));
             }
             if found.is_some() {
                 self.flags &= !flags::TRY1NULL;
@@ -701,8 +792,8 @@ mod tests {
         assert_eq!(&img[0xa3 * 8..0xa3 * 8 + 8], &[0x22, 8, 0, 0, 2, 0, 0, 0]);
         assert_eq!(&img[2040..2048], &[0x42, 8, 0, 0, 0, 0, 0, 0]);
         let r = Reader::new(img).unwrap();
-        assert_eq!(r.find(b"foo"), Ok(Some(&b"bar"[..])));
-        assert_eq!(r.find(b"baz"), Ok(Some(&b"Qux value"[..])));
+        assert_eq!(r.find(b"foo"), Ok(Some(b"bar".to_vec())));
+        assert_eq!(r.find(b"baz"), Ok(Some(b"Qux value".to_vec())));
         assert_eq!(r.find(b"fo"), Ok(None));
         assert_eq!(r.find(b"foo\0"), Ok(None));
     }
@@ -716,17 +807,24 @@ mod tests {
         assert_eq!(w.put(b"k", b"3", PutMode::Add), Ok(false));
         assert_eq!(w.len(), 2);
         let r = Reader::new(w.finish()).unwrap();
-        assert_eq!(r.find(b"k"), Ok(Some(&b"1"[..])), "the first record wins");
+        assert_eq!(
+            r.find(b"k"),
+            Ok(Some(b"1".to_vec())),
+            "the first record wins"
+        );
         assert_eq!(r.records().unwrap().len(), 2);
         // Replace removes every older record with the key.
         assert_eq!(w.put(b"x", b"y", PutMode::Insert), Ok(false));
         assert_eq!(w.put(b"k", b"4", PutMode::Replace), Ok(true));
         assert_eq!(w.len(), 2);
         let r = Reader::new(w.finish()).unwrap();
-        assert_eq!(r.find(b"k"), Ok(Some(&b"4"[..])));
+        assert_eq!(r.find(b"k"), Ok(Some(b"4".to_vec())));
         assert_eq!(
             r.records().unwrap(),
-            vec![(&b"x"[..], &b"y"[..]), (&b"k"[..], &b"4"[..])]
+            vec![
+                (b"x".to_vec(), b"y".to_vec()),
+                (b"k".to_vec(), b"4".to_vec())
+            ]
         );
     }
 
@@ -751,7 +849,7 @@ mod tests {
             };
             assert_eq!(
                 r.find(format!("key{i}").as_bytes()),
-                Ok(Some(v.as_bytes())),
+                Ok(Some(v.clone().into_bytes())),
                 "key{i}"
             );
         }
@@ -765,6 +863,42 @@ mod tests {
         assert!(img.chunks(8).all(|c| c == [0, 8, 0, 0, 0, 0, 0, 0]));
         let r = Reader::new(img).unwrap();
         assert_eq!(r.find(b"x"), Ok(None));
+    }
+
+    #[test]
+    fn file_reader_and_a_file_that_shrinks() {
+        let dir = std::env::temp_dir().join(format!("rostfix-cdbfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.cdb");
+        let mut w = Writer::new();
+        for i in 0..100u32 {
+            w.put(
+                format!("k{i}").as_bytes(),
+                format!("v{i}").as_bytes(),
+                PutMode::Insert,
+            )
+            .unwrap();
+        }
+        std::fs::write(&p, w.finish()).unwrap();
+        let r = Reader::from_file(File::open(&p).unwrap()).unwrap();
+        assert_eq!(r.find(b"k42"), Ok(Some(b"v42".to_vec())));
+        assert_eq!(r.records().unwrap().len(), 100);
+        // Truncated under the reader: answers or EPROTO, never a panic.
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(2100)
+            .unwrap();
+        let mut errors = 0;
+        for i in 0..100u32 {
+            let e = r.find(format!("k{i}").as_bytes()).unwrap_err();
+            assert_eq!(e, ReadError::Corrupt);
+            assert_eq!(e.text(), "Protocol error");
+            errors += 1;
+        }
+        assert_eq!(errors, 100);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
