@@ -737,3 +737,45 @@ fn readers_see_old_table_during_rebuild() {
         }
     }
 }
+
+/// 1,000,000 entries, both ways, for both types (slow: run with
+/// `cargo test --release -- --ignored million`).
+#[test]
+#[ignore]
+fn million_entries_both_ways() {
+    let Some(pf) = Postfix::new("million", "") else {
+        return;
+    };
+    let s = Scratch::new("million");
+    let e: Vec<(String, String)> = (0..1_000_000u32)
+        .map(|i| (format!("u{i}@d{}.example", i % 1000), format!("v{i}")))
+        .collect();
+    let src = s.path("src");
+    std::fs::write(&src, source(&e)).unwrap();
+    let keys: Vec<String> = (0..1_000_000u32)
+        .step_by(997)
+        .map(|i| format!("U{i}@D{}.example", i % 1000))
+        .collect();
+    let want = expected_q(&e, &keys);
+    for ty in ["cdb", "lmdb"] {
+        let t0 = std::time::Instant::now();
+        let ours = s.path(&format!("o{ty}"));
+        build_ours(ty, &ours, &e, 0);
+        let t1 = t0.elapsed();
+        let out = pf.postmap(
+            &["-q", "-", &format!("{ty}:{ours}")],
+            keys.join("\n").as_bytes(),
+        );
+        same(&text(&out.stdout), &want, "Postfix reading ours");
+        let t2 = std::time::Instant::now();
+        let out = pf.postmap(&[&format!("{ty}:{src}")], b"");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let t3 = t2.elapsed();
+        same(
+            &our_lookups(ty, &src, &keys),
+            &want,
+            "ours reading Postfix's",
+        );
+        eprintln!("{ty}: 1,000,000 entries built in {t1:?} by us, {t3:?} by Postfix");
+    }
+}
