@@ -528,3 +528,98 @@ impl Dict for LmdbDict {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> (std::path::PathBuf, String) {
+        let dir =
+            std::env::temp_dir().join(format!("rostfix-dictlmdb-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = dir.join("t").to_str().unwrap().to_string();
+        (dir, name)
+    }
+
+    /// A reader whose map is smaller than a writer made the file adopts the
+    /// new size (MDB_MAP_RESIZED) and keeps answering.
+    #[test]
+    fn reader_follows_a_grown_map() {
+        let (dir, name) = scratch("resize");
+        let fl = flags::DUP_WARN | flags::FOLD_FIX;
+        let mut w = LmdbDict::open_sized(&name, OpenMode::Create, fl, 64 * 1024).unwrap();
+        assert_eq!(w.update("Small", "1").unwrap(), Status::Success);
+        let mut r = LmdbDict::open_sized(&name, OpenMode::ReadOnly, fl, 64 * 1024).unwrap();
+        assert_eq!(r.lookup("SMALL").unwrap().as_deref(), Some("1"));
+        // Each update may double the writer's map once: grow step by step.
+        let big = "b".repeat(30_000);
+        for i in 0..40 {
+            let k = format!("big{i}");
+            assert_eq!(w.update(&k, &big).unwrap(), Status::Success, "{k}");
+        }
+        assert!(w.curr_limit >= 1 << 20);
+        assert!(std::fs::metadata(format!("{name}.lmdb")).unwrap().len() > 1 << 20);
+        assert_eq!(r.lookup("big39").unwrap().map(|v| v.len()), Some(30_000));
+        assert!(r.curr_limit >= 1 << 20, "{}", r.curr_limit);
+        // One doubling is all a single update gets, as in Postfix.
+        let huge = "h".repeat(8 * w.curr_limit);
+        assert_eq!(
+            w.update("huge", &huge).unwrap_err().to_string(),
+            format!("error updating lmdb:{name}: MDB_MAP_FULL: Environment mapsize limit reached")
+        );
+        // Duplicates: refused with DUP_WARN, replaced with DUP_REPLACE,
+        // an error without either.
+        assert_eq!(w.update("small", "2").unwrap(), Status::Fail);
+        w.set_flags(w.flags() & !flags::DUP_WARN);
+        assert_eq!(
+            w.update("small", "2").unwrap_err().to_string(),
+            format!("lmdb:{name}: duplicate entry: \"small\"")
+        );
+        w.set_flags(w.flags() | flags::DUP_REPLACE);
+        assert_eq!(w.update("small", "3").unwrap(), Status::Success);
+        assert_eq!(r.lookup("small").unwrap().as_deref(), Some("3"));
+        // Stored with a trailing NUL, so only the NUL form is tried now.
+        assert_eq!(
+            r.flags() & (flags::TRY0NULL | flags::TRY1NULL),
+            flags::TRY1NULL
+        );
+        // A read-only table refuses updates with LMDB's answer.
+        assert_eq!(
+            r.update("x", "y").unwrap_err().to_string(),
+            format!("error updating lmdb:{name}: Permission denied")
+        );
+        drop(r);
+        drop(w);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A walk inside a bulk build is refused with Postfix's words.
+    #[test]
+    fn no_walk_during_bulk_build() {
+        let (dir, name) = scratch("bulkseq");
+        let mut w = LmdbDict::open(
+            &name,
+            OpenMode::Create,
+            flags::DUP_WARN | flags::BULK_UPDATE,
+        )
+        .unwrap();
+        assert_eq!(w.update("a", "1").unwrap(), Status::Success);
+        assert_eq!(
+            w.sequence(Seq::First).unwrap_err().to_string(),
+            format!(
+                "lmdb:{name}: internal error: slmdb_cursor_get: bulk transaction is not supported"
+            )
+        );
+        assert_eq!(w.lookup("a").unwrap().as_deref(), Some("1"));
+        Box::new(w).close().unwrap();
+        let mut r = LmdbDict::open(&name, OpenMode::ReadOnly, 0).unwrap();
+        assert_eq!(
+            r.sequence(Seq::First).unwrap(),
+            Some(("a".to_string(), "1".to_string()))
+        );
+        assert_eq!(r.sequence(Seq::Next).unwrap(), None);
+        drop(r);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
