@@ -20,6 +20,7 @@
 //!   A reader whose map is smaller than a writer made it adopts the new size.
 
 use super::{Dict, DictError, OpenError, OpenMode, Seq, Status, flags};
+use crate::global::mail_conf::ConfError;
 use crate::global::msg;
 use crate::sys::lmdb::{self as mdb, Env};
 use crate::sys::lock::{LockOp, fcntl_lock};
@@ -39,6 +40,14 @@ static MAP_SIZE: AtomicUsize = AtomicUsize::new(DEFAULT_MAP_SIZE);
 /// `lmdb_map_size`; Postfix's dict_lmdb_map_size).
 pub fn set_map_size(bytes: usize) {
     MAP_SIZE.store(bytes, Ordering::Relaxed);
+}
+
+/// Read `lmdb_map_size` from main.cf (at least 1, as Postfix checks it) and
+/// use it for tables opened from now on.
+pub fn configure(conf: &crate::global::mail_conf::MailConf) -> Result<(), ConfError> {
+    let n = conf.get_long("lmdb_map_size", 1, 0)?;
+    set_map_size(usize::try_from(n).unwrap_or(usize::MAX));
+    Ok(())
 }
 
 /// The initial map size for new opens.
@@ -592,6 +601,21 @@ mod tests {
         drop(r);
         drop(w);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn map_size_from_main_cf() {
+        use crate::global::mail_conf::MailConf;
+        configure(&MailConf::from_text(
+            "/etc/postfix",
+            "lmdb_map_size = 33554432\n",
+        ))
+        .unwrap();
+        assert_eq!(map_size(), 32 << 20);
+        let bad = configure(&MailConf::from_text("/etc/postfix", "lmdb_map_size = 0\n"));
+        assert!(bad.is_err());
+        configure(&MailConf::from_text("/etc/postfix", "")).unwrap();
+        assert_eq!(map_size(), DEFAULT_MAP_SIZE);
     }
 
     /// A walk inside a bulk build is refused with Postfix's words.
