@@ -38,3 +38,6 @@ pub fn strerror(code: i32) -> String {
     let s = unsafe { std::ffi::CStr::from_ptr(p) };
     crate::util::latin1::decode(s.to_bytes())
 }
+
+pub mod lmdb;
+pub mod lock;

@@ -10,7 +10,9 @@
 //! [`registry`]. Key folding and the NUL-terminator conventions are flags
 //! (Postfix's DICT_FLAG_*), interpreted by each implementation.
 
+pub mod cdb;
 pub mod cidr;
+pub mod lmdb;
 pub mod pattern_util;
 pub mod pcre;
 pub mod regexp;

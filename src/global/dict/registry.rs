@@ -10,7 +10,9 @@ pub type Opener = fn(&str, OpenMode, u32) -> Result<Box<dyn Dict>, OpenError>;
 
 /// Every supported table type. Keep sorted by name.
 pub static TYPES: &[(&str, Opener)] = &[
+    ("cdb", super::cdb::open),
     ("cidr", super::cidr::open),
+    ("lmdb", super::lmdb::open),
     ("pcre", super::pcre::open),
     ("regexp", super::regexp::open),
 ];
