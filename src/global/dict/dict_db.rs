@@ -33,11 +33,11 @@
 //!   or updating (held from open to close, or only while loading and
 //!   writing when DICT_FLAG_LOCK asks for per-access locking).
 
+use super::db::memtable::{Insert, MemTable};
 use super::db::{self, Cursor, DbError, Kind, Reader, meta};
 use super::{Dict, DictError, OpenError, OpenMode, Seq, Status, flags};
 use crate::global::msg;
 use crate::util::latin1;
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -74,7 +74,7 @@ enum Body {
 /// A table being built or updated: all of it in memory.
 struct Writable {
     mode: OpenMode,
-    map: HashMap<Vec<u8>, Vec<u8>>,
+    map: MemTable,
     dirty: bool,
     /// Whether NAME.db existed (non-empty) when opened.
     existed: bool,
@@ -94,7 +94,25 @@ struct Writable {
 /// copy does.
 fn c_string(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    latin1::decode(&b[..end])
+    to_text(&b[..end])
+}
+
+/// Bytes as one-char-per-byte text, without the per-char loop for ASCII.
+fn to_text(b: &[u8]) -> String {
+    if b.is_ascii() {
+        String::from_utf8(b.to_vec()).unwrap_or_else(|_| latin1::decode(b))
+    } else {
+        latin1::decode(b)
+    }
+}
+
+/// One-char-per-byte text as bytes, without the per-char loop for ASCII.
+fn to_bytes(s: &str) -> Vec<u8> {
+    if s.is_ascii() {
+        s.as_bytes().to_vec()
+    } else {
+        latin1::encode(s)
+    }
 }
 
 fn strerror(e: &std::io::Error) -> String {
@@ -181,7 +199,7 @@ impl DictDb {
                 let mut lock = lock_existing(&path).map_err(|e| open_err(strerror(&e)))?;
                 let mut existed = false;
                 let mut perm = None;
-                let mut map = HashMap::new();
+                let mut map = MemTable::new();
                 if let Some(f) = &lock {
                     let st = f.metadata().map_err(|e| open_err(strerror(&e)))?;
                     if st.len() == 0 {
@@ -216,9 +234,8 @@ impl DictDb {
                                 DbError::Io(e) => open_err(strerror(&e)),
                                 DbError::Format(_) => einval(),
                             })?;
-                            map.reserve(all.len());
                             for (k, v) in all {
-                                map.entry(k).or_insert(v);
+                                map.insert(&k, &v, false);
                             }
                         }
                     }
@@ -261,7 +278,7 @@ impl DictDb {
 
     /// The key as stored: folded when FOLD_FIX is set.
     fn folded(&self, key: &str) -> Vec<u8> {
-        let mut k = latin1::encode(key);
+        let mut k = to_bytes(key);
         if self.flags & flags::FOLD_FIX != 0 {
             k.make_ascii_lowercase();
         }
@@ -272,7 +289,7 @@ impl DictDb {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
         match &mut self.body {
             Body::Read { reader, .. } => reader.get(key),
-            Body::Write(w) => Ok(w.map.get(key).cloned()),
+            Body::Write(w) => Ok(w.map.get(key).map(|v| v.to_vec())),
         }
     }
 
@@ -297,7 +314,7 @@ impl DictDb {
         };
         let st = tmp.metadata().map_err(flush_err)?;
         let uid = meta::file_id(st.ino(), st.dev());
-        let mut pairs: Vec<(&[u8], &[u8])> = w.map.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let mut pairs = w.map.pairs();
         let mut out = BufWriter::with_capacity(1 << 20, &tmp);
         db::write(&mut out, kind, &mut pairs, &uid).map_err(flush_err)?;
         out.flush().map_err(flush_err)?;
@@ -424,37 +441,34 @@ impl Dict for DictDb {
 
     fn update(&mut self, key: &str, value: &str) -> Result<Status, DictError> {
         let mut k = self.folded(key);
-        let mut v = latin1::encode(value);
+        let mut v = to_bytes(value);
         if self.flags & flags::TRY1NULL != 0 && self.flags & flags::TRY0NULL != 0 {
             self.flags &= !flags::TRY0NULL;
         }
-        let shown = latin1::decode(&k);
+        let klen = k.len();
         if self.flags & flags::TRY1NULL != 0 {
             k.push(0);
             v.push(0);
         }
         let fl = self.flags;
-        let name = self.name.clone();
+        let name = &self.name;
         let Body::Write(w) = &mut self.body else {
             return Err(DictError::Retry(format!(
                 "error writing {name}: {}",
                 crate::sys::strerror(libc::EACCES)
             )));
         };
-        use std::collections::hash_map::Entry;
-        match w.map.entry(k) {
-            Entry::Vacant(e) => {
-                e.insert(v);
-            }
-            Entry::Occupied(mut e) => {
-                if fl & flags::DUP_REPLACE != 0 {
-                    e.insert(v);
-                } else if fl & flags::DUP_IGNORE != 0 {
+        match w.map.insert(&k, &v, fl & flags::DUP_REPLACE != 0) {
+            Insert::Added | Insert::Replaced => {}
+            Insert::Kept => {
+                if fl & flags::DUP_IGNORE != 0 {
                     return Ok(Status::Fail);
                 } else if fl & flags::DUP_WARN != 0 {
+                    let shown = to_text(&k[..klen]);
                     msg::warn(&format!("{name}: duplicate entry: \"{shown}\""));
                     return Ok(Status::Fail);
                 } else {
+                    let shown = to_text(&k[..klen]);
                     return Err(DictError::Config(format!(
                         "{name}: duplicate entry: \"{shown}\""
                     )));
@@ -478,13 +492,13 @@ impl Dict for DictDb {
         let mut found = false;
         if fl & flags::TRY1NULL != 0 {
             k.push(0);
-            if w.map.remove(&k).is_some() {
+            if w.map.remove(&k) {
                 found = true;
                 self.flags &= !flags::TRY0NULL;
             }
             k.pop();
         }
-        if !found && fl & flags::TRY0NULL != 0 && w.map.remove(&k).is_some() {
+        if !found && fl & flags::TRY0NULL != 0 && w.map.remove(&k) {
             found = true;
             self.flags &= !flags::TRY1NULL;
         }
@@ -521,8 +535,7 @@ impl Dict for DictDb {
             }
             Body::Write(w) => {
                 if how == Seq::First || w.walk.is_none() {
-                    let pairs: Vec<(&[u8], &[u8])> =
-                        w.map.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+                    let pairs = w.map.pairs();
                     let order = db::walk_order(kind, &pairs);
                     let keys = order
                         .iter()
