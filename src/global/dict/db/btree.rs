@@ -14,7 +14,7 @@
 //! - Keys sort with memcmp, a shorter key first when one is a prefix.
 //! - Bit 0x80 of an item's type marks it deleted.
 
-use super::page::{self, P_IBTREE, P_LBTREE, P_LDUP, PageBuf, PageFile};
+use super::page::{self, P_IBTREE, P_IRECNO, P_LBTREE, P_LDUP, P_LRECNO, PageBuf, PageFile};
 use super::{DbError, Pair};
 use std::cmp::Ordering;
 use std::io::Write;
@@ -112,8 +112,9 @@ fn internal_item<'a>(p: &page::Page<'a>, i: usize) -> Result<(u32, Item<'a>), Db
 }
 
 /// The first data item of an off-page duplicate tree (libdb's `get` returns
-/// the first duplicate). Postfix never writes duplicates; this only keeps
-/// such files readable.
+/// the first duplicate): a btree of `P_LDUP` leaves for sorted duplicates, a
+/// recno tree (`P_IRECNO` / `P_LRECNO`) for unsorted ones. Postfix never
+/// writes duplicates; this only keeps such files readable.
 pub fn first_offpage_dup(pf: &PageFile, mut pgno: u32) -> Result<Vec<u8>, DbError> {
     let mut buf = Vec::new();
     for _ in 0..MAX_LEVEL {
@@ -127,7 +128,9 @@ pub fn first_offpage_dup(pf: &PageFile, mut pgno: u32) -> Result<Vec<u8>, DbErro
         }
         match p.ptype() {
             P_IBTREE => pgno = internal_item(&p, 0)?.0,
-            P_LDUP => {
+            // RINTERNAL: child page, record count.
+            P_IRECNO => pgno = p.u32_at(p.inp(0)?)?,
+            P_LDUP | P_LRECNO => {
                 for i in 0..n {
                     let (it, deleted) = leaf_item(&p, i)?;
                     if !deleted {
