@@ -812,3 +812,52 @@ fn files_from_db_load_read_like_db_dump() {
         }
     }
 }
+
+#[test]
+fn a_linked_table_is_replaced_at_the_link_target() {
+    let s = Scratch::new("link");
+    std::fs::create_dir(s.0.join("real")).unwrap();
+    let real = s.path("real/map");
+    let mut d = open(&format!("hash:{real}"), OpenMode::Create, POSTMAP_FLAGS);
+    d.update("a", "1").unwrap();
+    d.close().unwrap();
+    let link = s.path("map");
+    std::os::unix::fs::symlink(format!("{real}.db"), format!("{link}.db")).unwrap();
+    let mut d = open(&format!("hash:{link}"), OpenMode::Create, POSTMAP_FLAGS);
+    d.update("b", "2").unwrap();
+    d.close().unwrap();
+    let meta = std::fs::symlink_metadata(format!("{link}.db")).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link stays a link");
+    assert_eq!(
+        raw(Kind::Hash, &real),
+        vec![(b"b\0".to_vec(), b"2\0".to_vec())]
+    );
+}
+
+#[test]
+fn a_table_in_a_closed_directory_is_rewritten_in_place() {
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    if uid == b"0\n" {
+        eprintln!("SKIP: running as root, directory permissions do not apply");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new("closed");
+    let name = s.path("map");
+    let mut d = open(&format!("btree:{name}"), OpenMode::Create, POSTMAP_FLAGS);
+    d.update("a", "1").unwrap();
+    d.close().unwrap();
+    std::fs::set_permissions(&s.0, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut d = open(&format!("btree:{name}"), OpenMode::ReadWrite, POSTMAP_FLAGS);
+    d.update("b", "2").unwrap();
+    let r = d.close();
+    std::fs::set_permissions(&s.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.unwrap();
+    assert_eq!(
+        raw(Kind::Btree, &name),
+        vec![
+            (b"a\0".to_vec(), b"1\0".to_vec()),
+            (b"b\0".to_vec(), b"2\0".to_vec())
+        ]
+    );
+}

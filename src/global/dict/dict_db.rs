@@ -26,8 +26,10 @@
 //!   SYNC_UPDATE). Readers never see a half-built table, a failed build
 //!   leaves the old one in place, and Postfix daemons notice the new file
 //!   (its old inode loses its last link). The new file keeps the old one's
-//!   permissions and, where allowed, owner. Postfix instead truncates and
-//!   rewrites `NAME.db` in place under an exclusive lock.
+//!   permissions and, where allowed, owner; a symbolic link's target is
+//!   replaced, not the link. Postfix instead truncates and rewrites `NAME.db`
+//!   in place under an exclusive lock, which we also do when the directory
+//!   is not writable but the file is.
 //! - Locks are flock(2) on `NAME.db` as Postfix's INTERNAL_LOCK on Linux:
 //!   shared around each lookup with DICT_FLAG_LOCK; exclusive while building
 //!   or updating (held from open to close, or only while loading and
@@ -58,7 +60,6 @@ pub struct DictDb {
     kind: Kind,
     /// `NAME.db`, Postfix's dict name.
     name: String,
-    path: PathBuf,
     flags: u32,
     body: Body,
 }
@@ -82,8 +83,12 @@ struct Writable {
     lock: Option<File>,
     /// Hold the lock for the whole session (no per-access DICT_FLAG_LOCK).
     hold_lock: bool,
+    /// The file to replace: NAME.db, or what it links to.
+    target: PathBuf,
     tmp_path: PathBuf,
     tmp: Option<File>,
+    /// NAME.db itself, when the new table must be written in place.
+    in_place: Option<File>,
     /// Permissions and owner to give the new file.
     perm: Option<(u32, u32, u32)>,
     /// A walk: keys in walk order, next position.
@@ -196,14 +201,21 @@ impl DictDb {
                 }
             }
             OpenMode::Create | OpenMode::ReadWrite => {
-                let mut lock = lock_existing(&path).map_err(|e| open_err(strerror(&e)))?;
+                // Through a symbolic link, replace the file it names.
+                let target = match fs::symlink_metadata(&path) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        fs::canonicalize(&path).unwrap_or_else(|_| path.clone())
+                    }
+                    _ => path.clone(),
+                };
+                let mut lock = lock_existing(&target).map_err(|e| open_err(strerror(&e)))?;
                 let mut existed = false;
                 let mut perm = None;
                 let mut map = MemTable::new();
                 if let Some(f) = &lock {
                     let st = f.metadata().map_err(|e| open_err(strerror(&e)))?;
                     if st.len() == 0 {
-                        fs::remove_file(&path).map_err(|e| {
+                        fs::remove_file(&target).map_err(|e| {
                             OpenError(format!(
                                 "cannot remove zero-length database file {db_name}: {}",
                                 strerror(&e)
@@ -240,12 +252,25 @@ impl DictDb {
                         }
                     }
                 }
+                let mut tmp_path = target.clone().into_os_string();
+                tmp_path.push(format!(".{}.tmp", std::process::id()));
+                let tmp_path = PathBuf::from(tmp_path);
+                // Where the directory is closed to us but the file is not,
+                // rewrite the file in place as Postfix does.
+                let (tmp, in_place) = match create_tmp(&tmp_path, perm) {
+                    Ok(t) => (Some(t), None),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::PermissionDenied && lock.is_some() =>
+                    {
+                        let f = lock.as_ref().and_then(|f| f.try_clone().ok());
+                        (None, f)
+                    }
+                    Err(e) => return Err(open_err(strerror(&e))),
+                };
                 let hold_lock = fl & flags::LOCK == 0;
                 if !hold_lock && let Some(f) = lock.take() {
                     let _ = f.unlock();
                 }
-                let tmp_path = latin1::to_path(&format!("{db_name}.{}.tmp", std::process::id()));
-                let tmp = create_tmp(&tmp_path, perm).map_err(|e| open_err(strerror(&e)))?;
                 Body::Write(Box::new(Writable {
                     mode,
                     map,
@@ -253,8 +278,10 @@ impl DictDb {
                     existed,
                     lock,
                     hold_lock,
+                    target,
                     tmp_path,
-                    tmp: Some(tmp),
+                    tmp,
+                    in_place,
                     perm,
                     walk: None,
                 }))
@@ -263,7 +290,6 @@ impl DictDb {
         Ok(DictDb {
             kind,
             name: db_name,
-            path,
             flags: fl,
             body,
         })
@@ -297,17 +323,41 @@ impl DictDb {
         DictError::Retry(format!("error reading {}: {}", self.name, e.errno_text()))
     }
 
-    /// Write the table aside and rename it into place.
+    /// Write the table aside and rename it into place (or, failing a
+    /// writable directory, rewrite NAME.db in place under the lock).
     fn commit(&mut self) -> Result<(), DictError> {
         let kind = self.kind;
         let name = self.name.clone();
-        let path = self.path.clone();
         let Body::Write(w) = &mut self.body else {
             return Ok(());
         };
         let flush_err = |e: std::io::Error| {
             DictError::Retry(format!("flush database {name}: {}", strerror(&e)))
         };
+        let target = w.target.clone();
+        // Without a session lock, wait for other writers of NAME.db.
+        let transient = if w.hold_lock {
+            None
+        } else {
+            lock_existing(&target).map_err(flush_err)?
+        };
+        if let Some(f) = &w.in_place {
+            use std::io::{Seek, SeekFrom};
+            let st = f.metadata().map_err(flush_err)?;
+            let uid = meta::file_id(st.ino(), st.dev());
+            f.set_len(0).map_err(flush_err)?;
+            (&*f).seek(SeekFrom::Start(0)).map_err(flush_err)?;
+            let mut pairs = w.map.pairs();
+            let mut out = BufWriter::with_capacity(1 << 20, f);
+            db::write(&mut out, kind, &mut pairs, &uid).map_err(flush_err)?;
+            out.flush().map_err(flush_err)?;
+            drop(out);
+            f.sync_all().map_err(flush_err)?;
+            drop(transient);
+            w.dirty = false;
+            w.existed = true;
+            return Ok(());
+        }
         let tmp = match w.tmp.take() {
             Some(t) => t,
             None => create_tmp(&w.tmp_path, w.perm).map_err(flush_err)?,
@@ -320,17 +370,11 @@ impl DictDb {
         out.flush().map_err(flush_err)?;
         drop(out);
         tmp.sync_all().map_err(flush_err)?;
-        // Without a session lock, wait for other writers of NAME.db.
-        let transient = if w.hold_lock {
-            None
-        } else {
-            lock_existing(&path).map_err(flush_err)?
-        };
-        fs::rename(&w.tmp_path, &path).map_err(flush_err)?;
+        fs::rename(&w.tmp_path, &target).map_err(flush_err)?;
         drop(transient);
         if w.hold_lock && w.lock.is_some() {
             // Keep the lock on the file that is now NAME.db.
-            w.lock = lock_existing(&path).map_err(flush_err)?;
+            w.lock = lock_existing(&target).map_err(flush_err)?;
         }
         w.dirty = false;
         w.existed = true;
