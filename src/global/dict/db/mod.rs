@@ -401,4 +401,32 @@ mod tests {
     fn btree_reader_survives_damage() {
         mutations(Kind::Btree, 120, 0x8765_4321);
     }
+
+    /// A longer random sweep, on demand:
+    /// `ROSTFIX_FUZZ_ROUNDS=1000000 cargo test --release -- --ignored deep_damage_sweep`.
+    #[test]
+    #[ignore]
+    fn deep_damage_sweep() {
+        let rounds: usize = std::env::var("ROSTFIX_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let mut rng = Rng(0x5eed_cafe_f00d_d00d);
+        for kind in [Kind::Hash, Kind::Btree] {
+            let pairs = sample(2000);
+            let good = build(kind, &pairs);
+            let keys: Vec<Vec<u8>> = pairs.iter().step_by(97).map(|p| p.0.clone()).collect();
+            for _ in 0..rounds {
+                let mut b = good.clone();
+                for _ in 0..1 + rng.below(8) {
+                    let pos = rng.below(b.len());
+                    b[pos] = rng.next() as u8;
+                }
+                if rng.below(20) == 0 {
+                    b.truncate(rng.below(good.len()));
+                }
+                exercise(b, kind, &keys);
+            }
+        }
+    }
 }
