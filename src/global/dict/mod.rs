@@ -12,6 +12,8 @@
 
 pub mod cdb;
 pub mod cidr;
+pub mod db;
+pub mod dict_db;
 pub mod lmdb;
 pub mod pattern_util;
 pub mod pcre;

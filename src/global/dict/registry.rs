@@ -10,8 +10,10 @@ pub type Opener = fn(&str, OpenMode, u32) -> Result<Box<dyn Dict>, OpenError>;
 
 /// Every supported table type. Keep sorted by name.
 pub static TYPES: &[(&str, Opener)] = &[
+    ("btree", super::dict_db::btree_open),
     ("cdb", super::cdb::open),
     ("cidr", super::cidr::open),
+    ("hash", super::dict_db::hash_open),
     ("lmdb", super::lmdb::open),
     ("pcre", super::pcre::open),
     ("regexp", super::regexp::open),
