@@ -7,12 +7,19 @@
 
 /// Bytes to a string of one char per byte.
 pub fn decode(bytes: &[u8]) -> String {
+    if bytes.is_ascii() {
+        // ASCII is the same in both encodings: a plain copy.
+        return String::from_utf8(bytes.to_vec()).unwrap_or_default();
+    }
     bytes.iter().map(|&b| b as char).collect()
 }
 
 /// A one-char-per-byte string back to its bytes. Chars above U+00FF (which
 /// `decode` never produces) are written as UTF-8.
 pub fn encode(s: &str) -> Vec<u8> {
+    if s.is_ascii() {
+        return s.as_bytes().to_vec();
+    }
     let mut out = Vec::with_capacity(s.len());
     for c in s.chars() {
         let u = c as u32;
