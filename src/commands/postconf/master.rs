@@ -408,6 +408,31 @@ fn format_command_args(
     }
 }
 
+/// The `-o name=value` settings of an entry's normalised fields, in order,
+/// found the way Postfix's postconf finds them: daemon options end at the
+/// first non-option or `--`, an option that takes a value (including a bare
+/// `-`) skips the next field, and a value without `=` is ignored.
+pub fn option_settings(argv: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut field = MIN_FIELDS;
+    while field < argv.len() {
+        let arg = &argv[field];
+        if ends_options(arg) {
+            break;
+        }
+        if expects_value(arg) && field + 1 < argv.len() {
+            if arg == "-o"
+                && let Ok(nv) = readlline::split_nameval(&argv[field + 1])
+            {
+                out.push(nv);
+            }
+            field += 1;
+        }
+        field += 1;
+    }
+    out
+}
+
 /// A parsed service pattern: name, type and (for -F/-P) a third part, with
 /// missing parts as `*`.
 pub fn parse_service_pattern(pattern: &str, min: usize, max: usize) -> Option<Vec<String>> {
@@ -852,6 +877,29 @@ mod tests {
         assert_eq!(e.argv[7..], ["new", "-o", "z=1", "a b"]);
         edit_master_field(&mut e, 5, "10?");
         assert_eq!(e.argv[5], "10?");
+    }
+
+    #[test]
+    fn option_settings_as_postfix_finds_them() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("x unix - - - - - cmd -o a=b -v -o c = d", &[("a", "b")]),
+            (
+                "x unix - - - - - cmd -o a=b -v -o {c = d}",
+                &[("a", "b"), ("c", "d")],
+            ),
+            ("x unix - - - - - cmd - -o a=b", &[]),
+            ("x unix - - - - - cmd -o ab -o c=", &[("c", "")]),
+            ("x unix - - - - - cmd arg -o a=b", &[]),
+            ("x unix - - - - - cmd -o", &[]),
+        ];
+        for (input, want) in cases {
+            let got = option_settings(&parse(input));
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, want, "{input:?}");
+        }
     }
 
     #[test]
