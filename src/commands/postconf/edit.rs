@@ -95,6 +95,8 @@ impl EditFile {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                // Truncated only once it is locked and known to be ours.
+                .truncate(false)
                 .mode(0o600)
                 .open(&tmp)?;
             if let Err(e) = file.lock() {
