@@ -109,18 +109,52 @@ pub fn errno_text(e: &DictError) -> String {
     }
 }
 
-/// Whether an error says that the table does not implement `op` ("update",
-/// "delete", "sequence"): the default methods of [`Dict`] say so.
-pub fn is_unsupported(d: &dyn Dict, e: &DictError, op: &str) -> bool {
-    matches!(e, DictError::Config(s)
-        if *s == format!("{}:{} map does not support {op}", d.type_name(), d.name()))
+/// End the program after a failed table operation, as Postfix would.
+///
+/// Table types report errors in two ways. An error that Postfix's table
+/// code makes fatal by itself ("error reading NAME: ...", "NAME: duplicate
+/// entry ...", "table T:N: OP operation is not supported") arrives as a
+/// complete message: it is printed as it is. Otherwise the table set an
+/// error code and errno: the caller's message is printed, `table T:N: WHAT`
+/// followed by the errno text (`%m`), or without it for a configuration
+/// error when `config_plain` (postmap's query messages).
+pub fn table_fatal(d: &dyn Dict, e: &DictError, op: &str, what: &str, config_plain: bool) -> ! {
+    if let Some(t) = unsupported_text(d, e, op) {
+        msg::fatal(&t);
+    }
+    let (t, n) = (d.type_name(), d.name());
+    match e {
+        DictError::Retry(s) if s.contains(": ") => msg::fatal(s),
+        DictError::Config(s) if !s.is_empty() => msg::fatal(s),
+        DictError::Config(_) if config_plain => msg::fatal(&format!("table {t}:{n}: {what}")),
+        _ => msg::fatal(&format!("table {t}:{n}: {what}: {}", errno_text(e))),
+    }
 }
 
-/// Postfix's fatal text for an operation a table does not implement.
-pub fn unsupported_fatal(d: &dyn Dict, op: &str) -> ! {
-    msg::fatal(&format!(
-        "table {}:{}: {op} operation is not supported",
-        d.type_name(),
-        d.name()
-    ))
+/// If an error says that the table does not implement `op` ("update",
+/// "delete", "sequence"), Postfix's fatal text for it. Tables say so either
+/// with the trait's default text (`type:name map does not support op`) or
+/// with Postfix's own (`table type:name: op operation is not supported`).
+pub fn unsupported_text(d: &dyn Dict, e: &DictError, op: &str) -> Option<String> {
+    let DictError::Config(s) = e else {
+        return None;
+    };
+    if s.starts_with("table ") && s.ends_with(&format!(": {op} operation is not supported")) {
+        return Some(s.clone());
+    }
+    if *s == format!("{}:{} map does not support {op}", d.type_name(), d.name()) {
+        return Some(format!(
+            "table {}:{}: {op} operation is not supported",
+            d.type_name(),
+            d.name()
+        ));
+    }
+    None
+}
+
+/// Make an unsupported operation fatal, as Postfix's default methods do.
+pub fn fatal_if_unsupported(d: &dyn Dict, e: &DictError, op: &str) {
+    if let Some(t) = unsupported_text(d, e, op) {
+        msg::fatal(&t);
+    }
 }

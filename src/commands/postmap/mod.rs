@@ -147,19 +147,7 @@ fn lookup(d: &mut dyn Dict, key: &str, rhs_is_file: bool) -> Result<Option<Strin
 }
 
 fn query_error(cmd: Cmd, d: &dyn Dict, e: &DictError) -> ! {
-    match (cmd, e) {
-        (Cmd::Postmap, DictError::Config(_)) => msg::fatal(&format!(
-            "table {}:{}: query error",
-            d.type_name(),
-            d.name()
-        )),
-        _ => msg::fatal(&format!(
-            "table {}:{}: query error: {}",
-            d.type_name(),
-            d.name(),
-            mkmap::errno_text(e)
-        )),
-    }
+    mkmap::table_fatal(d, e, "lookup", "query error", cmd == Cmd::Postmap)
 }
 
 /// `-q key`: the first map that has the key prints its value.
@@ -271,12 +259,7 @@ impl KeySink<'_> {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => msg::fatal(&format!(
-                    "table {}:{}: query error: {}",
-                    d.type_name(),
-                    d.name(),
-                    mkmap::errno_text(&e)
-                )),
+                Err(e) => mkmap::table_fatal(d.as_ref(), &e, "lookup", "query error", false),
             }
         }
     }
@@ -349,16 +332,11 @@ fn read_line_raw(inp: &mut dyn BufRead) -> Option<String> {
     read_key(inp)
 }
 
-/// Open a map for deletes: O_RDWR (must exist), or O_RDWR|O_CREAT for proxy.
+/// Open a map for deletes: Postfix asks for O_RDWR (O_RDWR|O_CREAT for
+/// proxy); our nearest mode is read-write. Each table type decides whether
+/// that is allowed (texthash, regexp ... refuse) or creates a missing table
+/// (lmdb does, as in Postfix).
 fn open_for_delete(ctx: &Ctx, ty: &str, name: &str, dict_flags: u32) -> Box<dyn Dict> {
-    if ty != "proxy" {
-        // Our interface has no "read-write, must exist" mode: an opening
-        // read-only first gives the same error as Postfix for a missing table.
-        let d = ctx
-            .tables
-            .open_dict(ty, name, OpenMode::ReadOnly, dict_flags);
-        close_quietly(d);
-    }
     ctx.tables
         .open_dict(ty, name, OpenMode::ReadWrite, dict_flags)
 }
@@ -367,17 +345,7 @@ fn delete_key(d: &mut dyn Dict, key: &str) -> bool {
     match d.delete(key) {
         Ok(Status::Success) => true,
         Ok(Status::Fail) => false,
-        Err(e) => {
-            if mkmap::is_unsupported(d, &e, "delete") {
-                mkmap::unsupported_fatal(d, "delete");
-            }
-            msg::fatal(&format!(
-                "table {}:{}: delete error: {}",
-                d.type_name(),
-                d.name(),
-                mkmap::errno_text(&e)
-            ))
-        }
+        Err(e) => mkmap::table_fatal(d, &e, "delete", "delete error", false),
     }
 }
 
@@ -437,17 +405,7 @@ fn sequence(ctx: &mut Ctx, ty: &str, name: &str, dict_flags: u32) {
         let (key, mut value) = match d.sequence(how) {
             Ok(Some(kv)) => kv,
             Ok(None) => break,
-            Err(e) => {
-                if mkmap::is_unsupported(d.as_ref(), &e, "sequence") {
-                    mkmap::unsupported_fatal(d.as_ref(), "sequence");
-                }
-                msg::fatal(&format!(
-                    "table {}:{}: sequence error: {}",
-                    d.type_name(),
-                    d.name(),
-                    mkmap::errno_text(&e)
-                ));
-            }
+            Err(e) => mkmap::table_fatal(d.as_ref(), &e, "sequence", "sequence error", false),
         };
         how = Seq::Next;
         if key.is_empty() {
@@ -508,15 +466,7 @@ fn files_to_b64(value: &str) -> Result<String, String> {
 /// Add one entry while building; a failed write is fatal.
 fn append(d: &mut dyn Dict, key: &str, value: &str) {
     if let Err(e) = d.update(key, value) {
-        if mkmap::is_unsupported(d, &e, "update") {
-            mkmap::unsupported_fatal(d, "update");
-        }
-        msg::fatal(&format!(
-            "table {}:{}: write error: {}",
-            d.type_name(),
-            d.name(),
-            mkmap::errno_text(&e)
-        ));
+        mkmap::table_fatal(d, &e, "update", "write error", false);
     }
 }
 
@@ -780,6 +730,7 @@ pub fn run(cmd: Cmd, args: Vec<OsString>) -> i32 {
     let utf8_enable = conf
         .get_bool("smtputf8_enable")
         .unwrap_or_else(|e| fatal_conf(e));
+    msg::set_utf8_enable(utf8_enable);
     let db_type = conf
         .get_str("default_database_type", 1, 0)
         .unwrap_or_else(|e| fatal_conf(e));
@@ -869,7 +820,7 @@ fn run_modes(ctx: &mut Ctx, prog: &str, a: RunArgs) -> i32 {
         }
         let f = dict_flags | flags::LOCK;
         if key == "-" {
-            let found = if cmd == Cmd::Postmap && pm_flags & ANY_KEY != 0 {
+            let found = if cmd == Cmd::Postmap && pm_flags & HB_KEY != 0 {
                 query_message(ctx, ops, pm_flags, f)
             } else {
                 query_stdin(ctx, ops, f)

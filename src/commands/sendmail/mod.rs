@@ -83,6 +83,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     crate::sys::setenv("MAIL_CONFIG", &dir);
                     config_dir = Some(dir);
                 }
+                Some(bad @ (Opt::Invalid(_) | Opt::MissingArg(_))) => {
+                    // glibc complains here too: Postfix scans the options twice.
+                    if let Some(t) = getopt::error_text(&prog, &bad) {
+                        let mut e = latin1::encode(&t);
+                        e.push(b'\n');
+                        let _ = std::io::stderr().write_all(&e);
+                    }
+                }
                 Some(_) => {}
                 None => break,
             }
