@@ -863,3 +863,180 @@ fn run_modes(ctx: &mut Ctx, prog: &str, a: RunArgs) -> i32 {
 pub fn main(args: Vec<OsString>) -> i32 {
     run(Cmd::Postmap, args)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The build loop against an in-memory table (a test double registered
+    //! as `hash`), checking what reaches the table.
+    use super::*;
+    use crate::global::dict::OpenError;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// (key, value, flags at the time of the update) per table name.
+    type Store = HashMap<String, Vec<(String, String, u32)>>;
+
+    thread_local! {
+        static STORE: RefCell<Store> = RefCell::new(HashMap::new());
+    }
+
+    struct Mem {
+        name: String,
+        flags: u32,
+        rows: Vec<(String, String, u32)>,
+    }
+
+    impl Dict for Mem {
+        fn type_name(&self) -> &str {
+            "hash"
+        }
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn flags(&self) -> u32 {
+            self.flags
+        }
+        fn set_flags(&mut self, f: u32) {
+            self.flags = f;
+        }
+        fn lookup(&mut self, key: &str) -> Result<Option<String>, DictError> {
+            let k = if self.flags & flags::FOLD_FIX != 0 {
+                key.to_ascii_lowercase()
+            } else {
+                key.to_string()
+            };
+            Ok(self.rows.iter().find(|r| r.0 == k).map(|r| r.1.clone()))
+        }
+        fn update(&mut self, key: &str, value: &str) -> Result<Status, DictError> {
+            let k = if self.flags & flags::FOLD_FIX != 0 {
+                key.to_ascii_lowercase()
+            } else {
+                key.to_string()
+            };
+            if let Some(i) = self.rows.iter().position(|r| r.0 == k) {
+                if self.flags & flags::DUP_REPLACE != 0 {
+                    self.rows[i] = (k, value.to_string(), self.flags);
+                    return Ok(Status::Success);
+                }
+                return Ok(Status::Fail);
+            }
+            self.rows.push((k, value.to_string(), self.flags));
+            Ok(Status::Success)
+        }
+        fn close(self: Box<Self>) -> Result<(), DictError> {
+            STORE.with(|s| s.borrow_mut().insert(self.name.clone(), self.rows));
+            Ok(())
+        }
+    }
+
+    fn mem_open(spec: &str, _mode: OpenMode, f: u32) -> Result<Box<dyn Dict>, OpenError> {
+        let name = spec
+            .split_once(':')
+            .map(|x| x.1)
+            .unwrap_or(spec)
+            .to_string();
+        Ok(Box::new(Mem {
+            name,
+            flags: f | flags::FIXED,
+            rows: Vec::new(),
+        }))
+    }
+
+    fn ctx(cmd: Cmd) -> Ctx {
+        Ctx {
+            cmd,
+            tables: Tables {
+                open: mem_open,
+                type_names: || vec!["hash"],
+                utf8_enable: true,
+            },
+            db_type: "hash".into(),
+            myhostname: "mx.example.org".into(),
+            limits: mime_state::Limits::default(),
+            out: Out::new(),
+        }
+    }
+
+    fn build_file(
+        cmd: Cmd,
+        name: &str,
+        text: &[u8],
+        dict_flags: u32,
+    ) -> Vec<(String, String, u32)> {
+        let path = std::env::temp_dir().join(format!("rostfix-pm-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let p = path.to_string_lossy().into_owned();
+        build(&ctx(cmd), "hash", &p, SAVE_PERM, true, dict_flags);
+        std::fs::remove_file(&path).unwrap();
+        STORE.with(|s| s.borrow_mut().remove(&p).unwrap())
+    }
+
+    const DEFAULT: u32 = flags::DUP_WARN | flags::FOLD_FIX | flags::UTF8_REQUEST;
+
+    #[test]
+    fn postmap_source_reaches_the_table() {
+        let rows = build_file(
+            Cmd::Postmap,
+            "src",
+            "# c\nFoo  bar\nfoo second\nB\u{c4}R x\n  cont\n\"q k\" v\nbad\nk\\ y  z \n".as_bytes(),
+            DEFAULT,
+        );
+        let kv: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+        let bar = crate::util::latin1::decode("bär".as_bytes());
+        assert_eq!(
+            kv,
+            vec![
+                ("foo", "bar"),
+                (bar.as_str(), "x  cont"),
+                ("\"q k\"", "v"),
+                ("k\\ y", "z")
+            ]
+        );
+        // The UTF-8 layer folded, so the table saw FOLD_FIX off.
+        assert_eq!(rows[0].2 & flags::FOLD_FIX, 0);
+        assert_ne!(rows[0].2 & flags::BULK_UPDATE, 0);
+    }
+
+    #[test]
+    fn postmap_without_utf8_request_lets_the_table_fold() {
+        let rows = build_file(
+            Cmd::Postmap,
+            "nou",
+            b"KEY v\n",
+            DEFAULT & !flags::UTF8_REQUEST,
+        );
+        assert_eq!(rows[0].0, "key");
+        assert_ne!(rows[0].2 & flags::FOLD_FIX, 0);
+        let rows = build_file(
+            Cmd::Postmap,
+            "f",
+            b"KEY v\nkey w\n",
+            (DEFAULT | flags::DUP_REPLACE) & !flags::FOLD_FIX,
+        );
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn postalias_adds_sendmail_and_nis_entries() {
+        let rows = build_file(
+            Cmd::Postalias,
+            "aliases",
+            b"Root: a, \"|cmd x\"\n  more\nbad\n\"Q N\": y\n",
+            DEFAULT,
+        );
+        let keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["root", "q n", "@", "YP_LAST_MODIFIED", "YP_MASTER_NAME"]
+        );
+        assert_eq!(rows[0].1, "a, \"|cmd x\" more");
+        assert_eq!(rows[2].1, "@");
+        assert_eq!(rows[3].1.len(), 10);
+        assert!(rows[3].1.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(rows[4].1, "mx.example.org");
+        // The NIS entries are written without a trailing NUL.
+        assert_ne!(rows[3].2 & flags::TRY0NULL, 0);
+        assert_eq!(rows[3].2 & flags::TRY1NULL, 0);
+        assert_eq!(rows[2].2 & flags::TRY0NULL, 0);
+    }
+}
