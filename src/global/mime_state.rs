@@ -362,6 +362,13 @@ impl MimeState {
         }
     }
 
+    /// Whether the header being collected is below header_size_limit (in
+    /// bytes of the original text: one char per byte here).
+    fn header_room(&self) -> bool {
+        self.buf.len() < self.limits.header_size_limit
+            || self.buf.chars().count() < self.limits.header_size_limit
+    }
+
     fn set_state(&mut self, st: State, ct: Ctype, stp: Stype, enc: u32, dom: u32) {
         self.state = st;
         self.ctype = ct;
@@ -482,7 +489,7 @@ impl MimeState {
             if !self.buf.is_empty() {
                 if is_text {
                     if self.prev_rec == Some(Rec::Cont) {
-                        if self.buf.len() < self.limits.header_size_limit {
+                        if self.header_room() {
                             self.buf.push_str(text);
                         } else if self.options & opt::REPORT_TRUNC_HEADER != 0 {
                             let b = self.buf.clone();
@@ -492,7 +499,7 @@ impl MimeState {
                         return self.err_flags;
                     }
                     if is_space_tab(text.chars().next()) {
-                        if self.buf.len() < self.limits.header_size_limit {
+                        if self.header_room() {
                             self.buf.push('\n');
                             self.buf.push_str(text);
                         } else if self.options & opt::REPORT_TRUNC_HEADER != 0 {
