@@ -515,17 +515,25 @@ fn postmap_builds_generated_tables_like_postfix() {
             skip(&format!("postmap {ty}: table type not registered yet"));
             continue;
         }
-        build_compare(&env, "postmap", ty, "gen", &src, &keys, &[]);
+        build_compare(&env, "postmap", ty, &format!("gen-{ty}"), &src, &keys, &[]);
         // The flag variants on one type only, to keep the test short.
         if !flags_done {
             flags_done = true;
             for flags in [&["-f"][..], &["-w"], &["-r"], &["-N"], &["-n"], &["-u"]] {
-                build_compare(&env, "postmap", ty, "gen", &src, &keys, flags);
+                build_compare(
+                    &env,
+                    "postmap",
+                    ty,
+                    &format!("gen-{ty}"),
+                    &src,
+                    &keys,
+                    flags,
+                );
             }
         }
         // Single-key queries, several maps, exit status.
         for q in ["user0@example.com", "KEY1", "nope"] {
-            let spec = format!("{ty}:gen");
+            let spec = format!("{ty}:gen-{ty}");
             env.same("postmap", &["-q", q, &spec], b"");
             if have("inline") {
                 env.same("postmap", &["-q", q, "inline:{nope=inl}", &spec], b"");
@@ -578,7 +586,15 @@ fn postmap_corpus_tables_like_postfix() {
                 }
             }
             keys.extend_from_slice(b"no-such-key\n");
-            build_compare(&env, "postmap", ty, "corpus", &data, &keys, &[]);
+            build_compare(
+                &env,
+                "postmap",
+                ty,
+                &format!("corpus-{ty}"),
+                &data,
+                &keys,
+                &[],
+            );
         }
     }
 }
@@ -597,8 +613,8 @@ fn postmap_incremental_delete_and_files_like_postfix() {
             ));
             continue;
         }
-        let spec = format!("{ty}:t");
-        env.put("t", b"a 1\nb 2\nc 3\n");
+        let spec = format!("{ty}:t-{ty}");
+        env.put(&format!("t-{ty}"), b"a 1\nb 2\nc 3\n");
         env.same("postmap", &[&spec], b"");
         env.same("postmap", &["-i", &spec], b"d 4\na again\nbad\n");
         env.same("postmap", &["-ri", &spec], b"a replaced\n");
@@ -609,8 +625,11 @@ fn postmap_incremental_delete_and_files_like_postfix() {
         let b = env.run(false, "postmap", &["-s", &spec], b"");
         assert_eq!(sorted(&a.out), sorted(&b.out));
         // -F: values are base64 of the named files.
-        env.put("fsrc", b"k1 f1\nk2 f1, f2\nk3 missing\nk4 ,\n");
-        let fspec = format!("{ty}:fsrc");
+        env.put(
+            &format!("fsrc-{ty}"),
+            b"k1 f1\nk2 f1, f2\nk3 missing\nk4 ,\n",
+        );
+        let fspec = format!("{ty}:fsrc-{ty}");
         env.same("postmap", &["-F", &fspec], b"");
         env.same("postmap", &["-Fq", "k2", &fspec], b"");
         env.same("postmap", &["-Fq", "-", &fspec], b"k1\nk2\nzz\n");
@@ -673,9 +692,17 @@ fn postalias_aliases_file_like_postfix() {
             skip(&format!("postalias {ty}: table type not registered yet"));
             continue;
         }
-        build_compare(&env, "postalias", ty, "aliases", &src, keys, &[]);
+        build_compare(
+            &env,
+            "postalias",
+            ty,
+            &format!("aliases-{ty}"),
+            &src,
+            keys,
+            &[],
+        );
         for q in ["root", "pipe", "@", "YP_MASTER_NAME", "nope"] {
-            env.same("postalias", &["-q", q, &format!("{ty}:aliases")], b"");
+            env.same("postalias", &["-q", q, &format!("{ty}:aliases-{ty}")], b"");
         }
     }
 }
