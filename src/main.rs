@@ -13,7 +13,12 @@ type Entry = fn(Vec<OsString>) -> i32;
 
 const PROGRAMS: &[(&str, Entry)] = &[
     ("demo", commands::demo::main),
+    ("mailq", commands::sendmail::main),
+    ("newaliases", commands::sendmail::main),
+    ("postalias", commands::postalias::main),
     ("postconf", commands::postconf::main),
+    ("postmap", commands::postmap::main),
+    ("sendmail", commands::sendmail::main),
 ];
 
 fn usage() -> i32 {

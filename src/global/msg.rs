@@ -96,6 +96,14 @@ pub fn fatal(text: &str) -> ! {
     std::process::exit(1);
 }
 
+/// `program: fatal: text`, then the given exit status (Postfix's
+/// msg_fatal_status).
+pub fn fatal_status(status: i32, text: &str) -> ! {
+    emit("fatal: ", text);
+    crate::global::out::flush();
+    std::process::exit(status);
+}
+
 /// `program: panic: text`, then exit status 2 (a software error).
 pub fn panic(text: &str) -> ! {
     emit("panic: ", text);

@@ -41,3 +41,70 @@ pub fn strerror(code: i32) -> String {
 
 pub mod lmdb;
 pub mod lock;
+
+/// Set the process umask and return the previous one.
+pub fn umask_swap(mask: u32) -> u32 {
+    // SAFETY: umask(2) cannot fail and only changes this process's mask.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// The real user ID (getuid(2)).
+pub fn getuid() -> u32 {
+    // SAFETY: getuid(2) has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// The effective user ID (geteuid(2)).
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The effective group ID (getegid(2)).
+pub fn getegid() -> u32 {
+    // SAFETY: getegid(2) has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// Postfix's set_eugid(): become `uid`/`gid` as effective IDs (with `gid` as
+/// the only supplementary group), going through root when needed. The error
+/// is Postfix's fatal text.
+pub fn set_eugid(uid: u32, gid: u32) -> Result<(), String> {
+    let err = || {
+        strerror(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM),
+        )
+    };
+    // SAFETY: seteuid/setegid/setgroups only change this process's
+    // credentials; the groups array outlives the call. The process is
+    // single-threaded when commands call this, and glibc applies the change
+    // to every thread anyway.
+    unsafe {
+        if libc::geteuid() != 0 && libc::seteuid(0) != 0 {
+            return Err(format!("set_eugid: seteuid(0): {}", err()));
+        }
+        if libc::setegid(gid) != 0 {
+            return Err(format!("set_eugid: setegid({gid}): {}", err()));
+        }
+        let groups = [gid as libc::gid_t];
+        if libc::setgroups(1, groups.as_ptr()) != 0 {
+            return Err(format!("set_eugid: setgroups({gid}): {}", err()));
+        }
+        if uid != 0 && libc::seteuid(uid) != 0 {
+            return Err(format!("set_eugid: seteuid({uid}): {}", err()));
+        }
+    }
+    Ok(())
+}
+
+/// Set an environment variable. Only for single-threaded command start-up
+/// (import_environment, MAIL_CONFIG), as Postfix's setenv calls.
+pub fn setenv(name: &str, value: &str) {
+    let n = crate::util::latin1::to_path(name);
+    let v = crate::util::latin1::to_path(value);
+    // SAFETY: called by commands before they start any thread, so no other
+    // thread can read the environment concurrently.
+    unsafe { std::env::set_var(n, v) };
+}

@@ -1,4 +1,6 @@
 //! General routines with no Postfix knowledge.
 
+pub mod casefold;
+pub mod getopt;
 pub mod htable;
 pub mod latin1;

@@ -19,6 +19,7 @@ pub mod pattern_util;
 pub mod pcre;
 pub mod regexp;
 pub mod registry;
+pub mod utf8;
 
 use std::fmt;
 
