@@ -146,7 +146,7 @@ pub trait Dict {
     fn update(&mut self, key: &str, value: &str) -> Result<Status, DictError> {
         let _ = (key, value);
         Err(DictError::Config(format!(
-            "{}:{} map does not support update",
+            "table {}:{}: update operation is not supported",
             self.type_name(),
             self.name()
         )))
@@ -155,7 +155,7 @@ pub trait Dict {
     fn delete(&mut self, key: &str) -> Result<Status, DictError> {
         let _ = key;
         Err(DictError::Config(format!(
-            "{}:{} map does not support delete",
+            "table {}:{}: delete operation is not supported",
             self.type_name(),
             self.name()
         )))
@@ -164,7 +164,7 @@ pub trait Dict {
     fn sequence(&mut self, how: Seq) -> Result<Option<(String, String)>, DictError> {
         let _ = how;
         Err(DictError::Config(format!(
-            "{}:{} map does not support sequence",
+            "table {}:{}: sequence operation is not supported",
             self.type_name(),
             self.name()
         )))
