@@ -132,22 +132,15 @@ pub fn table_fatal(d: &dyn Dict, e: &DictError, op: &str, what: &str, config_pla
 }
 
 /// If an error says that the table does not implement `op` ("update",
-/// "delete", "sequence"), Postfix's fatal text for it. Tables say so either
-/// with the trait's default text (`type:name map does not support op`) or
-/// with Postfix's own (`table type:name: op operation is not supported`).
+/// "delete", "sequence"), Postfix's fatal text for it
+/// (`table type:name: op operation is not supported`, as every table says).
 pub fn unsupported_text(d: &dyn Dict, e: &DictError, op: &str) -> Option<String> {
+    let _ = d;
     let DictError::Config(s) = e else {
         return None;
     };
     if s.starts_with("table ") && s.ends_with(&format!(": {op} operation is not supported")) {
         return Some(s.clone());
-    }
-    if *s == format!("{}:{} map does not support {op}", d.type_name(), d.name()) {
-        return Some(format!(
-            "table {}:{}: {op} operation is not supported",
-            d.type_name(),
-            d.name()
-        ));
     }
     None
 }
