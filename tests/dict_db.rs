@@ -230,14 +230,21 @@ fn open_errors_read_as_postfix_prints_them() {
         .err()
         .unwrap();
     assert_eq!(e.0, format!("open database {name}.db: Invalid argument"));
-    // A hash file cannot be opened as, nor rebuilt as, a btree.
+    // A hash file cannot be opened or updated as a btree ...
     let mut d = open(&format!("hash:{name}"), OpenMode::Create, POSTMAP_FLAGS);
     d.update("a", "b").unwrap();
     d.close().unwrap();
-    for mode in [OpenMode::ReadOnly, OpenMode::ReadWrite, OpenMode::Create] {
+    for mode in [OpenMode::ReadOnly, OpenMode::ReadWrite] {
         let e = dict_open(&format!("btree:{name}"), mode, 0).err().unwrap();
         assert_eq!(e.0, format!("open database {name}.db: Invalid argument"));
     }
+    // ... but a build replaces it, as `postmap btree:FILE` over a hash file does.
+    let mut d = open(&format!("btree:{name}"), OpenMode::Create, POSTMAP_FLAGS);
+    d.update("c", "d").unwrap();
+    d.close().unwrap();
+    let mut d = open(&format!("btree:{name}"), OpenMode::ReadOnly, POSTMAP_FLAGS);
+    assert_eq!(d.lookup("c").unwrap().as_deref(), Some("d"));
+    assert_eq!(d.lookup("a").unwrap(), None);
     // Garbage is simply replaced by a build, as libdb does.
     std::fs::write(format!("{name}.db"), vec![0u8; 8192]).unwrap();
     let d = open(&format!("btree:{name}"), OpenMode::Create, POSTMAP_FLAGS);

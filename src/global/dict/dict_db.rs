@@ -16,8 +16,8 @@
 //!   DUP_WARN keeps the first with a warning; otherwise the update fails with
 //!   Postfix's text (which Postfix makes fatal).
 //! - A zero-length `NAME.db` found when building or updating is removed with
-//!   Postfix's warning; a `NAME.db` of the other kind cannot be rebuilt
-//!   ("Invalid argument"), as with libdb.
+//!   Postfix's warning; a `NAME.db` of the other kind cannot be opened or
+//!   updated ("Invalid argument"), as with libdb, but a build replaces it.
 //!
 //! Differences, by design:
 //! - `OpenMode::Create` and `OpenMode::ReadWrite` hold the table in memory
@@ -228,15 +228,9 @@ impl DictDb {
                         perm = Some((st.mode() & 0o7777, st.uid(), st.gid()));
                         let rf = f.try_clone().map_err(|e| open_err(strerror(&e)))?;
                         if mode == OpenMode::Create {
-                            // libdb checks the type of a file it truncates.
-                            let mut first = [0u8; meta::DBMETASIZE];
-                            use std::os::unix::fs::FileExt;
-                            if rf.read_exact_at(&mut first, 0).is_ok()
-                                && let Some(k) = meta::sniff(&first)
-                                && k != kind
-                            {
-                                return Err(einval());
-                            }
+                            // A build replaces whatever was there, even a
+                            // table of the other type (as postmap does).
+                            drop(rf);
                         } else {
                             let reader = Reader::open_file(rf, kind).map_err(|e| match e {
                                 DbError::Io(e) => open_err(strerror(&e)),
