@@ -278,8 +278,12 @@ impl Pcf {
                             self.main.remove(&name);
                         }
                         Space::Master(i) => {
-                            if let Some(d) = self.masters[i].all_params.as_mut() {
-                                d.remove(&name);
+                            // The settings are shared by the name space.
+                            let ns = self.masters[i].name_space.clone();
+                            for m in self.masters.iter_mut().filter(|m| m.name_space == ns) {
+                                if let Some(d) = m.all_params.as_mut() {
+                                    d.remove(&name);
+                                }
                             }
                         }
                     }
@@ -314,36 +318,21 @@ impl Pcf {
     /// Register user-defined parameters of main.cf and master.cf.
     pub fn register_user_parameters(&mut self) {
         // The per-service name spaces: every "-o name=value" before the
-        // command's own arguments.
-        for i in 0..self.masters.len() {
-            let argv = self.masters[i].argv.clone();
-            let mut dict = NameValues::new();
-            let mut any = false;
-            let mut field = 8;
-            while field < argv.len() {
-                let arg = &argv[field];
-                if !arg.starts_with('-') || arg == "--" {
-                    break;
-                }
-                let expects = arg
-                    .chars()
-                    .nth(1)
-                    .is_some_and(|c| DAEMON_OPTIONS_EXPECTING_VALUE.contains(c));
-                if !expects || field + 1 >= argv.len() {
-                    field += 1;
-                    continue;
-                }
-                if arg == "-o"
-                    && let Ok((n, v)) = crate::global::readlline::split_nameval(&argv[field + 1])
-                {
-                    dict.set(&n, &v);
-                    any = true;
-                }
-                field += 2;
+        // command's own arguments. As in Postfix, the settings belong to the
+        // name space (service/type): entries that share one share them, and
+        // an entry sees the name space once any entry up to it has set it.
+        let mut spaces: HashMap<String, NameValues> = HashMap::new();
+        let mut has_space = vec![false; self.masters.len()];
+        for (i, m) in self.masters.iter().enumerate() {
+            for (n, v) in super::master::option_settings(&m.argv) {
+                spaces.entry(m.name_space.clone()).or_default().set(&n, &v);
             }
-            if any {
-                self.masters[i].all_params = Some(dict);
-                self.masters[i].valid_names = Some(HashMap::new());
+            has_space[i] = spaces.contains_key(&m.name_space);
+        }
+        for (i, m) in self.masters.iter_mut().enumerate() {
+            if has_space[i] {
+                m.all_params = spaces.get(&m.name_space).cloned();
+                m.valid_names = Some(HashMap::new());
             }
         }
         for i in 0..self.masters.len() {
