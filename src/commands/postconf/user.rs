@@ -149,29 +149,68 @@ impl Pcf {
                 .as_ref()
                 .is_some_and(|d| d.contains(name))
         });
+        let verbose = msg::verbose() > 0;
         if let (true, Some(i)) = (in_local, scope) {
             user_supplied = true;
+            let ns = self.masters[i].name_space.clone();
             let valid = self.masters[i].valid_names.get_or_insert_with(HashMap::new);
-            valid.entry(name.to_string()).or_insert(Node {
-                flags: class,
-                data: NodeData::User,
-            });
+            if !valid.contains_key(name) {
+                valid.insert(
+                    name.to_string(),
+                    Node {
+                        flags: class,
+                        data: NodeData::User,
+                    },
+                );
+                if verbose {
+                    msg::info(&format!(
+                        "${name} in master.cf:{ns} validates {name}=value in master.cf:{ns}"
+                    ));
+                }
+            }
         } else if self.main.contains(name) {
             user_supplied = true;
-            self.params.entry(name.to_string()).or_insert(Node {
-                flags: class,
-                data: NodeData::User,
-            });
+            if !self.params.contains_key(name) {
+                self.params.insert(
+                    name.to_string(),
+                    Node {
+                        flags: class,
+                        data: NodeData::User,
+                    },
+                );
+                if verbose {
+                    match scope {
+                        Some(i) => msg::info(&format!(
+                            "${name} in master.cf:{} validates {name}=value in main.cf",
+                            self.masters[i].name_space
+                        )),
+                        None => msg::info(&format!(
+                            "${name} in main.cf validates {name}=value in main.cf"
+                        )),
+                    }
+                }
+            }
         }
         if scope.is_none() {
             for m in &mut self.masters {
                 if m.all_params.as_ref().is_some_and(|d| d.contains(name)) {
                     user_supplied = true;
                     let valid = m.valid_names.get_or_insert_with(HashMap::new);
-                    valid.entry(name.to_string()).or_insert(Node {
-                        flags: class,
-                        data: NodeData::User,
-                    });
+                    if !valid.contains_key(name) {
+                        valid.insert(
+                            name.to_string(),
+                            Node {
+                                flags: class,
+                                data: NodeData::User,
+                            },
+                        );
+                        if verbose {
+                            msg::info(&format!(
+                                "${name} in main.cf validates {name}=value in master.cf:{}",
+                                m.name_space
+                            ));
+                        }
+                    }
                 }
             }
         }
