@@ -506,3 +506,72 @@ fn postcat_corrupt_input() {
         }
     }
 }
+
+/// The queue file captured from a real Postfix 3.7.11 instance
+/// (../shared/reference/postfix-3.7-samples.txt: its records and its
+/// `postcat -o -v` output) must print the same with our postcat.
+#[test]
+fn captured_postfix_queue_file() {
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/postfix-3.7-samples.txt");
+    let Ok(text) = std::fs::read_to_string(&sample) else {
+        eprintln!("SKIP captured_postfix_queue_file: no {}", sample.display());
+        return;
+    };
+    let mut bytes = Vec::new();
+    let mut expect = String::new();
+    let mut section = "";
+    for line in text.lines() {
+        if line.starts_with("=== ") {
+            section = if line.starts_with("=== raw queue file") {
+                "raw"
+            } else if line.starts_with("=== postcat -o -v") {
+                "postcat"
+            } else {
+                ""
+            };
+            continue;
+        }
+        match section {
+            "raw" if line.starts_with('\'') => {
+                let t = line.as_bytes()[1];
+                let start = line.find("b'").unwrap() + 2;
+                let body = &line[start..line.len() - 1];
+                let mut payload = Vec::new();
+                let mut chars = body.bytes();
+                while let Some(c) = chars.next() {
+                    if c == b'\\' {
+                        match chars.next() {
+                            Some(b't') => payload.push(b'\t'),
+                            Some(o) => payload.push(o),
+                            None => {}
+                        }
+                    } else {
+                        payload.push(c);
+                    }
+                }
+                rostfix::global::record::rec_encode(&mut bytes, t, &payload);
+            }
+            "postcat" if !line.is_empty() => {
+                expect.push_str(line);
+                expect.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(!bytes.is_empty() && !expect.is_empty());
+    let s = Scratch::new("captured");
+    std::fs::create_dir_all(s.path("SPOOL/hold")).unwrap();
+    std::fs::write(s.path("SPOOL/hold/907429900EC"), &bytes).unwrap();
+    write_conf(&s.path("conf"), &s.path("q").display().to_string(), "");
+    let args = vec![
+        "-c".to_string(),
+        s.path("conf").display().to_string(),
+        "-o".into(),
+        "-v".into(),
+        "SPOOL/hold/907429900EC".into(),
+    ];
+    let ours = run(Impl::Ours, "postcat", &args, None, &s.0);
+    assert_eq!(String::from_utf8_lossy(&ours.stdout), expect);
+    assert_eq!(ours.status, 0);
+}

@@ -383,6 +383,20 @@ fn show_queue(conf: &MailConf, mode: Mode) {
     out::flush();
 }
 
+/// Talk to a public service that must answer (mail_connect); false when
+/// nobody listens.
+fn connect(service: &str) -> bool {
+    let path = format!("public/{service}");
+    match std::os::unix::net::UnixStream::connect(&path) {
+        // No flush service speaks our protocol yet: treat it as down.
+        Ok(_) => false,
+        Err(e) => {
+            msg::warn(&format!("connect to {path}: {}", errtext(&e)));
+            false
+        }
+    }
+}
+
 /// Write a trigger to a public service; false when nobody listens.
 fn trigger(service: &str, bytes: &[u8]) -> bool {
     use std::io::Write;
@@ -577,11 +591,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 ));
             }
             // No flush service yet: as when Postfix's is not running.
-            let _ = trigger(&svc("flush_service_name", "flush"), b"");
+            let _ = connect(&svc("flush_service_name", "flush"));
             fatal("Cannot flush mail queue - mail system is down");
         }
         Mode::FlushFile => {
-            let _ = trigger(&svc("flush_service_name", "flush"), b"");
+            let _ = connect(&svc("flush_service_name", "flush"));
             fatal("Cannot flush mail queue - mail system is down");
         }
         Mode::Default => usage(),
