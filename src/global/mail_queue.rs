@@ -436,6 +436,35 @@ mod tests {
     }
 
     #[test]
+    fn enter_and_finish() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("rostfix-mq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("incoming")).unwrap();
+        for long in [false, true] {
+            let q = QueueConf {
+                queue_directory: dir.display().to_string(),
+                hash_names: vec!["incoming".into()],
+                hash_depth: 2,
+                long_ids: long,
+            };
+            let nf = q.enter("incoming", 0o600).unwrap();
+            let md = std::fs::metadata(q.abs_path("incoming", &nf.id)).unwrap();
+            assert_eq!(md.mode() & 0o777, 0o600);
+            assert_eq!(id_inode(&nf.id), Some(md.ino()));
+            assert!(id_ok(&nf.id));
+            assert_eq!(nf.path, q.path("incoming", &nf.id));
+            if !long {
+                assert_eq!(nf.id, short_queue_id(nf.time.1 as u64, md.ino()));
+            }
+            finish(&nf.file, STAT_UNTHROTTLE).unwrap();
+            let md = std::fs::metadata(q.abs_path("incoming", &nf.id)).unwrap();
+            assert_eq!(md.mode() & 0o777, 0o740);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn strtoul() {
         assert_eq!(safe_strtoul(b"10", 52), (52, 2, false));
         assert_eq!(safe_strtoul(b"  1z", 51), (1, 3, false));
