@@ -205,6 +205,7 @@ impl QueueConf {
         use std::os::unix::fs::MetadataExt;
         let ino = file.metadata()?.ino();
         let mut count = 0;
+        let mut last_path = String::new();
         loop {
             let (sec, usec) = now();
             let id = if self.long_ids {
@@ -213,6 +214,7 @@ impl QueueConf {
                 short_queue_id(usec as u64, ino)
             };
             let path = self.path(queue, &id);
+            last_path.clone_from(&path);
             match std::fs::rename(self.abs(&temp), self.abs(&path)) {
                 Ok(()) => {
                     return Ok(NewQueueFile {
@@ -238,8 +240,7 @@ impl QueueConf {
             if count > 1000 {
                 let _ = std::fs::remove_file(self.abs(&temp));
                 return Err(io::Error::other(format!(
-                    "mail_queue_enter: rename {temp} to {path}: giving up",
-                    path = self.path(queue, "X")
+                    "mail_queue_enter: rename {temp} to {last_path}: giving up"
                 )));
             }
         }
