@@ -16,8 +16,10 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("mailq", commands::sendmail::main),
     ("newaliases", commands::sendmail::main),
     ("postalias", commands::postalias::main),
+    ("postcat", commands::postcat::main),
     ("postconf", commands::postconf::main),
     ("postmap", commands::postmap::main),
+    ("postqueue", commands::postqueue::main),
     ("sendmail", commands::sendmail::main),
 ];
 

@@ -2,6 +2,8 @@
 
 pub mod demo;
 pub mod postalias;
+pub mod postcat;
 pub mod postconf;
 pub mod postmap;
+pub mod postqueue;
 pub mod sendmail;

@@ -1,9 +1,11 @@
 //! The only place for `unsafe`: thin wrappers around system calls.
 
+pub mod ids;
 pub mod inet;
 pub mod net;
 pub mod pcre;
 pub mod regex;
+pub mod time;
 
 /// The kernel's host name (gethostname(2)), as one-char-per-byte text.
 pub fn hostname() -> String {

@@ -301,6 +301,18 @@ pub fn main(args: Vec<OsString>) -> i32 {
             let err = exec(&path, &argv);
             fatal(&format!("execv {path}: {}", errno_text(&err)))
         }
+        Mode::Mailq => {
+            if !rest.is_empty() {
+                msg::fatal_status(64, "display queue mode requires no recipient");
+            }
+            let mut argv: Vec<String> = vec!["postqueue".into(), "-p".into()];
+            for _ in 0..msg::verbose() {
+                argv.push("-v".into());
+            }
+            let path = format!("{}/postqueue", get("command_directory"));
+            let err = exec(&path, &argv);
+            fatal(&format!("execv {path}: {}", errno_text(&err)))
+        }
         _ => fatal(
             "mail submission, mailq, queue flush and daemon modes of sendmail are not implemented yet in rostfix (only newaliases / -bi / -I)",
         ),
