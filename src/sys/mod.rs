@@ -1,10 +1,13 @@
 //! The only place for `unsafe`: thin wrappers around system calls.
 
+pub mod env;
 pub mod ids;
 pub mod inet;
 pub mod net;
 pub mod pcre;
+pub mod pwd;
 pub mod regex;
+pub mod resolve;
 pub mod time;
 
 /// The kernel's host name (gethostname(2)), as one-char-per-byte text.

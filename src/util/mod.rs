@@ -4,3 +4,5 @@ pub mod casefold;
 pub mod getopt;
 pub mod htable;
 pub mod latin1;
+pub mod netstring;
+pub mod stringops;

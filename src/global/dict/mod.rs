@@ -12,13 +12,29 @@
 
 pub mod cdb;
 pub mod cidr;
+pub mod connect;
 pub mod db;
 pub mod dict_db;
+pub mod environ;
+pub mod fail;
+pub mod helpers;
+pub mod inline;
+pub mod internal;
 pub mod lmdb;
+pub mod nis;
 pub mod pattern_util;
 pub mod pcre;
+pub mod pipemap;
+pub mod proxy;
+pub mod randmap;
 pub mod regexp;
 pub mod registry;
+pub mod socketmap;
+pub mod r#static;
+pub mod tcp;
+pub mod texthash;
+pub mod unionmap;
+pub mod unix;
 pub mod utf8;
 
 use std::fmt;
