@@ -138,10 +138,66 @@ impl Write for Stream {
     }
 }
 
-fn errno_text(e: &io::Error) -> String {
+/// The `%m` text Postfix shows after a successful timed TCP connect: its
+/// non-blocking connect leaves errno at EINPROGRESS, and a later EOF does
+/// not change errno.
+pub fn in_progress() -> String {
+    crate::sys::strerror(libc::EINPROGRESS)
+}
+
+/// A stream that remembers the errno of its last failed read or write (a
+/// read time limit counts as ETIMEDOUT, as in Postfix's timed reads).
+pub struct Tracked<S> {
+    pub inner: S,
+    pub last_errno: Option<String>,
+}
+
+impl<S> Tracked<S> {
+    pub fn new(inner: S) -> Self {
+        Tracked {
+            inner,
+            last_errno: None,
+        }
+    }
+    fn note<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            self.last_errno = Some(errno_text(e));
+        }
+        r
+    }
+}
+
+impl<S: Read> Read for Tracked<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.note(r)
+    }
+}
+
+impl<S: Write> Write for Tracked<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.note(r)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.note(r)
+    }
+}
+
+/// The `%m` text for an I/O error (EAGAIN from a socket time limit is
+/// reported as ETIMEDOUT).
+pub fn errno_text(e: &io::Error) -> String {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        return crate::sys::strerror(libc::ETIMEDOUT);
+    }
     match e.raw_os_error() {
         Some(code) => crate::sys::strerror(code),
-        None if e.kind() == io::ErrorKind::TimedOut => crate::sys::strerror(libc::ETIMEDOUT),
         None => e.to_string(),
     }
 }

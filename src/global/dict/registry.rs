@@ -36,6 +36,11 @@ pub static TYPES: &[(&str, Opener)] = &[
 /// Open `type:name`.
 pub fn dict_open(spec: &str, mode: OpenMode, flags: u32) -> Result<Box<dyn Dict>, OpenError> {
     let (ty, name) = split_spec(spec)?;
+    if ty.is_empty() || name.is_empty() {
+        return Err(OpenError(format!(
+            "open dictionary: expecting \"type:name\" form instead of \"{ty}:{name}\""
+        )));
+    }
     match TYPES.iter().find(|(t, _)| *t == ty) {
         Some((_, open)) => open(name, mode, flags),
         None => Err(OpenError(format!("unsupported dictionary type: {ty}"))),

@@ -10,7 +10,7 @@
 //! up to 100000 bytes, a connection idle for 10 s or older than 100 s is
 //! replaced before the next request.
 
-use super::connect::{Stream, inet_connect, unix_connect};
+use super::connect::{Stream, Tracked, in_progress, inet_connect, unix_connect};
 use super::helpers::{fold_if, require_read_only};
 use super::{Dict, DictError, OpenError, OpenMode, flags};
 use crate::global::msg;
@@ -45,7 +45,7 @@ enum Transport {
 }
 
 struct Conn {
-    stream: BufReader<Stream>,
+    stream: BufReader<Tracked<Stream>>,
     opened: Instant,
     used: Instant,
 }
@@ -58,6 +58,8 @@ struct Sockmap {
     map: String,
     limits: Limits,
     conn: Option<Conn>,
+    /// What Postfix's `%m` would show (its errno) after the last failure.
+    errno: String,
 }
 
 impl Sockmap {
@@ -78,9 +80,17 @@ impl Sockmap {
         match stream {
             Ok(s) => {
                 s.set_timeout(self.limits.timeout);
+                // Postfix's `%m` after a later failure shows the errno its
+                // connect left behind: EINPROGRESS from the non-blocking TCP
+                // connect; for a UNIX socket the connect leaves errno alone,
+                // and in postmap it still holds ENOENT from start-up.
+                self.errno = match s {
+                    Stream::Tcp(_) => in_progress(),
+                    Stream::Unix(_) => crate::sys::strerror(libc::ENOENT),
+                };
                 let now = Instant::now();
                 self.conn = Some(Conn {
-                    stream: BufReader::new(s),
+                    stream: BufReader::new(Tracked::new(s)),
                     opened: now,
                     used: now,
                 });
@@ -88,6 +98,7 @@ impl Sockmap {
             }
             Err(e) => {
                 msg::warn(&format!("connect to {}: {e}", self.endpoint));
+                self.errno = e.clone();
                 Err(e)
             }
         }
@@ -97,8 +108,12 @@ impl Sockmap {
         let max = self.limits.max_reply;
         let c = self.conn.as_mut().ok_or(NetstringError::Eof)?;
         c.used = Instant::now();
-        netstring::put(c.stream.get_mut(), request)?;
-        netstring::get(&mut c.stream, max)
+        let r = netstring::put(c.stream.get_mut(), request)
+            .and_then(|_| netstring::get(&mut c.stream, max));
+        if let Some(e) = c.stream.get_mut().last_errno.take() {
+            self.errno = e;
+        }
+        r
     }
 }
 
@@ -137,7 +152,7 @@ impl Dict for Sockmap {
                         self.name,
                         e.text()
                     ));
-                    return Err(DictError::Retry(e.text().to_string()));
+                    return Err(DictError::Retry(self.errno.clone()));
                 }
             }
         };
@@ -175,7 +190,7 @@ impl Dict for Sockmap {
             if payload.is_empty() { "" } else { ": " }
         ));
         Err(match err {
-            DictError::Retry(_) => DictError::Retry(super::fail::APPLICATION_ERROR.to_string()),
+            DictError::Retry(_) => DictError::Retry(self.errno.clone()),
             e => e,
         })
     }
@@ -225,6 +240,7 @@ pub fn open_with(
         map: map.to_string(),
         limits,
         conn: None,
+        errno: super::fail::APPLICATION_ERROR.to_string(),
     }))
 }
 

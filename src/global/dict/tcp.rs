@@ -5,7 +5,7 @@
 //! second apart; replies are limited to 4096 bytes; I/O times out after
 //! 100 s.
 
-use super::connect::inet_connect;
+use super::connect::{Tracked, in_progress, inet_connect};
 use super::helpers::{fold_if, require_read_only};
 use super::{Dict, DictError, OpenError, OpenMode, flags};
 use crate::global::msg;
@@ -39,7 +39,7 @@ struct Tcp {
     name: String,
     flags: u32,
     limits: Limits,
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<BufReader<Tracked<TcpStream>>>,
     /// What Postfix's `%m` would show after the last failure.
     last_errno: String,
 }
@@ -47,8 +47,8 @@ struct Tcp {
 /// How a bounded line read ended.
 enum LineEnd {
     Newline,
-    /// End of file or an I/O error, with the `%m` text.
-    Eof(String),
+    /// End of file or an I/O error.
+    Eof,
     TooLong,
 }
 
@@ -56,18 +56,10 @@ fn read_line_bounded<R: BufRead>(r: &mut R, max: usize, out: &mut Vec<u8>) -> Li
     out.clear();
     while out.len() < max {
         let buf = match r.fill_buf() {
-            Ok([]) => return LineEnd::Eof(super::fail::APPLICATION_ERROR.to_string()),
+            Ok([]) => return LineEnd::Eof,
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let code = e.raw_os_error().unwrap_or(libc::ETIMEDOUT);
-                let code = if code == libc::EAGAIN {
-                    libc::ETIMEDOUT
-                } else {
-                    code
-                };
-                return LineEnd::Eof(crate::sys::strerror(code));
-            }
+            Err(_) => return LineEnd::Eof,
         };
         let room = max - out.len();
         let take = buf.len().min(room);
@@ -90,7 +82,8 @@ impl Tcp {
             Ok(s) => {
                 let _ = s.set_read_timeout(Some(self.limits.timeout));
                 let _ = s.set_write_timeout(Some(self.limits.timeout));
-                self.conn = Some(BufReader::new(s));
+                self.conn = Some(BufReader::new(Tracked::new(s)));
+                self.last_errno = in_progress();
                 true
             }
             Err(e) => {
@@ -131,17 +124,17 @@ impl Dict for Tcp {
                     .and_then(|_| c.get_mut().flush());
                 let end = match sent {
                     Ok(()) => read_line_bounded(c, self.limits.max_len, &mut line),
-                    Err(e) => LineEnd::Eof(crate::sys::strerror(e.raw_os_error().unwrap_or(0))),
+                    Err(_) => LineEnd::Eof,
                 };
+                if let Some(e) = c.get_mut().last_errno.take() {
+                    self.last_errno = e;
+                }
                 match end {
                     LineEnd::Newline => break,
-                    LineEnd::Eof(m) => {
-                        msg::warn(&format!(
-                            "read TCP map reply from {}: unexpected EOF ({m})",
-                            self.name
-                        ));
-                        self.last_errno = m;
-                    }
+                    LineEnd::Eof => msg::warn(&format!(
+                        "read TCP map reply from {}: unexpected EOF ({})",
+                        self.name, self.last_errno
+                    )),
                     LineEnd::TooLong => msg::warn(&format!(
                         "read TCP map reply from {}: text longer than {}",
                         self.name, self.limits.max_len
