@@ -84,6 +84,12 @@ pub fn warn(text: &str) {
     emit("warning: ", text);
 }
 
+/// `program: error: text` (Postfix's msg_error: a problem that does not
+/// stop the program).
+pub fn error(text: &str) {
+    emit("error: ", text);
+}
+
 /// `program: text`, only when verbose.
 pub fn info(text: &str) {
     emit("", text);
