@@ -9,6 +9,7 @@ pub mod mail_addr_find;
 pub mod mail_conf;
 pub mod mail_queue;
 pub mod maps;
+pub mod match_list;
 pub mod mime_state;
 pub mod mkmap;
 pub mod msg;
