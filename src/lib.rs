@@ -3,6 +3,8 @@
 //! The library holds every program; `src/main.rs` dispatches to them by name.
 
 pub mod commands;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod global;
 pub mod sys;
 pub mod util;

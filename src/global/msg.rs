@@ -4,6 +4,7 @@
 //! argv[0] exactly as invoked; a fatal error exits with status 1.
 
 use crate::util::latin1;
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -67,6 +68,15 @@ pub fn more_verbose() {
 }
 
 fn emit(level: &str, text: &str) {
+    if SANDBOX.with(|s| s.borrow().is_some()) {
+        let line = format!("{level}{}", printable(text, UTF8.load(Ordering::Relaxed)));
+        SANDBOX.with(|s| {
+            if let Some(v) = s.borrow_mut().as_mut() {
+                v.push(line);
+            }
+        });
+        return;
+    }
     crate::global::out::flush();
     let mut line = latin1::encode(&progname());
     line.extend_from_slice(b": ");
@@ -98,6 +108,7 @@ pub fn info(text: &str) {
 /// `program: fatal: text`, then exit status 1.
 pub fn fatal(text: &str) -> ! {
     emit("fatal: ", text);
+    leave_sandbox(Exit::Fatal(text.to_string()));
     crate::global::out::flush();
     std::process::exit(1);
 }
@@ -113,8 +124,50 @@ pub fn fatal_status(status: i32, text: &str) -> ! {
 /// `program: panic: text`, then exit status 2 (a software error).
 pub fn panic(text: &str) -> ! {
     emit("panic: ", text);
+    leave_sandbox(Exit::Panic(text.to_string()));
     crate::global::out::flush();
     std::process::exit(2);
+}
+
+thread_local! {
+    /// Messages of the innermost [`sandbox`] running on this thread.
+    static SANDBOX: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// How a [`sandbox`]ed call ended early: [`fatal`] or [`panic`] was called
+/// (the text is the message, without `fatal: `).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Fatal(String),
+    Panic(String),
+}
+
+/// Inside a sandbox, unwind to it instead of exiting. `resume_unwind` does
+/// not run the panic hook, so a fuzzer or test harness does not see this
+/// as a crash.
+fn leave_sandbox(how: Exit) {
+    if SANDBOX.with(|s| s.borrow().is_some()) {
+        std::panic::resume_unwind(Box::new(how));
+    }
+}
+
+/// Run `f` with this thread's messages collected instead of written to
+/// stderr (each as `warning: text`, `fatal: text` ..., without the program
+/// name), and with [`fatal`] and [`panic`] returning here as `Err` instead
+/// of exiting the process. For fuzz targets and tests of code whose errors
+/// are fatal, as Postfix's are. A real panic in `f` is passed on.
+pub fn sandbox<T>(f: impl FnOnce() -> T) -> (Result<T, Exit>, Vec<String>) {
+    let outer = SANDBOX.with(|s| s.borrow_mut().replace(Vec::new()));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let messages = SANDBOX.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
+    let messages = messages.unwrap_or_default();
+    match result {
+        Ok(v) => (Ok(v), messages),
+        Err(payload) => match payload.downcast::<Exit>() {
+            Ok(how) => (Err(*how), messages),
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -128,5 +181,35 @@ mod tests {
         assert_eq!(printable("caf\u{c3}\u{a9}!", false), "caf??!");
         assert_eq!(printable("caf\u{c3}\u{a9}!", true), "caf\u{c3}\u{a9}!");
         assert_eq!(printable("\u{e9}t\u{e9}", true), "?t?");
+    }
+
+    #[test]
+    fn sandbox_collects_messages_and_stops_fatal() {
+        let (r, m) = sandbox(|| {
+            warn("one\x01");
+            fatal("two");
+        });
+        assert_eq!(r, Err::<(), _>(Exit::Fatal("two".into())));
+        assert_eq!(m, vec!["warning: one?".to_string(), "fatal: two".into()]);
+        // Nested sandboxes keep their own messages; after them, none is active.
+        let (r, m) = sandbox(|| {
+            warn("outer");
+            let inner = sandbox(|| panic("deep"));
+            assert_eq!(inner.0, Err(Exit::Panic("deep".into())));
+            assert_eq!(inner.1, vec!["panic: deep".to_string()]);
+            7
+        });
+        assert_eq!((r, m), (Ok(7), vec!["warning: outer".to_string()]));
+        assert!(SANDBOX.with(|s| s.borrow().is_none()));
+    }
+
+    #[test]
+    fn sandbox_passes_real_panics_on() {
+        let r = std::panic::catch_unwind(|| sandbox(|| -> () { std::panic::panic_any(5u8) }));
+        assert_eq!(
+            r.err().and_then(|p| p.downcast::<u8>().ok()).as_deref(),
+            Some(&5)
+        );
+        assert!(SANDBOX.with(|s| s.borrow().is_none()));
     }
 }

@@ -197,6 +197,28 @@ impl CidrDict {
         pu::require_read_only(TYPE, name, mode)?;
         let mut diag = diag;
         let src = pu::read_source(TYPE, name, &mut diag)?;
+        Self::from_source(name, dict_flags, diag, src)
+    }
+
+    /// A table from source text in memory, as if read from a file: `name`
+    /// stands for the file name in messages (fuzzing, tests).
+    pub fn from_bytes(
+        name: &str,
+        data: &[u8],
+        dict_flags: u32,
+        diag: Diag,
+    ) -> Result<CidrDict, OpenError> {
+        let mut diag = diag;
+        let src = pu::source_from_bytes(data, name, &mut diag);
+        Self::from_source(name, dict_flags, diag, src)
+    }
+
+    fn from_source(
+        name: &str,
+        dict_flags: u32,
+        diag: Diag,
+        src: pu::Source,
+    ) -> Result<CidrDict, OpenError> {
         let mut d = CidrDict {
             name: name.to_string(),
             flags: dict_flags | flags::PATTERN,

@@ -233,10 +233,18 @@ pub fn read_source(dict_type: &str, mapname: &str, diag: &mut Diag) -> Result<So
             .map(|e| crate::sys::strerror(e.raw_os_error().unwrap_or(0)));
         (data, text(name), err)
     };
-    Ok(Source {
-        lines: read_logical_lines_with(&latin1::decode(&data), &path, &mut |w| diag.warn(w)),
-        read_error,
-    })
+    let mut src = source_from_bytes(&data, &path, diag);
+    src.read_error = read_error;
+    Ok(src)
+}
+
+/// Table source text already in memory, as [`read_source`] splits a file:
+/// `path` names it in warnings.
+pub fn source_from_bytes(data: &[u8], path: &str, diag: &mut Diag) -> Source {
+    Source {
+        lines: read_logical_lines_with(&latin1::decode(data), path, &mut |w| diag.warn(w)),
+        read_error: None,
+    }
 }
 
 /// Base64 as Postfix's base64_encode() (standard alphabet, `=` padding).
