@@ -319,8 +319,12 @@ fn parse_relational<'s>(ctx: &mut Ctx, s: &'s str) -> Result<(Option<String>, &'
     let mut lbuf = String::new();
     let mut rbuf = String::new();
     let (flags, filter) = (ctx.flags & !FLAG_APPEND, ctx.filter);
-    ctx.status |= mac_expand(&mut lbuf, left, flags, filter, ctx.lookup);
-    ctx.status |= mac_expand(&mut rbuf, right, flags, filter, ctx.lookup);
+    // The operands are expanded at this nesting level, not afresh: a value
+    // that compares itself (`a = ${{$a} == {x}}`) must hit the nesting
+    // limit rather than recurse until the stack overflows (Postfix 3.7
+    // restarts the count at 0 there, and crashes).
+    ctx.status |= expand_at(&mut lbuf, left, flags, filter, ctx.lookup, ctx.level);
+    ctx.status |= expand_at(&mut rbuf, right, flags, filter, ctx.lookup, ctx.level);
     let mut result = None;
     if ctx.flags & FLAG_SCAN == 0 {
         let truth = if compat {
@@ -520,6 +524,18 @@ pub fn mac_expand(
     filter: Option<&str>,
     lookup: &mut Lookup,
 ) -> u32 {
+    expand_at(result, pattern, flags, filter, lookup, 0)
+}
+
+/// [`mac_expand`] starting at nesting `level`.
+fn expand_at(
+    result: &mut String,
+    pattern: &str,
+    flags: u32,
+    filter: Option<&str>,
+    lookup: &mut Lookup,
+    level: u32,
+) -> u32 {
     if flags & (FLAG_APPEND | FLAG_SCAN) == 0 {
         result.clear();
     }
@@ -529,7 +545,7 @@ pub fn mac_expand(
         filter,
         lookup,
         status: 0,
-        level: 0,
+        level,
     };
     mac_parse(pattern, &mut |t, b| callback(&mut ctx, t, b))
 }
@@ -587,6 +603,28 @@ mod tests {
     fn recursion_is_bounded() {
         let (_, st) = exp("$a", &[("a", "$a")]);
         assert_eq!(st & PARSE_ERROR, PARSE_ERROR);
+    }
+
+    #[test]
+    fn recursion_through_relational_operands_is_bounded() {
+        // Found by fuzzing (fuzz/regressions/expand/): each operand used to
+        // be expanded with a fresh nesting count, so this recursed until
+        // the stack overflowed.
+        let (_, m) = crate::global::msg::sandbox(|| {
+            let (out, st) = exp("$a", &[("a", "${{$a} == {x}}")]);
+            assert_eq!((out.as_str(), st & PARSE_ERROR), ("", PARSE_ERROR));
+        });
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("warning: unreasonable macro call nesting: "),
+            "{m:?}"
+        );
+        // Legitimate nesting through operands still works.
+        let (out, st) = exp(
+            "${{$b} == {1} ? {one} : {other}}",
+            &[("b", "${{$c} < {2}?{1}:{0}}"), ("c", "1")],
+        );
+        assert_eq!((out.as_str(), st), ("one", 0));
     }
 
     #[test]
