@@ -293,3 +293,32 @@ fn regenerate_seed_corpus() {
         put("expand", label, data);
     }
 }
+
+/// The db_reader seeds are valid files (ours, libdb's, Postfix's): each
+/// must open as the kind its name says and walk to the end, every walked
+/// key found again by a lookup.
+#[test]
+fn db_seeds_are_read_whole() {
+    use rostfix::global::dict::db::{Kind, Reader};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/db_reader");
+    let mut n = 0;
+    for p in files_in(&dir) {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let kind = if name.contains("hash") {
+            Kind::Hash
+        } else {
+            Kind::Btree
+        };
+        let mut r = Reader::open_bytes(fs::read(&p).unwrap(), kind)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let all = r.read_all().unwrap_or_else(|e| panic!("{name}: {e}"));
+        if !name.starts_with("empty") {
+            assert!(!all.is_empty(), "{name}: no pairs");
+        }
+        for (k, _) in &all {
+            assert!(r.get(k).unwrap().is_some(), "{name}: {k:?} not found");
+        }
+        n += 1;
+    }
+    assert!(n >= 8, "only {n} db seeds");
+}
