@@ -323,7 +323,12 @@ fn parse_relational<'s>(ctx: &mut Ctx, s: &'s str) -> Result<(Option<String>, &'
     // that compares itself (`a = ${{$a} == {x}}`) must hit the nesting
     // limit rather than recurse until the stack overflows (Postfix 3.7
     // restarts the count at 0 there, and crashes).
+    // Past the nesting limit, stop at once: expanding the right operand
+    // too would descend to the limit again at every level, 2^100 times.
     ctx.status |= expand_at(&mut lbuf, left, flags, filter, ctx.lookup, ctx.level);
+    if ctx.status & NESTING != 0 {
+        return Err(());
+    }
     ctx.status |= expand_at(&mut rbuf, right, flags, filter, ctx.lookup, ctx.level);
     let mut result = None;
     if ctx.flags & FLAG_SCAN == 0 {
@@ -354,6 +359,7 @@ fn callback(ctx: &mut Ctx, token: Token, buf: &str) -> u32 {
     ctx.level += 1;
     if level > 100 {
         parse_error(ctx, &format!("unreasonable macro call nesting: \"{buf}\""));
+        ctx.status |= NESTING;
     }
     if ctx.status & PARSE_ERROR != 0 {
         return ctx.status;
@@ -524,8 +530,11 @@ pub fn mac_expand(
     filter: Option<&str>,
     lookup: &mut Lookup,
 ) -> u32 {
-    expand_at(result, pattern, flags, filter, lookup, 0)
+    expand_at(result, pattern, flags, filter, lookup, 0) & !NESTING
 }
+
+/// Internal status bit: the nesting limit was hit (with PARSE_ERROR).
+const NESTING: u32 = 1 << 30;
 
 /// [`mac_expand`] starting at nesting `level`.
 fn expand_at(
@@ -619,6 +628,14 @@ mod tests {
             m[0].starts_with("warning: unreasonable macro call nesting: "),
             "{m:?}"
         );
+        // Two self-references per level used to take 2^100 steps (each
+        // operand descending to the limit again): now the first one to hit
+        // the limit ends the expansion.
+        let (_, m) = crate::global::msg::sandbox(|| {
+            let (out, st) = exp("$a", &[("a", "${{$a} <= {$a$a}}")]);
+            assert_eq!((out.as_str(), st), ("", PARSE_ERROR));
+        });
+        assert_eq!(m.len(), 1, "{m:?}");
         // Legitimate nesting through operands still works.
         let (out, st) = exp(
             "${{$b} == {1} ? {one} : {other}}",

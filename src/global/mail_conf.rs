@@ -113,24 +113,33 @@ impl MailConf {
             return host;
         }
         let domain = self
-            .settings
-            .get("mydomain")
-            .and_then(|_| self.expand("$mydomain").ok())
+            .main_eval("mydomain")
             .unwrap_or_else(|| "localdomain".to_string());
         format!("{host}.{domain}")
     }
 
     fn default_mydomain(&self) -> String {
-        let host = match self.settings.get("myhostname") {
-            Some(_) => self
-                .expand("$myhostname")
-                .unwrap_or_else(|_| self.default_myhostname()),
-            None => self.default_myhostname(),
-        };
+        let host = self
+            .main_eval("myhostname")
+            .unwrap_or_else(|| self.default_myhostname());
         match host.find('.') {
             Some(i) => host[i + 1..].to_string(),
             None => "localdomain".to_string(),
         }
+    }
+
+    /// A main.cf setting expanded against main.cf alone, without defaults
+    /// (Postfix's mail_conf_lookup_eval while the host defaults are being
+    /// computed): `None` when unset or on a syntax error. Expanding with
+    /// defaults here would loop (`mydomain = $myhostname`, its default
+    /// needing mydomain ...).
+    fn main_eval(&self, name: &str) -> Option<String> {
+        let value = self.settings.get(name)?;
+        let mut out = String::new();
+        let st = expand::mac_expand(&mut out, value, expand::FLAG_RECURSE, None, &mut |n, _| {
+            self.settings.get(n).map(str::to_string)
+        });
+        (st & expand::PARSE_ERROR == 0).then_some(out)
     }
 
     /// Expand `$name` in text recursively; a syntax error is an error.
@@ -363,6 +372,25 @@ mod tests {
             "mail.example.com, localhost.example.com, localhost"
         );
         assert_eq!(c.lookup_eval("nonesuch").unwrap(), None);
+    }
+
+    #[test]
+    fn host_defaults_that_refer_to_each_other_end() {
+        // Found by fuzzing (fuzz/regressions/main_cf/): each of these used
+        // to recurse until the stack overflowed. Postfix's postconf -x
+        // prints the same values.
+        let c = conf("myhostname = $mydomain\n");
+        assert_eq!(c.lookup_eval("mydomain").unwrap().unwrap(), "localdomain");
+        assert_eq!(c.lookup_eval("myhostname").unwrap().unwrap(), "localdomain");
+        let c = conf("mydomain = $myhostname\n");
+        let host = crate::global::hostinfo::kernel_hostname();
+        let want = if host.contains('.') {
+            host
+        } else {
+            format!("{host}.")
+        };
+        assert_eq!(c.lookup_eval("myhostname").unwrap().unwrap(), want);
+        assert_eq!(c.lookup_eval("mydomain").unwrap().unwrap(), want);
     }
 
     #[test]
