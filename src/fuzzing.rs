@@ -43,7 +43,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("main_cf", main_cf),
     ("master_cf", master_cf),
     ("pcre_table", pcre_table),
+    ("queue_file", queue_file),
     ("regexp_table", regexp_table),
+    ("table_source", table_source),
 ];
 
 /// The target called `name`.
@@ -490,6 +492,63 @@ pub fn master_cf(data: &[u8]) {
                 Ok(Ok(back)) => assert_eq!(back.argv, ent.argv, "printed: {printed:?}"),
                 other => panic!("printed entry {printed:?} does not parse: {other:?} {m:?}"),
             }
+        }
+    }
+}
+
+/// A postmap or postalias source file (landed after the first targets):
+/// logical lines, each split as `key value` (postmap) and as
+/// `name: value` through the RFC 822 tokenizer (postalias), whose tokens
+/// are also internalized and externalized again.
+pub fn table_source(data: &[u8]) {
+    use crate::commands::postmap::source::{self, Item};
+    use crate::global::tok822;
+    for item in source::LogicalLines::new(data, "fuzz.src").take(256) {
+        let Item::Line(line, _) = item else {
+            continue;
+        };
+        let _ = source::bad_utf8(&line);
+        let text = source::c_text(&line);
+        let _ = source::split_postmap(&text);
+        let _ = source::split_alias(&text);
+        let toks = tok822::scan(&text);
+        let _ = tok822::externalize(&toks);
+        let _ = tok822::internalize(&toks);
+    }
+}
+
+/// A queue file of any content, read record by record as the queue
+/// manager and postcat read it: with pointer records followed (a loop is
+/// cut off after 10000 reverse jumps) and without. The reader needs a file:
+/// the input is written to a temporary one, under a new name each time
+/// (the jump counter is kept per file name, as in Postfix).
+pub fn queue_file(data: &[u8]) {
+    use crate::global::record::{self, QueueStream, Rec};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "rostfix-fuzz-queue-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, data).expect("temporary file");
+    let file = std::fs::File::open(&path).expect("temporary file");
+    let _ = std::fs::remove_file(&path);
+    let name = path.to_string_lossy().to_string();
+    for flags in [record::FLAG_DEFAULT, record::FLAG_NONE] {
+        let mut fp = QueueStream::new(file.try_clone().expect("dup"), &name);
+        fp.collect_warnings();
+        let _ = fp.seek_set(0);
+        let mut buf = Vec::new();
+        let mut n = 0u32;
+        while let Rec::Type(_) = record::rec_get_raw(&mut fp, &mut buf, 1 << 20, flags) {
+            n += 1;
+            // Every record takes at least two bytes of the file, and
+            // pointers may revisit at most 10000 times.
+            assert!(
+                n as usize <= (data.len() / 2 + 1) * 10001,
+                "record reader does not advance"
+            );
         }
     }
 }

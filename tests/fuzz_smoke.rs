@@ -275,6 +275,48 @@ fn regenerate_seed_corpus() {
             }
         }
     }
+    // Queue files, written with our record writer: a plain message, and
+    // one whose recipient list continues through a pointer record.
+    {
+        use rostfix::global::rec_type as rt;
+        use rostfix::global::record;
+        let mut q: Vec<u8> = Vec::new();
+        record::rec_put_size(&mut q, [120, 200, 1, 1, 120, 0]).unwrap();
+        record::rec_put_time(&mut q, 1795624000, 12345).unwrap();
+        record::rec_fputs(&mut q, rt::FROM, "sender@example.com").unwrap();
+        record::rec_fputs(&mut q, rt::RCPT, "user@example.com").unwrap();
+        record::rec_put(&mut q, rt::MESG, b"").unwrap();
+        record::rec_fputs(&mut q, rt::NORM, "Subject: hello").unwrap();
+        record::rec_fputs(&mut q, rt::NORM, "").unwrap();
+        record::rec_fputs(&mut q, rt::NORM, "body").unwrap();
+        record::rec_put(&mut q, rt::XTRA, b"").unwrap();
+        record::rec_put(&mut q, rt::END, b"").unwrap();
+        put("queue_file", "plain", &q);
+        let mut p: Vec<u8> = Vec::new();
+        record::rec_fputs(&mut p, rt::FROM, "a@b").unwrap();
+        let ptr_at = p.len();
+        record::rec_fputs(&mut p, rt::PTR, "000000000000000").unwrap();
+        record::rec_put(&mut p, rt::END, b"").unwrap();
+        let target = p.len();
+        record::rec_fputs(&mut p, rt::RCPT, "c@d").unwrap();
+        record::rec_fputs(&mut p, rt::PTR, &format!("{:015}", ptr_at + 17)).unwrap();
+        // Point the first pointer at the recipient, as cleanup does.
+        let mut fixed = Vec::new();
+        record::rec_fputs(&mut fixed, rt::PTR, &format!("{target:015}")).unwrap();
+        p[ptr_at..ptr_at + fixed.len()].copy_from_slice(&fixed);
+        put("queue_file", "pointer", &p);
+    }
+    // postmap and postalias sources.
+    put(
+        "table_source",
+        "postmap",
+        b"# comment\nuser@example.com OK\n\"quoted key\" value\n  continued\nkey\\ with\\ blanks v\nnovalue\n\"unbalanced v\n",
+    );
+    put(
+        "table_source",
+        "aliases",
+        b"postmaster: root\nroot: user, \"|/usr/bin/prog arg\", /var/mail/file, :include:/etc/list\n\"quoted name\": x@example.com\nbad@remote: y\nnocolon\nfoo: (comment) <a@b>, \"q\\\"x\"@c\n",
+    );
     // Expansion: flags byte, pattern, name=value lines.
     for (label, data) in [
         ("plain", &b"\x01x$a.${b}$(c)$$\na=A\nb=$a$a\nc=\n"[..]),
