@@ -455,8 +455,19 @@ fn reprintable(argv: &[String]) -> bool {
         if !a.starts_with('-') || a == "--" {
             return plain && !a.contains(' ');
         }
-        // An option that takes a value (`-o`, and `-` alone) skips it.
+        // An option that takes a value (`-o`, and `-` alone) skips it. A
+        // `-o` value with blanks is printed in braces, and braces make the
+        // reader normalise `name = value` to `name=value`: it must be in
+        // that form already (it is not when it came without braces, as
+        // from `-o{x y` split at a later `o`; Postfix does the same).
         if a.len() == 1 || a.as_bytes()[1] == b'o' {
+            if a == "-o"
+                && let Some(v) = argv.get(i + 1)
+                && v.contains(' ')
+                && readlline::split_nameval(v).is_ok_and(|(n, x)| format!("{n}={x}") != *v)
+            {
+                return false;
+            }
             i += 1;
         }
         i += 1;
