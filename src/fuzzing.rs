@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("db_reader", db_reader),
     ("db_roundtrip", db_roundtrip),
     ("expand", expand),
+    ("inline_texthash", inline_texthash),
     ("main_cf", main_cf),
     ("master_cf", master_cf),
     ("pcre_table", pcre_table),
@@ -561,5 +562,33 @@ pub fn queue_file(data: &[u8]) {
                 "record reader does not advance"
             );
         }
+    }
+}
+
+/// `texthash:` source text (postmap's format, loaded in memory) and
+/// `inline:{...}` table names: both parsed (a warning or open error is
+/// fine) and the query keys looked up.
+pub fn inline_texthash(data: &[u8]) {
+    use crate::global::dict::{inline, texthash};
+    let (table, queries) = table_and_queries(data);
+    let text = latin1::decode(table);
+    let fl = PATTERN_FLAGS[data.len() % PATTERN_FLAGS.len()] | flags::FOLD_FIX;
+    let (r, _) = msg::sandbox(|| {
+        if let Ok(mut d) = texthash::load("fuzz.txt", &text, fl) {
+            for q in &queries {
+                let _ = d.lookup(&latin1::decode(q));
+            }
+        }
+        for line in text.split('\n').take(64) {
+            let _ = texthash::split_key_value(line);
+        }
+        if let Ok(mut d) = inline::open(&text, OpenMode::ReadOnly, fl) {
+            for q in &queries {
+                let _ = d.lookup(&latin1::decode(q));
+            }
+        }
+    });
+    if let Err(msg::Exit::Panic(e)) = r {
+        panic!("inline/texthash: panic exit: {e}");
     }
 }

@@ -62,7 +62,7 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn load(path: &str, data: &str, dict_flags: u32) -> Result<HtDict, OpenError> {
+pub(crate) fn load(path: &str, data: &str, dict_flags: u32) -> Result<HtDict, OpenError> {
     let mut dict = HtDict::new("texthash", path, dict_flags);
     for line in read_logical_lines(data, path) {
         let lineno = line.first_line;
