@@ -4,5 +4,6 @@
 
 pub mod commands;
 pub mod global;
+pub mod master;
 pub mod sys;
 pub mod util;
