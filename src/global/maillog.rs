@@ -103,7 +103,9 @@ pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
                 "maillog_file value '{file}' does not match any prefix in maillog_file_prefixes"
             ));
         }
-        Target::File(file, None)
+        // Open now, before a daemon drops privileges.
+        let f = open_log(&file);
+        Target::File(file, f)
     };
     *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
         tag: tag.to_string(),
@@ -135,6 +137,16 @@ pub fn reopen() {
     {
         *f = None;
     }
+}
+
+fn open_log(path: &str) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(crate::util::latin1::to_path(path))
+        .ok()
 }
 
 /// The file line for a message: `Mon DD HH:MM:SS host tag[pid]: text`.
@@ -178,13 +190,7 @@ pub fn log(level: &str, text: &str) {
                 .unwrap_or(0);
             let line = format_line(now, &st.host, &st.tag, std::process::id(), level, text);
             if file.is_none() {
-                use std::os::unix::fs::OpenOptionsExt;
-                *file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(0o644)
-                    .open(crate::util::latin1::to_path(path))
-                    .ok();
+                *file = open_log(path);
             }
             if let Some(f) = file.as_mut() {
                 let _ = f.write_all(&crate::util::latin1::encode(&line));
@@ -200,9 +206,15 @@ mod tests {
     #[test]
     fn line_format() {
         let l = format_line(0, "pf", "postfix/master", 300, "warning", "x y");
-        assert!(l.ends_with(" pf postfix/master[300]: warning: x y\n"), "{l}");
+        assert!(
+            l.ends_with(" pf postfix/master[300]: warning: x y\n"),
+            "{l}"
+        );
         let l = format_line(0, "pf", "postfix/master", 300, "info", "daemon started");
-        assert!(l.ends_with(" pf postfix/master[300]: daemon started\n"), "{l}");
+        assert!(
+            l.ends_with(" pf postfix/master[300]: daemon started\n"),
+            "{l}"
+        );
         // "%b %d %H:%M:%S": a month name, a two-digit day, a time.
         assert_eq!(&l[3..4], " ");
         assert_eq!(&l[6..7], " ");

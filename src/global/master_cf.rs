@@ -78,4 +78,3 @@ pub fn extract_braced(s: &str) -> (String, Option<String>) {
     };
     (inner.trim_matches(is_space).to_string(), err)
 }
-

@@ -156,8 +156,7 @@ pub fn host_port(s: &str) -> Result<(String, String), &'static str> {
     if !host.is_empty() && !valid_host_or_addr(&host) {
         return Err("valid hostname or network address required");
     }
-    if port.starts_with(|c: char| c.is_ascii_digit()) && !port.bytes().all(|b| b.is_ascii_digit())
-    {
+    if port.starts_with(|c: char| c.is_ascii_digit()) && !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err("garbage after numerical service");
     }
     Ok((host, port))
@@ -172,7 +171,8 @@ fn valid_host_or_addr(h: &str) -> bool {
         && h.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -184,7 +184,10 @@ pub fn port_number(port: &str, known: &str) -> Option<u16> {
     if port.bytes().all(|b| b.is_ascii_digit()) {
         return port.parse().ok();
     }
-    for item in known.split([',', ' ', '\t', '\n']).filter(|i| !i.is_empty()) {
+    for item in known
+        .split([',', ' ', '\t', '\n'])
+        .filter(|i| !i.is_empty())
+    {
         let parts: Vec<&str> = item.split('=').map(str::trim).collect();
         if let Some((num, names)) = parts.split_last()
             && names.contains(&port)
@@ -286,7 +289,9 @@ pub fn parse(ctx: &Context, text: &str) -> Result<Parsed, String> {
             return Err(context("missing \"transport type\" field".into()));
         };
         if transport == "-" {
-            return Err(context("field \"transport type\" has no default value".into()));
+            return Err(context(
+                "field \"transport type\" has no default value".into(),
+            ));
         }
         if disabled(&disable, name, transport) {
             continue;
@@ -320,9 +325,7 @@ pub fn parse(ctx: &Context, text: &str) -> Result<Parsed, String> {
             let addrs: Vec<IpAddr> = if !host.is_empty() {
                 let mut v = crate::global::hostinfo::inet_addr_host(&host, &ctx.families);
                 if v.is_empty() {
-                    return Err(context(format!(
-                        "bad hostname or network address: {name}"
-                    )));
+                    return Err(context(format!("bad hostname or network address: {name}")));
                 }
                 v.sort_by_key(|a| (matches!(a, IpAddr::V6(_)), *a));
                 v.dedup();
@@ -398,7 +401,10 @@ pub fn parse(ctx: &Context, text: &str) -> Result<Parsed, String> {
                     ctx.path, lineno
                 ));
             }
-            Ok(digits.parse::<u64>().unwrap_or(u64::from(u32::MAX)).min(i32::MAX as u64) as u32)
+            Ok(digits
+                .parse::<u64>()
+                .unwrap_or(u64::from(u32::MAX))
+                .min(i32::MAX as u64) as u32)
         };
         let wv = get("wakeup_time", Some("0"))?.0;
         let wakeup = int_field(wv.clone(), "wakeup_time")?;
@@ -514,7 +520,9 @@ mod tests {
         assert_eq!(s[0].name, "25");
         assert_eq!(
             s[0].args,
-            ["smtpd", "-n", "smtp", "-t", "inet", "-u", "-c", "-o", "stress="]
+            [
+                "smtpd", "-n", "smtp", "-t", "inet", "-u", "-c", "-o", "stress="
+            ]
         );
         assert_eq!(s[0].path, "/usr/lib/postfix/sbin/smtpd");
         assert_eq!(s[1].name, "public/pickup");
@@ -527,12 +535,29 @@ mod tests {
         assert_eq!(s[4].name, "587");
         assert_eq!(
             &s[4].args[9..],
-            ["-o", "syslog_name=postfix/submission", "-o", "smtpd_tls_security_level = encrypt"]
+            [
+                "-o",
+                "syslog_name=postfix/submission",
+                "-o",
+                "smtpd_tls_security_level = encrypt"
+            ]
         );
         assert_eq!(s[5].name, "[127.0.0.1]:10025");
         assert!(s[5].local_only);
         assert_eq!(s[5].stress_arg, None);
-        assert_eq!(s[5].args, ["smtpd", "-n", "127.0.0.1:10025", "-t", "inet", "-o", "x=y"]);
+        assert_eq!(
+            s[5].args,
+            [
+                "smtpd",
+                "-n",
+                "127.0.0.1:10025",
+                "-t",
+                "inet",
+                "-u",
+                "-o",
+                "x=y"
+            ]
+        );
     }
 
     #[test]
@@ -576,9 +601,15 @@ mod tests {
     fn host_port_forms() {
         assert_eq!(host_port("25"), Ok(("".into(), "25".into())));
         assert_eq!(host_port("[::1]:25"), Ok(("::1".into(), "25".into())));
-        assert_eq!(host_port("h.example:smtp"), Ok(("h.example".into(), "smtp".into())));
+        assert_eq!(
+            host_port("h.example:smtp"),
+            Ok(("h.example".into(), "smtp".into()))
+        );
         assert_eq!(host_port("h:"), Err("missing service information"));
-        assert_eq!(host_port("1.2.3.4:25x"), Err("garbage after numerical service"));
+        assert_eq!(
+            host_port("1.2.3.4:25x"),
+            Err("garbage after numerical service")
+        );
         assert_eq!(port_number("submission", &ctx().known_tcp_ports), Some(587));
         assert_eq!(port_number("smtps", &ctx().known_tcp_ports), Some(465));
     }

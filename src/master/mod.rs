@@ -190,7 +190,10 @@ fn open_lock(path: &str) -> Result<std::fs::File, String> {
 /// Write the pid as Postfix does: right-aligned in 32 columns, newline.
 fn write_pid(f: &mut std::fs::File, path: &str) {
     let line = format!("{:>32}\n", std::process::id());
-    if f.rewind().and_then(|_| f.write_all(line.as_bytes())).is_err() {
+    if f.rewind()
+        .and_then(|_| f.write_all(line.as_bytes()))
+        .is_err()
+    {
         fatal(&format!(
             "cannot update lock file {path}: {}",
             strerror(&std::io::Error::last_os_error())
@@ -200,7 +203,10 @@ fn write_pid(f: &mut std::fs::File, path: &str) {
 
 /// Entry point: `master [-Ddistvw] [-c dir] [-e secs]`.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let args: Vec<String> = args.iter().map(|a| crate::util::latin1::from_os(a)).collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| crate::util::latin1::from_os(a))
+        .collect();
     crate::sys::set_umask(0o077);
     let _ = process::ignore_signal(libc::SIGPIPE);
     let progname = args
@@ -261,11 +267,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if init_mode && (debug_me || !detach || wait_flag) {
         fatal("the -i option cannot be used with -D, -d, or -w");
     }
-    let monitor = if wait_flag {
-        Some(monitor(100))
-    } else {
-        None
-    };
+    let monitor = if wait_flag { Some(monitor(100)) } else { None };
     if detach && let Err(e) = process::detach_stdio(keep_stdout) {
         fatal(&format!("open /dev/null: {}", strerror(&e)));
     }
@@ -316,13 +318,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if owner.is_some() {
         let _ = process::restore_ugid();
     }
-    let mut data_lock_fp = data_lock
-        .unwrap_or_else(|why| fatal(&format!("open lock file {data_lock_path}: {why}")));
+    let mut data_lock_fp =
+        data_lock.unwrap_or_else(|why| fatal(&format!("open lock file {data_lock_path}: {why}")));
     write_pid(&mut data_lock_fp, &data_lock_path);
     let flow = process::pipe().unwrap_or_else(|e| fatal(&format!("pipe: {}", strerror(&e))));
-    let sig_fd =
-        process::master_signals().unwrap_or_else(|e| fatal(&format!("sigaction: {}", strerror(&e))));
-    let throttle_time = conf.get_time("service_throttle_time", 's', 1, 0).unwrap_or(60) as u64;
+    let sig_fd = process::master_signals()
+        .unwrap_or_else(|e| fatal(&format!("sigaction: {}", strerror(&e))));
+    let throttle_time = conf
+        .get_time("service_throttle_time", 's', 1, 0)
+        .unwrap_or(60) as u64;
     let version = str_param(&conf, "mail_version");
     let saved_watch = vec![
         ("config_directory", conf.config_dir.clone()),
@@ -368,8 +372,8 @@ fn monitor(limit: u64) -> OwnedFd {
         }
         Ok(Fork::Parent(pid)) => {
             drop(w);
-            let ready = process::poll_read(&[r.as_raw_fd()], (limit * 1000) as i32)
-                .unwrap_or_default();
+            let ready =
+                process::poll_read(&[r.as_raw_fd()], (limit * 1000) as i32).unwrap_or_default();
             let mut buf = [0u8; 1];
             let n = if ready.first() == Some(&true) {
                 process::read_fd(r.as_raw_fd(), &mut buf).unwrap_or(0)
@@ -546,7 +550,9 @@ impl Master {
         }
         let saved_if = self.ctx.saved_interfaces.clone();
         self.ctx = context_from(&conf, self.ctx.no_detach, Some(&saved_if));
-        self.throttle_time = conf.get_time("service_throttle_time", 's', 1, 0).unwrap_or(60) as u64;
+        self.throttle_time = conf
+            .get_time("service_throttle_time", 's', 1, 0)
+            .unwrap_or(60) as u64;
         self.tag = maillog::mail_task(Some(&conf), "master");
         self.conf = conf;
         for s in &mut self.services {
@@ -583,8 +589,7 @@ impl Master {
             return true;
         }
         if s.def.stress_arg.is_some()
-            && s
-                .busy_warn
+            && s.busy_warn
                 .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1000))
         {
             s.busy_warn = Some(now);
@@ -592,8 +597,12 @@ impl Master {
                 "service \"{}\" ({}) has reached its process limit \"{}\": new clients may experience noticeable delays",
                 s.def.ext_name, s.def.name, s.def.max_proc
             ));
-            msg::warn("to avoid this condition, increase the process count in master.cf or reduce the service time per client");
-            msg::warn("see http://www.postfix.org/STRESS_README.html for examples of stress-adapting configuration settings");
+            msg::warn(
+                "to avoid this condition, increase the process count in master.cf or reduce the service time per client",
+            );
+            msg::warn(
+                "see http://www.postfix.org/STRESS_README.html for examples of stress-adapting configuration settings",
+            );
         }
         false
     }
@@ -625,7 +634,10 @@ impl Master {
         let path = s.def.path.clone();
         match process::fork() {
             Err(e) => {
-                msg::warn(&format!("master_spawn: fork: {} -- throttling", strerror(&e)));
+                msg::warn(&format!(
+                    "master_spawn: fork: {} -- throttling",
+                    strerror(&e)
+                ));
                 let id = s.id;
                 self.throttle(id);
             }
@@ -633,7 +645,13 @@ impl Master {
                 crate::sys::syslog::close();
                 maillog::reopen();
                 let _ = process::default_signal(libc::SIGPIPE);
-                for sig in [libc::SIGHUP, libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
+                for sig in [
+                    libc::SIGHUP,
+                    libc::SIGCHLD,
+                    libc::SIGTERM,
+                    libc::SIGINT,
+                    libc::SIGQUIT,
+                ] {
                     let _ = process::default_signal(sig);
                 }
                 if let Err(e) = process::place_fds(&pairs) {
@@ -902,7 +920,8 @@ impl Master {
 }
 
 fn status_pipe() -> (OwnedFd, OwnedFd) {
-    let (r, w) = process::duplex_pipe().unwrap_or_else(|e| fatal(&format!("pipe: {}", strerror(&e))));
+    let (r, w) =
+        process::duplex_pipe().unwrap_or_else(|e| fatal(&format!("pipe: {}", strerror(&e))));
     let _ = process::set_nonblocking(r.as_raw_fd(), true);
     (r, w)
 }
@@ -981,7 +1000,9 @@ fn unix_listen(path: &str, backlog: i32) -> Result<OwnedFd, String> {
 
 fn unix_dgram_listen(path: &str) -> Result<OwnedFd, String> {
     if path.len() >= 108 {
-        return Err(format!("unix_dgram_listen: unix-domain name too long: {path}"));
+        return Err(format!(
+            "unix_dgram_listen: unix-domain name too long: {path}"
+        ));
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -138,7 +138,10 @@ fn notify(generation: u32, status: i32) -> bool {
 /// Run a single-threaded server: `service` handles one connection at a
 /// time. Returns the exit status.
 pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Server)) -> i32 {
-    let argv: Vec<String> = args.iter().map(|a| crate::util::latin1::from_os(a)).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|a| crate::util::latin1::from_os(a))
+        .collect();
     let progname = argv
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
@@ -170,7 +173,10 @@ pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Serv
         msg::fatal("no transport type specified");
     };
     let is_inet = transport.eq_ignore_ascii_case("inet");
-    if !is_inet && !transport.eq_ignore_ascii_case("unix") && !transport.eq_ignore_ascii_case("pass") {
+    if !is_inet
+        && !transport.eq_ignore_ascii_case("unix")
+        && !transport.eq_ignore_ascii_case("pass")
+    {
         msg::fatal(&format!("unsupported transport type: {transport}"));
     }
     let generation = match std::env::var(super::GEN_NAME) {
@@ -184,11 +190,15 @@ pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Serv
     };
     let max_idle = match &opts.max_idle {
         Some(v) => crate::global::mail_conf::conv_time(v, 's').unwrap_or(0),
-        None => conf.get_time("max_idle", 's', 1, 0).unwrap_or_else(|e| msg::fatal(&e.0)),
+        None => conf
+            .get_time("max_idle", 's', 1, 0)
+            .unwrap_or_else(|e| msg::fatal(&e.0)),
     };
     let max_use = match &opts.max_use {
         Some(v) => v.parse::<i64>().unwrap_or(0),
-        None => conf.get_int("max_use", 1, 0).unwrap_or_else(|e| msg::fatal(&e.0)),
+        None => conf
+            .get_int("max_use", 1, 0)
+            .unwrap_or_else(|e| msg::fatal(&e.0)),
     };
     let str_param = |n: &str| {
         conf.lookup_eval(n)
@@ -297,7 +307,10 @@ pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Serv
             -1
         };
         let ready = process::poll_read(&fds, wait).unwrap_or_else(|e| {
-            msg::fatal(&format!("select: {}", crate::global::config_file::errno_text(&e)))
+            msg::fatal(&format!(
+                "select: {}",
+                crate::global::config_file::errno_text(&e)
+            ))
         });
         if ready.last() == Some(&true) {
             if msg::verbose() > 0 {
@@ -364,7 +377,9 @@ mod tests {
     #[test]
     fn options_master_passes() {
         let o = parse_options(
-            &v(&["smtpd", "-n", "smtp", "-t", "inet", "-u", "-c", "-o", "stress=", "-s", "2", "x"]),
+            &v(&[
+                "smtpd", "-n", "smtp", "-t", "inet", "-u", "-c", "-o", "stress=", "-s", "2", "x",
+            ]),
             "smtpd",
         )
         .unwrap();

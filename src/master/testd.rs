@@ -38,7 +38,10 @@ fn answer(conn: &mut Conn, s: &Server) {
 
 /// Entry point.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let argv: Vec<String> = args.iter().map(|a| crate::util::latin1::from_os(a)).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|a| crate::util::latin1::from_os(a))
+        .collect();
     if let Some(i) = argv.iter().position(|a| a.starts_with("testd_exit=")) {
         let code: i32 = argv[i]["testd_exit=".len()..].parse().unwrap_or(1);
         std::process::exit(code);

@@ -496,7 +496,10 @@ pub fn inet_listen(addr: &std::net::SocketAddr, backlog: i32) -> Result<OwnedFd,
 }
 
 /// Connect a TCP socket with a short timeout, for wakeup triggers.
-pub fn tcp_connect(addr: &std::net::SocketAddr, timeout: std::time::Duration) -> io::Result<std::net::TcpStream> {
+pub fn tcp_connect(
+    addr: &std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> io::Result<std::net::TcpStream> {
     std::net::TcpStream::connect_timeout(addr, timeout)
 }
 
@@ -617,7 +620,13 @@ pub fn chroot_uid(root_dir: Option<&str>, ids: Option<(u32, u32)>) -> Result<(),
     if thread_count() > 1 {
         return Err("chroot_uid: refused in a multi-threaded process".into());
     }
-    let err = || super::strerror(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EPERM));
+    let err = || {
+        super::strerror(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM),
+        )
+    };
     if let Some((_, gid)) = ids {
         // SAFETY: setgid/initgroups-style calls change only this (single-
         // threaded) process's credentials; the groups array outlives the call.
@@ -674,11 +683,7 @@ pub fn restore_ugid() -> Result<(), String> {
 
 /// chown(2) by path.
 pub fn chown(path: &str, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-    std::os::unix::fs::chown(
-        crate::util::latin1::to_path(path),
-        uid,
-        gid,
-    )
+    std::os::unix::fs::chown(crate::util::latin1::to_path(path), uid, gid)
 }
 
 #[cfg(test)]

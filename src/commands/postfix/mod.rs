@@ -82,7 +82,12 @@ impl Script {
         let root_g = if self.non_root { og } else { 0 };
         let mut dirs: Vec<(String, u32, u32, u32)> = vec![
             (q.clone(), root, root_g, 0o755),
-            (self.p("data_directory"), ou, if self.non_root { og } else { root_g }, 0o700),
+            (
+                self.p("data_directory"),
+                ou,
+                if self.non_root { og } else { root_g },
+                0o700,
+            ),
         ];
         for d in [
             "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
@@ -97,17 +102,29 @@ impl Script {
             let p = crate::util::latin1::to_path(&path);
             let existed = p.is_dir();
             if !existed {
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| format!("mkdir {path}: {}", crate::global::config_file::errno_text(&e)))?;
+                std::fs::create_dir_all(&p).map_err(|e| {
+                    format!(
+                        "mkdir {path}: {}",
+                        crate::global::config_file::errno_text(&e)
+                    )
+                })?;
             }
             if !existed || set_perms {
                 if !self.non_root {
                     process::chown(&path, Some(uid), Some(gid)).map_err(|e| {
-                        format!("chown {path}: {}", crate::global::config_file::errno_text(&e))
+                        format!(
+                            "chown {path}: {}",
+                            crate::global::config_file::errno_text(&e)
+                        )
                     })?;
                 }
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(
-                    |e| format!("chmod {path}: {}", crate::global::config_file::errno_text(&e)),
+                    |e| {
+                        format!(
+                            "chmod {path}: {}",
+                            crate::global::config_file::errno_text(&e)
+                        )
+                    },
                 )?;
             }
         }
@@ -306,7 +323,10 @@ impl Script {
 
 /// Entry point: `postfix [-c config_dir] [-Dv] command`.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let args: Vec<String> = args.iter().map(|a| crate::util::latin1::from_os(a)).collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| crate::util::latin1::from_os(a))
+        .collect();
     crate::sys::set_umask(0o022);
     let progname = args
         .first()
@@ -374,7 +394,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
         // Non-root mode: a newcomer's scratch directory may not exist yet.
         let _ = std::fs::create_dir_all(crate::util::latin1::to_path(&queue_dir));
     }
-    for dir in [p("command_directory"), p("daemon_directory"), queue_dir.clone()] {
+    for dir in [
+        p("command_directory"),
+        p("daemon_directory"),
+        queue_dir.clone(),
+    ] {
         if let Err(e) = std::env::set_current_dir(crate::util::latin1::to_path(&dir)) {
             msg::fatal(&format!(
                 "chdir({dir}): {}",
@@ -383,10 +407,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
     // From here on, postfix-script speaks.
-    let script_tag = format!(
-        "{}/postfix-script",
-        p("syslog_name")
-    );
+    let script_tag = format!("{}/postfix-script", p("syslog_name"));
     msg::init(&script_tag);
     maillog::set_tag(&script_tag);
     let Some(cmd) = args.get(g.optind) else {

@@ -11,7 +11,10 @@ use std::ffi::OsString;
 
 /// Entry point.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let argv: Vec<String> = args.iter().map(|a| crate::util::latin1::from_os(a)).collect();
+    let argv: Vec<String> = args
+        .iter()
+        .map(|a| crate::util::latin1::from_os(a))
+        .collect();
     let progname = argv
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
@@ -51,7 +54,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match action {
         'p' => {
             let mut a: Vec<OsString> = vec![OsString::from("postfix")];
-            a.extend(rest.iter().map(|s| crate::util::latin1::to_path(s).into_os_string()));
+            a.extend(
+                rest.iter()
+                    .map(|s| crate::util::latin1::to_path(s).into_os_string()),
+            );
             crate::commands::postfix::main(a)
         }
         _ => {
