@@ -293,31 +293,12 @@ impl Script {
         }
     }
 
-    /// `postqueue -f`: needs the queue manager's public/qmgr endpoint.
+    /// `postqueue -f` (rostfix's, in-process; it always prints on stderr).
     fn flush(&self) -> i32 {
-        let q = self.p("queue_directory");
-        let qmgr = format!("{q}/public/qmgr");
-        if !std::path::Path::new(&qmgr).exists() {
-            let tty = process::isatty(2);
-            maillog::set_tag(&maillog::mail_task(Some(&self.conf), "postqueue"));
-            msg::init("postqueue");
-            msg::set_stderr(tty);
-            msg::warn("unable to look up public/qmgr: No such file or directory");
-            msg::emit_fatal_no_exit("Cannot flush mail queue - mail system is down");
-            return 69;
-        }
-        let postqueue = format!("{}/postqueue", self.p("command_directory"));
-        match std::process::Command::new(&postqueue)
-            .arg("-f")
-            .env("MAIL_CONFIG", &self.conf.config_dir)
-            .status()
-        {
-            Ok(s) => s.code().unwrap_or(1),
-            Err(e) => {
-                msg::error(&format!("{postqueue}: {e}"));
-                1
-            }
-        }
+        maillog::set_tag(&maillog::mail_task(Some(&self.conf), "postqueue"));
+        msg::set_stderr(true);
+        crate::sys::setenv("MAIL_CONFIG", &self.conf.config_dir);
+        crate::commands::postqueue::main(vec![OsString::from("postqueue"), OsString::from("-f")])
     }
 }
 
