@@ -6,5 +6,6 @@ pub mod commands;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod global;
+pub mod master;
 pub mod sys;
 pub mod util;

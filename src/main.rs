@@ -4,7 +4,7 @@
 //! started under (`postconf`, `postmap`, ...), or given as the first argument
 //! (`rostfix postconf -n`).
 
-use rostfix::{commands, global};
+use rostfix::{commands, global, master};
 use std::ffi::OsString;
 
 /// The programs this binary implements, by name.
@@ -14,13 +14,17 @@ type Entry = fn(Vec<OsString>) -> i32;
 const PROGRAMS: &[(&str, Entry)] = &[
     ("demo", commands::demo::main),
     ("mailq", commands::sendmail::main),
+    ("master", master::main),
     ("newaliases", commands::sendmail::main),
     ("postalias", commands::postalias::main),
     ("postcat", commands::postcat::main),
     ("postconf", commands::postconf::main),
+    ("postfix", commands::postfix::main),
     ("postmap", commands::postmap::main),
+    ("postmulti", commands::postmulti::main),
     ("postqueue", commands::postqueue::main),
     ("sendmail", commands::sendmail::main),
+    ("testd", master::testd::main),
 ];
 
 fn usage() -> i32 {

@@ -4,6 +4,8 @@ pub mod demo;
 pub mod postalias;
 pub mod postcat;
 pub mod postconf;
+pub mod postfix;
 pub mod postmap;
+pub mod postmulti;
 pub mod postqueue;
 pub mod sendmail;

@@ -164,7 +164,7 @@ fn local_addrs_or_die(families: &[i32]) -> Vec<AddrMask> {
 /// The addresses of one inet_interfaces host or address, as Postfix's
 /// inet_addr_host: `[addr]` loses its brackets; results of a family that is
 /// not enabled, or that the kernel cannot open sockets for, are skipped.
-fn inet_addr_host(host: &str, families: &[i32]) -> Vec<IpAddr> {
+pub fn inet_addr_host(host: &str, families: &[i32]) -> Vec<IpAddr> {
     let name = if host.len() >= 2 && host.starts_with('[') && host.ends_with(']') {
         &host[1..host.len() - 1]
     } else {

@@ -12,6 +12,32 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 static PROGNAME: Mutex<String> = Mutex::new(String::new());
 static VERBOSE: AtomicU32 = AtomicU32::new(0);
 static UTF8: AtomicBool = AtomicBool::new(false);
+static STDERR_ON: AtomicBool = AtomicBool::new(true);
+static FATAL_SLEEP: AtomicBool = AtomicBool::new(false);
+
+/// A log writer that receives every message: its level (`info`, `warning`,
+/// `error`, `fatal`, `panic`) and its printable text (see
+/// [`crate::global::maillog`]).
+pub type Sink = fn(&str, &str);
+
+static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+
+/// Send every message to `sink` as well (or stop doing so with `None`).
+pub fn set_sink(sink: Option<Sink>) {
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+}
+
+/// Print messages on stderr (the default) or not (daemons, and commands
+/// whose stderr is not a terminal, as Postfix's msg_vstream_init).
+pub fn set_stderr(on: bool) {
+    STDERR_ON.store(on, Ordering::Relaxed);
+}
+
+/// Sleep one second before a fatal exit, as Postfix daemons do (so that a
+/// crashing daemon does not spin).
+pub fn set_fatal_sleep(on: bool) {
+    FATAL_SLEEP.store(on, Ordering::Relaxed);
+}
 
 /// Keep UTF-8 sequences in messages (Postfix's util_utf8_enable, set from
 /// smtputf8_enable once main.cf is read); otherwise they become `?`.
@@ -78,6 +104,17 @@ fn emit(level: &str, text: &str) {
         return;
     }
     crate::global::out::flush();
+    let sink = *SINK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sink) = sink {
+        let name = match level {
+            "" => "info",
+            l => l.trim_end_matches(": "),
+        };
+        sink(name, &printable(text, UTF8.load(Ordering::Relaxed)));
+    }
+    if !STDERR_ON.load(Ordering::Relaxed) {
+        return;
+    }
     let mut line = latin1::encode(&progname());
     line.extend_from_slice(b": ");
     line.extend_from_slice(level.as_bytes());
@@ -105,11 +142,26 @@ pub fn info(text: &str) {
     emit("", text);
 }
 
+fn fatal_pause() {
+    if FATAL_SLEEP.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// `program: fatal: text` without exiting, as Postfix's postlog -p fatal
+/// (which pauses one second, like a fatal error).
+pub fn emit_fatal_no_exit(text: &str) {
+    emit("fatal: ", text);
+    crate::global::out::flush();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+}
+
 /// `program: fatal: text`, then exit status 1.
 pub fn fatal(text: &str) -> ! {
     emit("fatal: ", text);
     leave_sandbox(Exit::Fatal(text.to_string()));
     crate::global::out::flush();
+    fatal_pause();
     std::process::exit(1);
 }
 
@@ -118,6 +170,7 @@ pub fn fatal(text: &str) -> ! {
 pub fn fatal_status(status: i32, text: &str) -> ! {
     emit("fatal: ", text);
     crate::global::out::flush();
+    fatal_pause();
     std::process::exit(status);
 }
 

@@ -36,6 +36,29 @@ pub fn flock(file: &impl AsRawFd, op: LockOp) -> io::Result<()> {
     }
 }
 
+/// flock(2) without waiting: `Ok(false)` when another process holds a
+/// conflicting lock (EWOULDBLOCK).
+pub fn flock_try(file: &impl AsRawFd, op: LockOp) -> io::Result<bool> {
+    let how = match op {
+        LockOp::Unlock => libc::LOCK_UN,
+        LockOp::Shared => libc::LOCK_SH,
+        LockOp::Exclusive => libc::LOCK_EX,
+    } | libc::LOCK_NB;
+    loop {
+        // SAFETY: flock only reads the descriptor number and the operation.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), how) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
 /// fcntl(2) F_SETLKW over the whole file, waiting; EINTR is retried. Note
 /// that closing any descriptor of the file drops the process's fcntl locks.
 pub fn fcntl_lock(fd: RawFd, op: LockOp) -> io::Result<()> {

@@ -46,6 +46,8 @@ pub fn strerror(code: i32) -> String {
 
 pub mod lmdb;
 pub mod lock;
+pub mod process;
+pub mod syslog;
 
 /// Set the process umask and return the previous one.
 pub fn umask_swap(mask: u32) -> u32 {
@@ -112,4 +114,13 @@ pub fn setenv(name: &str, value: &str) {
     // SAFETY: called by commands before they start any thread, so no other
     // thread can read the environment concurrently.
     unsafe { std::env::set_var(n, v) };
+}
+
+/// Remove an environment variable. Only for single-threaded start-up (the
+/// import_environment filter), like [`setenv`].
+pub fn unsetenv(name: &str) {
+    let n = crate::util::latin1::to_path(name);
+    // SAFETY: called by single-threaded programs before they start any
+    // thread, so no other thread can read the environment concurrently.
+    unsafe { std::env::remove_var(n) };
 }

@@ -1,0 +1,400 @@
+//! The single-threaded server skeleton every master-run daemon uses
+//! (Postfix's single_server.c): parse the options master passes, read
+//! main.cf with the `-o` overrides, drop privileges (chroot with `-c`,
+//! mail_owner with `-u`, only when running as root), then accept one
+//! connection at a time on the inherited listeners, telling master over the
+//! status channel when it is busy and idle; exit after `max_use`
+//! connections, after `max_idle` seconds without one, or when master goes
+//! away.
+//!
+//! Trust: the argv and descriptors come from master. Privilege: starts with
+//! master's, drops them before accepting anything.
+
+use super::{LISTEN_FD, STAT_AVAIL, STAT_TAKEN, STATUS_FD};
+use crate::global::mail_conf::MailConf;
+use crate::global::{maillog, msg};
+use crate::sys::lock::{LockOp, flock};
+use crate::sys::process;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+/// The options master passes (`cdDi:lm:n:o:r:s:St:uvVz`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    pub service_name: String,
+    pub transport: Option<String>,
+    pub chroot: bool,
+    pub no_detach: bool,
+    pub debug: bool,
+    pub max_idle: Option<String>,
+    pub alone: bool,
+    pub max_use: Option<String>,
+    pub overrides: Vec<(String, String)>,
+    pub socket_count: usize,
+    pub stream: bool,
+    pub unprivileged: bool,
+    pub verbose: u32,
+    pub zerolimit: bool,
+    /// Arguments after the options.
+    pub args: Vec<String>,
+}
+
+/// Parse a daemon's argv; `Err` is Postfix's fatal text.
+pub fn parse_options(argv: &[String], progname: &str) -> Result<Options, String> {
+    let mut o = Options {
+        service_name: progname.to_string(),
+        socket_count: 1,
+        ..Options::default()
+    };
+    let mut g = crate::util::getopt::Getopt::new(argv, "cdDi:lm:n:o:r:s:St:uvVz");
+    while let Some(opt) = g.next_opt() {
+        use crate::util::getopt::Opt;
+        match opt {
+            Opt::Flag('c', _) => o.chroot = true,
+            Opt::Flag('d', _) => o.no_detach = true,
+            Opt::Flag('D', _) => o.debug = true,
+            Opt::Flag('i', v) => o.max_idle = v,
+            Opt::Flag('l', _) => o.alone = true,
+            Opt::Flag('m', v) => o.max_use = v,
+            Opt::Flag('n', Some(v)) => o.service_name = v,
+            Opt::Flag('o', Some(v)) => {
+                let (n, val) = crate::global::readlline::split_nameval(&v)
+                    .map_err(|e| format!("invalid \"-o {v}\" option value: {e}"))?;
+                o.overrides.push((n, val));
+            }
+            Opt::Flag('r', _) => {}
+            Opt::Flag('s', Some(v)) => {
+                o.socket_count = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("invalid socket_count: {v}"))?;
+            }
+            Opt::Flag('S', _) => o.stream = true,
+            Opt::Flag('t', Some(v)) => o.transport = Some(v),
+            Opt::Flag('u', _) => o.unprivileged = true,
+            Opt::Flag('v', _) => o.verbose += 1,
+            Opt::Flag('V', _) => {}
+            Opt::Flag('z', _) => o.zerolimit = true,
+            Opt::Flag(c, _) | Opt::Invalid(c) | Opt::MissingArg(c) => {
+                return Err(format!("invalid option: {c}"));
+            }
+        }
+    }
+    o.args = argv[g.optind.min(argv.len())..].to_vec();
+    Ok(o)
+}
+
+/// One accepted client connection.
+pub enum Conn {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a service routine gets besides the connection.
+pub struct Server {
+    pub options: Options,
+    pub conf: MailConf,
+    pub progname: String,
+    /// Listener descriptor numbers inherited from master.
+    pub listen_fds: Vec<i32>,
+}
+
+enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+fn notify(generation: u32, status: i32) -> bool {
+    let mut b = Vec::with_capacity(12);
+    b.extend_from_slice(&(std::process::id() as i32).to_ne_bytes());
+    b.extend_from_slice(&generation.to_ne_bytes());
+    b.extend_from_slice(&status.to_ne_bytes());
+    matches!(process::write_fd(STATUS_FD, &b), Ok(12))
+}
+
+/// Run a single-threaded server: `service` handles one connection at a
+/// time. Returns the exit status.
+pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Server)) -> i32 {
+    let argv: Vec<String> = args
+        .iter()
+        .map(|a| crate::util::latin1::from_os(a))
+        .collect();
+    let progname = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    msg::init(&progname);
+    msg::set_stderr(false);
+    msg::set_fatal_sleep(true);
+    maillog::init_syslog(&maillog::mail_task(None, &progname));
+    let opts = parse_options(&argv, &progname).unwrap_or_else(|e| msg::fatal(&e));
+    for _ in 0..opts.verbose {
+        msg::more_verbose();
+    }
+    let mut conf = MailConf::read(None).unwrap_or_else(|e| msg::fatal(&e.0));
+    for (n, v) in &opts.overrides {
+        conf.set(n, v);
+    }
+    let tag = maillog::mail_task(Some(&conf), &progname);
+    if let Err(e) = maillog::init(&tag, &conf) {
+        msg::fatal(&e);
+    }
+    if opts.stream {
+        msg::fatal("stand-alone mode (-S) is not supported by this service");
+    }
+    if process::isatty(0) {
+        msg::set_stderr(true);
+        msg::fatal("do not run this command by hand");
+    }
+    let Some(transport) = opts.transport.clone() else {
+        msg::fatal("no transport type specified");
+    };
+    let is_inet = transport.eq_ignore_ascii_case("inet");
+    if !is_inet
+        && !transport.eq_ignore_ascii_case("unix")
+        && !transport.eq_ignore_ascii_case("pass")
+    {
+        msg::fatal(&format!("unsupported transport type: {transport}"));
+    }
+    let generation = match std::env::var(super::GEN_NAME) {
+        Ok(g) => {
+            if g.is_empty() || !g.bytes().all(|b| b.is_ascii_digit()) {
+                msg::fatal(&format!("bad generation: {g}"));
+            }
+            u32::from_str_radix(&g, 8).unwrap_or(0)
+        }
+        Err(_) => 0,
+    };
+    let max_idle = match &opts.max_idle {
+        Some(v) => crate::global::mail_conf::conv_time(v, 's').unwrap_or(0),
+        None => conf
+            .get_time("max_idle", 's', 1, 0)
+            .unwrap_or_else(|e| msg::fatal(&e.0)),
+    };
+    let max_use = match &opts.max_use {
+        Some(v) => v.parse::<i64>().unwrap_or(0),
+        None => conf
+            .get_int("max_use", 1, 0)
+            .unwrap_or_else(|e| msg::fatal(&e.0)),
+    };
+    let str_param = |n: &str| {
+        conf.lookup_eval(n)
+            .unwrap_or_else(|e| msg::fatal(&e.0))
+            .unwrap_or_default()
+    };
+    let lock = if !opts.alone {
+        let path = format!(
+            "{}/{}.{}",
+            str_param("process_id_directory"),
+            transport,
+            opts.service_name
+        );
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => Some(f),
+            Err(e) => msg::fatal(&format!(
+                "open lock file {path}: cannot open file: {}",
+                crate::global::config_file::errno_text(&e)
+            )),
+        }
+    } else {
+        None
+    };
+    let queue_dir = str_param("queue_directory");
+    if let Err(e) = std::env::set_current_dir(crate::util::latin1::to_path(&queue_dir)) {
+        msg::fatal(&format!(
+            "chdir(\"{queue_dir}\"): {}",
+            crate::global::config_file::errno_text(&e)
+        ));
+    }
+    // Drop privileges: only root can, and only root needs to.
+    if crate::sys::geteuid() == 0 {
+        let root = opts.chroot.then(|| queue_dir.clone());
+        let ids = if opts.unprivileged {
+            let owner = str_param("mail_owner");
+            match process::getpwnam(&owner) {
+                Some(pw) => Some((pw.uid, pw.gid)),
+                None => msg::fatal(&format!(
+                    "file {}/main.cf: parameter mail_owner: unknown user name value: {owner}",
+                    conf.config_dir
+                )),
+            }
+        } else {
+            None
+        };
+        if let Err(e) = process::chroot_uid(root.as_deref(), ids) {
+            msg::fatal(&e);
+        }
+    }
+    let mut listeners = Vec::new();
+    let mut listen_fds = Vec::new();
+    for n in 0..opts.socket_count {
+        let fd = LISTEN_FD + n as i32;
+        let Some(owned) = process::take_fd(fd) else {
+            msg::fatal(&format!("no listener at descriptor {fd}"));
+        };
+        let _ = process::set_cloexec(fd, true);
+        listen_fds.push(fd);
+        listeners.push(if is_inet {
+            Listener::Tcp(std::net::TcpListener::from(owned))
+        } else {
+            Listener::Unix(std::os::unix::net::UnixListener::from(owned))
+        });
+    }
+    let _status: Option<OwnedFd> = process::take_fd(STATUS_FD);
+    let _ = process::set_cloexec(STATUS_FD, true);
+    let _ = process::set_cloexec(super::FLOW_READ, true);
+    let _ = process::set_cloexec(super::FLOW_WRITE, true);
+    let server = Server {
+        options: opts,
+        conf,
+        progname,
+        listen_fds,
+    };
+    let mut use_count = 0i64;
+    let mut idle_since = Instant::now();
+    while max_use == 0 || use_count < max_use {
+        if let Some(f) = &lock
+            && let Err(e) = flock(f, LockOp::Exclusive)
+        {
+            msg::fatal(&format!(
+                "select lock: {}",
+                crate::global::config_file::errno_text(&e)
+            ));
+        }
+        let mut fds: Vec<i32> = server.listen_fds.clone();
+        fds.push(STATUS_FD);
+        let wait = if max_idle > 0 {
+            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
+            if left.is_zero() {
+                if msg::verbose() > 0 {
+                    msg::info("idle timeout -- exiting");
+                }
+                return 0;
+            }
+            left.as_millis().min(i32::MAX as u128) as i32
+        } else {
+            -1
+        };
+        let ready = process::poll_read(&fds, wait).unwrap_or_else(|e| {
+            msg::fatal(&format!(
+                "select: {}",
+                crate::global::config_file::errno_text(&e)
+            ))
+        });
+        if ready.last() == Some(&true) {
+            if msg::verbose() > 0 {
+                msg::info("master disconnect -- exiting");
+            }
+            return 0;
+        }
+        let mut conn = None;
+        for (k, r) in ready.iter().enumerate().take(listeners.len()) {
+            if !r {
+                continue;
+            }
+            conn = match &listeners[k] {
+                Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
+                    let _ = s.set_nonblocking(false);
+                    Conn::Tcp(s)
+                }),
+                Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
+                    let _ = s.set_nonblocking(false);
+                    Conn::Unix(s)
+                }),
+            };
+            if conn.is_some() {
+                break;
+            }
+        }
+        if let Some(f) = &lock
+            && let Err(e) = flock(f, LockOp::Unlock)
+        {
+            msg::fatal(&format!(
+                "select unlock: {}",
+                crate::global::config_file::errno_text(&e)
+            ));
+        }
+        let Some(mut conn) = conn else {
+            continue;
+        };
+        if msg::verbose() > 0 {
+            msg::info("connection established");
+        }
+        notify(generation, STAT_TAKEN);
+        service(&mut conn, &server);
+        drop(conn);
+        if !notify(generation, STAT_AVAIL) {
+            return 0;
+        }
+        if msg::verbose() > 0 {
+            msg::info("connection closed");
+        }
+        use_count += 1;
+        idle_since = Instant::now();
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options_master_passes() {
+        let o = parse_options(
+            &v(&[
+                "smtpd", "-n", "smtp", "-t", "inet", "-u", "-c", "-o", "stress=", "-s", "2", "x",
+            ]),
+            "smtpd",
+        )
+        .unwrap();
+        assert_eq!(o.service_name, "smtp");
+        assert_eq!(o.transport.as_deref(), Some("inet"));
+        assert!(o.unprivileged && o.chroot && !o.alone);
+        assert_eq!(o.overrides, [("stress".to_string(), String::new())]);
+        assert_eq!(o.socket_count, 2);
+        assert_eq!(o.args, ["x"]);
+        let o = parse_options(&v(&["pickup", "-l", "-t", "unix"]), "pickup").unwrap();
+        assert_eq!(o.service_name, "pickup");
+        assert!(o.alone);
+        assert_eq!(
+            parse_options(&v(&["x", "-s", "0"]), "x").unwrap_err(),
+            "invalid socket_count: 0"
+        );
+    }
+}
