@@ -511,8 +511,7 @@ const SYSLOG_FACILITIES: &[&str] = &[
 ];
 
 /// The checks of Postfix's mail_params_init that postconf -b, -t and -m
-/// perform after reading main.cf, in Postfix's order, except those that
-/// need the user database (mail_owner, setgid_group, default_privs).
+/// perform after reading main.cf, in Postfix's order.
 pub fn mail_params_init(pcf: &mut Pcf) {
     let mut d = base_dict(pcf);
     let config_dir = dict_eval(&d, "config_directory").unwrap_or_default();
@@ -659,6 +658,17 @@ pub fn mail_params_init(pcf: &mut Pcf) {
         ("in_flow_delay", 0, 10),
     ] {
         check_time(&d, name, min, max);
+    }
+    // check_default_privs, check_mail_owner, check_sgid_group, check_overlap
+    // (skipped in rostfix's non-root mode, where these accounts are unused).
+    if !crate::global::mail_params::non_root_mode() {
+        let conf = crate::global::mail_conf::MailConf {
+            config_dir: pcf.config_dir.clone(),
+            settings: pcf.main.clone(),
+        };
+        if let Err(e) = crate::global::mail_params::check_accounts(&conf) {
+            msg::fatal(&e);
+        }
     }
     if !families.is_empty() {
         add_host_default(pcf, &mut d, "mynetworks");
