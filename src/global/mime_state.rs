@@ -581,19 +581,16 @@ impl MimeState {
                 if text.is_empty() {
                     self.body_offset = 0;
                     match self.ctype {
-                        Ctype::Message => {
-                            if self.stype == Stype::Rfc822 || self.stype == Stype::Global {
-                                self.set_state(
-                                    State::Nested,
-                                    Ctype::Text,
-                                    Stype::Plain,
-                                    ENC_7BIT,
-                                    ENC_7BIT,
-                                );
-                            } else {
-                                self.state = State::Body;
-                                self.body_offset = 0;
-                            }
+                        Ctype::Message
+                            if self.stype == Stype::Rfc822 || self.stype == Stype::Global =>
+                        {
+                            self.set_state(
+                                State::Nested,
+                                Ctype::Text,
+                                Stype::Plain,
+                                ENC_7BIT,
+                                ENC_7BIT,
+                            );
                         }
                         Ctype::Multipart => self.set_state(
                             State::Body,

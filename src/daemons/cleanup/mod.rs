@@ -160,6 +160,8 @@ pub fn dsn_split(def: &str, text: &str) -> (String, String) {
 #[derive(Debug, Clone)]
 pub struct BounceRequest {
     pub queue_id: String,
+    /// (original recipient, recipient) pairs from the queue file.
+    pub recipients: Vec<(String, String)>,
     pub queue_name: String,
     pub sender: String,
     pub status: String,

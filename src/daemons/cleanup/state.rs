@@ -1303,14 +1303,13 @@ impl<'a> Session<'a> {
             }
         }
         drop(dst);
-        if self.errs != 0 || self.flags & flag::DISCARD != 0 {
-            if let Err(e) = self.cf.queue.remove(&self.queue_name, &self.queue_id)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                let p = self.path.clone();
-                self.log
-                    .warn("cleanup", &format!("remove {p}: {}", record::errtext(&e)));
-            }
+        if (self.errs != 0 || self.flags & flag::DISCARD != 0)
+            && let Err(e) = self.cf.queue.remove(&self.queue_name, &self.queue_id)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            let p = self.path.clone();
+            self.log
+                .warn("cleanup", &format!("remove {p}: {}", record::errtext(&e)));
         }
         self.phase = Phase::Done;
         self.errs
@@ -1333,7 +1332,21 @@ impl<'a> Session<'a> {
                 (d.1.to_string(), d.2.to_string())
             }
         };
+        let rcpts = self.recipients_in_file();
+        let (nsec, nusec) = now();
+        let delay = format_tv(nsec - self.arrival.0, nusec - self.arrival.1);
+        for (orig, rcpt) in &rcpts {
+            let mut line = format!("{}: to=<{rcpt}>", self.queue_id);
+            if !orig.is_empty() && orig.to_lowercase() != rcpt.to_lowercase() {
+                line.push_str(&format!(", orig_to=<{orig}>"));
+            }
+            line.push_str(&format!(
+                ", relay=none, delay={delay}, delays={delay}/0/0/0, dsn={status}, status=bounced ({text})"
+            ));
+            self.log.info("cleanup", &line);
+        }
         let ok = bouncer.bounce(&super::BounceRequest {
+            recipients: rcpts,
             queue_id: self.queue_id.clone(),
             queue_name: self.queue_name.clone(),
             sender: self.sender.clone().unwrap_or_default(),
@@ -1363,6 +1376,73 @@ impl<'a> Session<'a> {
             self.errs = stat::WRITE;
         }
     }
+}
+
+impl Session<'_> {
+    /// The (original, final) recipients written so far, read back from the
+    /// queue file as cleanup_bounce does; ("", "unknown") when none.
+    fn recipients_in_file(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(d) = &mut self.dst {
+            let _ = d.w.flush();
+        }
+        let abs = self.cf.queue.abs_path(&self.queue_name, &self.queue_id);
+        if let Ok(f) = File::open(&abs) {
+            let mut qs = record::QueueStream::new(f, &self.path);
+            qs.collect_warnings();
+            let mut buf = Vec::new();
+            let mut orig: Option<String> = None;
+            while let record::Rec::Type(t) = record::rec_get(&mut qs, &mut buf, 0) {
+                if t == rec_type::END {
+                    break;
+                }
+                let text = latin1::decode(&buf);
+                match t {
+                    rec_type::ORCP => orig = Some(text),
+                    rec_type::RCPT => {
+                        let o = orig.take().unwrap_or_else(|| text.clone());
+                        out.push((o, text));
+                    }
+                    rec_type::DRCP | rec_type::DONE => orig = None,
+                    _ => {}
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push((String::new(), "unknown".to_string()));
+        }
+        out
+    }
+}
+
+/// Postfix's format_tv with two significant digits and a resolution of
+/// 10 ms (delay_logging_resolution_limit = 2).
+fn format_tv(sec: i64, usec: i64) -> String {
+    let (mut sec, mut usec) = (sec, usec);
+    while usec < 0 {
+        usec += 1_000_000;
+        sec -= 1;
+    }
+    if sec < 0 {
+        return "0".into();
+    }
+    if sec >= 10 {
+        return sec.to_string();
+    }
+    if sec >= 1 {
+        let tenth = usec / 100_000;
+        return if tenth == 0 {
+            sec.to_string()
+        } else {
+            format!("{sec}.{tenth}")
+        };
+    }
+    let hundredths = usec / 10_000;
+    if hundredths == 0 {
+        return "0".into();
+    }
+    let s = format!("0.{hundredths:02}");
+    s.trim_end_matches('0').to_string()
 }
 
 fn verp_delims_ok(s: &str) -> bool {

@@ -83,7 +83,7 @@ impl Pickup {
     }
 
     fn abs(&self, rel: &str) -> PathBuf {
-        PathBuf::from(latin1::to_path(&self.queue_directory)).join(latin1::to_path(rel))
+        latin1::to_path(&self.queue_directory).join(latin1::to_path(rel))
     }
 
     /// One service request: scan maildrop/ until a pass removes nothing.
