@@ -1,21 +1,17 @@
-//! Interim mail logging for the daemons that run as library calls.
+//! Mail logging for the daemons that run as library calls inside another
+//! process (cleanup inside pickup): every line keeps the name of the
+//! Postfix program whose work produced it, so that `postfix/cleanup[pid]:`
+//! stays right.
 //!
-//! TODO(maillog): route through `crate::global::maillog` when the logging
-//! work (syslog / `maillog_file` / postlogd) lands on main. Until then a
-//! [`MailLog`] either prints `program: text` on stderr (as Postfix's
-//! programs do when they run stand-alone) and appends syslog-style lines
-//! to `maillog_file` when one is configured, or keeps the lines for the
-//! caller (tests).
-//!
-//! Every line is kept with the name of the Postfix program whose work
-//! produced it (`cleanup`, `pickup`), so that `postfix/cleanup[pid]:` stays
-//! right when cleanup runs inside pickup.
+//! A [`MailLog`] either writes through [`crate::global::maillog`] (syslog
+//! or `maillog_file`, as Postfix's daemons log), switching the tag per
+//! line, or keeps the lines for the caller (tests, and pickup, which logs
+//! its own lines before cleanup's).
 
-use crate::util::latin1;
-use std::io::Write;
+use crate::global::maillog;
 
-/// One logged line: program name, severity prefix (`""` or `"warning: "`),
-/// and text.
+/// One logged line: program name and text (with `warning: ` when it is
+/// one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub program: String,
@@ -23,7 +19,7 @@ pub struct Line {
 }
 
 impl Line {
-    /// `program: text` as the syslog message body without the pid.
+    /// `program: text`.
     pub fn display(&self) -> String {
         format!("{}: {}", self.program, self.text)
     }
@@ -32,19 +28,15 @@ impl Line {
 /// Where log lines go.
 pub struct MailLog {
     capture: Option<Vec<Line>>,
-    file: Option<String>,
     syslog_name: String,
-    host: String,
 }
 
 impl MailLog {
-    /// Lines go to stderr (and `maillog_file` when given).
-    pub fn stderr(maillog_file: Option<String>, syslog_name: &str, host: &str) -> MailLog {
+    /// Lines go to the mail log; [`maillog::init`] must have been called.
+    pub fn daemon(syslog_name: &str) -> MailLog {
         MailLog {
             capture: None,
-            file: maillog_file.filter(|f| !f.is_empty()),
             syslog_name: syslog_name.to_string(),
-            host: host.to_string(),
         }
     }
 
@@ -52,9 +44,7 @@ impl MailLog {
     pub fn capture() -> MailLog {
         MailLog {
             capture: Some(Vec::new()),
-            file: None,
             syslog_name: "postfix".into(),
-            host: String::new(),
         }
     }
 
@@ -74,44 +64,10 @@ impl MailLog {
             });
             return;
         }
-        let shown = crate::global::msg::printable(&text, true);
-        let mut line = latin1::encode(&format!("{program}: {shown}"));
-        line.push(b'\n');
-        let _ = std::io::stderr().write_all(&line);
-        if let Some(f) = &self.file {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let stamp = crate::sys::time::localtime(now)
-                .map(|t| {
-                    const M: [&str; 12] = [
-                        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                        "Nov", "Dec",
-                    ];
-                    format!(
-                        "{} {:>2} {:02}:{:02}:{:02}",
-                        M[t.mon.clamp(0, 11) as usize],
-                        t.mday,
-                        t.hour,
-                        t.min,
-                        t.sec
-                    )
-                })
-                .unwrap_or_default();
-            let host = self.host.split('.').next().unwrap_or("").to_string();
-            let text = format!(
-                "{stamp} {host} {}/{program}[{}]: {shown}\n",
-                self.syslog_name,
-                std::process::id()
-            );
-            if let Ok(mut fh) = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(latin1::to_path(f))
-            {
-                let _ = fh.write_all(&latin1::encode(&text));
-            }
+        maillog::set_tag(&format!("{}/{program}", self.syslog_name));
+        match text.strip_prefix("warning: ") {
+            Some(rest) => maillog::log("warning", rest),
+            None => maillog::log("info", &text),
         }
     }
 

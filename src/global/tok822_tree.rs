@@ -377,61 +377,15 @@ pub fn quote_local_8bit(addr: &str) -> String {
 /// quote_822_local_flags: `eight_bit_clean` allows 8-bit bytes unquoted,
 /// `bare` treats the whole text as a local part.
 pub fn quote_822_local_flags(mbox: &str, eight_bit_clean: bool, bare: bool) -> String {
-    let start = if mbox.starts_with('@') {
-        mbox.find(':').map(|c| c + 1).unwrap_or(0)
-    } else {
-        0
-    };
-    let end = if bare {
-        mbox.len()
-    } else {
-        match mbox[start..].rfind('@') {
-            Some(i) => start + i,
-            None => mbox.len(),
-        }
-    };
-    let local = &mbox[start..end];
-    if is_dot_string(local, eight_bit_clean) {
-        return mbox.to_string();
+    use crate::global::quote_822_local as q;
+    let mut flags = 0;
+    if eight_bit_clean {
+        flags |= q::FLAG_8BITCLEAN;
     }
-    let mut out = String::with_capacity(mbox.len() + 4);
-    out.push_str(&mbox[..start]);
-    out.push('"');
-    for c in local.chars() {
-        if c == '\0' {
-            break;
-        }
-        if ((c as u32) > 127 && !eight_bit_clean) || c == '"' || c == '\\' || c == '\r' {
-            out.push('\\');
-        }
-        out.push(c);
+    if bare {
+        flags |= q::FLAG_BARE_LOCALPART;
     }
-    out.push('"');
-    out.push_str(&mbox[end..]);
-    out
-}
-
-fn is_dot_string(local: &str, eight_bit_clean: bool) -> bool {
-    let b: Vec<char> = local.chars().take_while(|&c| c != '\0').collect();
-    if b.is_empty() || b[0] == '.' {
-        return false;
-    }
-    for (i, &c) in b.iter().enumerate() {
-        if c == '.' && b.get(i + 1) == Some(&'.') {
-            return false;
-        }
-        let u = c as u32;
-        if u > 127 && !eight_bit_clean {
-            return false;
-        }
-        if c == ' ' || u < 32 || u == 127 {
-            return false;
-        }
-        if "()<>@,;:\\\"[]".contains(c) {
-            return false;
-        }
-    }
-    b[b.len() - 1] != '.'
+    q::quote_822_local_flags(mbox, flags)
 }
 
 /// The items back to header text (TOK822_STR_HEAD): a newline after each

@@ -201,6 +201,8 @@ impl Config {
             rewrite: RewriteConf::from_conf(conf)?,
             find: FindConf {
                 recipient_delimiter: s("recipient_delimiter")?,
+                double_bounce_sender: s("double_bounce_sender")?,
+                owner_request_special: conf.get_bool("owner_request_special")?,
                 myorigin: conf.myorigin()?,
                 mydestination: list(&s("mydestination")?),
             },

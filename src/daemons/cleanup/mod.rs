@@ -302,14 +302,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => msg::fatal(&e.0),
     };
-    let host = cleanup.cf.myhostname.clone();
-    let mut log = MailLog::stderr(
-        conf.get_str("maillog_file", 0, 0).ok(),
-        &conf
-            .get_str("syslog_name", 1, 0)
-            .unwrap_or_else(|_| "postfix".into()),
-        &host,
-    );
+    let syslog_name = conf
+        .get_str("syslog_name", 1, 0)
+        .unwrap_or_else(|_| "postfix".into());
+    if let Err(e) = crate::global::maillog::init(&format!("{syslog_name}/cleanup"), &conf) {
+        msg::fatal(&e);
+    }
+    let mut log = MailLog::daemon(&syslog_name);
     let mut input = match QueueStream::stdin() {
         Ok(s) => s,
         Err(e) => msg::fatal(&format!("stdin: {}", record::errtext(&e))),

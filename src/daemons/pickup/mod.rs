@@ -541,13 +541,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(p) => p,
         Err(e) => msg::fatal(&e.0),
     };
-    let mut log = MailLog::stderr(
-        conf.get_str("maillog_file", 0, 0).ok(),
-        &conf
-            .get_str("syslog_name", 1, 0)
-            .unwrap_or_else(|_| "postfix".into()),
-        &p.myhostname.clone(),
-    );
+    let syslog_name = conf
+        .get_str("syslog_name", 1, 0)
+        .unwrap_or_else(|_| "postfix".into());
+    if let Err(e) = crate::global::maillog::init(&format!("{syslog_name}/pickup"), &conf) {
+        msg::fatal(&e);
+    }
+    let mut log = MailLog::daemon(&syslog_name);
     loop {
         p.scan(&mut log, &mut cleanup::NoBouncer);
         match wakeup {
