@@ -3,6 +3,7 @@
 //! The library holds every program; `src/main.rs` dispatches to them by name.
 
 pub mod commands;
+pub mod daemons;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod global;

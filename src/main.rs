@@ -4,7 +4,7 @@
 //! started under (`postconf`, `postmap`, ...), or given as the first argument
 //! (`rostfix postconf -n`).
 
-use rostfix::{commands, global, master};
+use rostfix::{commands, daemons, global, master};
 use std::ffi::OsString;
 
 /// The programs this binary implements, by name.
@@ -12,10 +12,12 @@ use std::ffi::OsString;
 type Entry = fn(Vec<OsString>) -> i32;
 
 const PROGRAMS: &[(&str, Entry)] = &[
+    ("cleanup", daemons::cleanup::main),
     ("demo", commands::demo::main),
     ("mailq", commands::sendmail::main),
     ("master", master::main),
     ("newaliases", commands::sendmail::main),
+    ("pickup", daemons::pickup::main),
     ("postalias", commands::postalias::main),
     ("postcat", commands::postcat::main),
     ("postconf", commands::postconf::main),

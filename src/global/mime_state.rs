@@ -78,6 +78,12 @@ pub trait MimeSink {
     fn head_end(&mut self) {}
     /// One body line (`rec` says whether it is complete).
     fn body(&mut self, _rec: Rec, _text: &str) {}
+    /// The same with the line's offset in the current body part (bytes
+    /// counted with one newline per record, reset at each part), as
+    /// Postfix passes it to body_checks_size_limit.
+    fn body_at(&mut self, rec: Rec, text: &str, _offset: i64) {
+        self.body(rec, text)
+    }
     /// The end of the body.
     fn body_end(&mut self) {}
     /// An error, reported once per kind when its REPORT option is on.
@@ -166,6 +172,7 @@ pub struct MimeState {
     buf: String,
     prev_rec: Option<Rec>,
     nesting_level: i64,
+    body_offset: i64,
     stack: Vec<Frame>,
     err_flags: u32,
     options: u32,
@@ -352,6 +359,7 @@ impl MimeState {
             buf: String::new(),
             prev_rec: None,
             nesting_level: -1,
+            body_offset: 0,
             stack: Vec::new(),
             err_flags: 0,
             options,
@@ -371,6 +379,9 @@ impl MimeState {
 
     fn set_state(&mut self, st: State, ct: Ctype, stp: Stype, enc: u32, dom: u32) {
         self.state = st;
+        if st == State::Body {
+            self.body_offset = 0;
+        }
         self.ctype = ct;
         self.stype = stp;
         self.encoding = enc;
@@ -568,19 +579,18 @@ impl MimeState {
             }
             if is_text {
                 if text.is_empty() {
+                    self.body_offset = 0;
                     match self.ctype {
-                        Ctype::Message => {
-                            if self.stype == Stype::Rfc822 || self.stype == Stype::Global {
-                                self.set_state(
-                                    State::Nested,
-                                    Ctype::Text,
-                                    Stype::Plain,
-                                    ENC_7BIT,
-                                    ENC_7BIT,
-                                );
-                            } else {
-                                self.state = State::Body;
-                            }
+                        Ctype::Message
+                            if self.stype == Stype::Rfc822 || self.stype == Stype::Global =>
+                        {
+                            self.set_state(
+                                State::Nested,
+                                Ctype::Text,
+                                Stype::Plain,
+                                ENC_7BIT,
+                                ENC_7BIT,
+                            );
                         }
                         Ctype::Multipart => self.set_state(
                             State::Body,
@@ -589,16 +599,22 @@ impl MimeState {
                             ENC_7BIT,
                             ENC_7BIT,
                         ),
-                        _ => self.state = State::Body,
+                        _ => {
+                            self.state = State::Body;
+                            self.body_offset = 0;
+                        }
                     }
                 } else {
                     if self.state == State::Primary && self.want_body {
-                        sink.body(Rec::Norm, "");
+                        sink.body_at(Rec::Norm, "", self.body_offset);
+                        self.body_offset += 1;
                     }
                     self.state = State::Body;
+                    self.body_offset = 0;
                 }
             } else {
                 self.state = State::Body;
+                self.body_offset = 0;
             }
         }
         // Body state.
@@ -635,7 +651,8 @@ impl MimeState {
                 }
             }
             if self.want_body {
-                sink.body(rec, text);
+                sink.body_at(rec, text, self.body_offset);
+                self.body_offset += text.len() as i64 + 1;
             }
         } else {
             sink.body_end();

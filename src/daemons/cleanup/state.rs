@@ -1,0 +1,1529 @@
+//! One message going through cleanup: the record state machine (initial
+//! envelope, content, extracted envelope), the queue file output, and the
+//! final SIZE record, fsync and hand-off (Postfix's cleanup_api.c,
+//! cleanup_envelope.c, cleanup_extracted.c, cleanup_out.c,
+//! cleanup_out_recipient.c, cleanup_final.c).
+
+use super::config::{CANON_ENV_FROM, CANON_ENV_RCPT, Config, EXT_PROP_CANONICAL};
+use super::interim::{self, quote, unquote};
+use super::{flag, stat};
+use crate::daemons::logsink::MailLog;
+use crate::global::mail_queue::{self, INCOMING};
+use crate::global::mime_state::MimeState;
+use crate::global::rec_type;
+use crate::global::record;
+use crate::global::rewrite_clnt::{self, Context};
+use crate::util::latin1;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+
+const SMTPUTF8_REQUESTED: i64 = 1 << 0;
+const SMTPUTF8_HEADER: i64 = 1 << 1;
+const SMTPUTF8_SENDER: i64 = 1 << 2;
+
+const FLAG_INRCPT: u32 = 1 << 16;
+const FLAG_WARN_SEEN: u32 = 1 << 17;
+const FLAG_END_SEEN: u32 = 1 << 18;
+
+const DSN_NOTIFY_NEVER: i32 = 1;
+const DSN_NOTIFY_SUCCESS: i32 = 2;
+const DSN_NOTIFY_ANY: i32 = 2 | 4 | 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Start,
+    Envelope,
+    Message,
+    Body,
+    ExtractedStart,
+    Extracted,
+    Done,
+}
+
+/// The queue file being written, with its write offset.
+pub(super) struct Dst {
+    pub w: BufWriter<File>,
+    pub off: u64,
+}
+
+/// Per-message state (Postfix's CLEANUP_STATE).
+pub struct Session<'a> {
+    pub(super) cf: &'a mut Config,
+    pub(super) log: &'a mut MailLog,
+    pub(super) dst: Option<Dst>,
+    pub(super) queue_name: String,
+    pub queue_id: String,
+    pub(super) path: String,
+    pub(super) ctime: (i64, i64),
+    pub(super) phase: Phase,
+    pub arrival: (i64, i64),
+    pub(super) fullname: Option<String>,
+    pub sender: Option<String>,
+    pub recip: Option<String>,
+    pub(super) orig_rcpt: Option<String>,
+    pub(super) hbc_rcpt: Vec<String>,
+    pub flags: u32,
+    pub(super) tflags: i32,
+    pub(super) qmgr_opts: i64,
+    pub errs: u32,
+    pub(super) err_mask: u32,
+    pub(super) headers_seen: u64,
+    pub(super) hop_count: i64,
+    pub(super) resent: &'static str,
+    pub(super) dups: HashSet<String>,
+    pub(super) data_offset: i64,
+    pub(super) xtra_offset: i64,
+    pub(super) cont_length: i64,
+    pub rcpt_count: i64,
+    pub reason: Option<String>,
+    pub(super) attr: Vec<(String, String)>,
+    pub(super) mime: Option<MimeState>,
+    pub(super) mime_errs: u32,
+    pub(super) hdr_rewrite_context: Option<Context>,
+    pub(super) filter: Option<String>,
+    pub(super) redirect: Option<String>,
+    pub(super) dsn_envid: Option<String>,
+    pub(super) dsn_ret: i32,
+    pub(super) dsn_notify: i32,
+    pub(super) dsn_orcpt: Option<String>,
+    pub(super) verp_delims: Option<String>,
+    pub smtputf8: i64,
+    pub(super) size_warned: bool,
+}
+
+fn split_nameval(buf: &str) -> Result<(String, String), &'static str> {
+    let s = buf.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    if s.is_empty() || s.starts_with('=') {
+        return Err("missing attribute name");
+    }
+    let name_end = s
+        .find(|c: char| c.is_ascii_whitespace() || c == '=')
+        .unwrap_or(s.len());
+    let name = &s[..name_end];
+    let rest = s[name_end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let Some(rest) = rest.strip_prefix('=') else {
+        return Err("missing '=' after attribute name");
+    };
+    let value = rest.trim_matches(|c: char| c.is_ascii_whitespace());
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// rec_attr_map: attribute names that stand for pseudo record types.
+fn rec_attr_map(name: &str) -> Option<u8> {
+    match name {
+        "envelope_id" => Some(rec_type::DSN_ENVID),
+        "notify_flags" => Some(rec_type::DSN_NOTIFY),
+        "dsn_orig_rcpt" => Some(rec_type::DSN_ORCPT),
+        "ret_flags" => Some(rec_type::DSN_RET),
+        "create_time" => Some(rec_type::CTIME),
+        _ => None,
+    }
+}
+
+fn alldig(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn atoi(s: &str) -> i32 {
+    rec_type::atol(s.as_bytes()) as i32
+}
+
+fn dsn_notify_ok(v: i32) -> bool {
+    v == DSN_NOTIFY_NEVER || v == (v & DSN_NOTIFY_ANY)
+}
+
+fn now() -> (i64, i64) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_micros() as i64)
+}
+
+fn valid_utf8(s: &str) -> bool {
+    std::str::from_utf8(&latin1::encode(s)).is_ok()
+}
+
+impl<'a> Session<'a> {
+    /// cleanup_open: create the incoming queue file, remove spurious
+    /// logfiles of the same ID, and take the client's flags.
+    pub fn open(
+        cf: &'a mut Config,
+        log: &'a mut MailLog,
+        flags: u32,
+    ) -> std::io::Result<Session<'a>> {
+        let nq = cf.queue.enter(INCOMING, 0o600)?;
+        for q in [mail_queue::DEFER, mail_queue::BOUNCE, mail_queue::TRACE] {
+            match cf.queue.remove(q, &nq.id) {
+                Ok(()) => log.warn("cleanup", &format!("{q}: removed spurious {} log", nq.id)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let _ = cf.queue.remove(INCOMING, &nq.id);
+                    return Err(std::io::Error::other(format!(
+                        "{q}: remove {} log: {}",
+                        nq.id,
+                        record::errtext(&e)
+                    )));
+                }
+            }
+        }
+        let mut s = Session {
+            cf,
+            log,
+            dst: Some(Dst {
+                w: BufWriter::with_capacity(4096, nq.file),
+                off: 0,
+            }),
+            queue_name: INCOMING.to_string(),
+            queue_id: nq.id,
+            path: nq.path,
+            ctime: nq.time,
+            phase: Phase::Start,
+            arrival: (0, 0),
+            fullname: None,
+            sender: None,
+            recip: None,
+            orig_rcpt: None,
+            hbc_rcpt: Vec::new(),
+            flags: 0,
+            tflags: 0,
+            qmgr_opts: 0,
+            errs: 0,
+            err_mask: 0,
+            headers_seen: 0,
+            hop_count: 0,
+            resent: "",
+            dups: HashSet::new(),
+            data_offset: -1,
+            xtra_offset: -1,
+            cont_length: 0,
+            rcpt_count: 0,
+            reason: None,
+            attr: vec![("log_message_origin".into(), "local".into())],
+            mime: None,
+            mime_errs: 0,
+            hdr_rewrite_context: Some(Context::Local),
+            filter: None,
+            redirect: None,
+            dsn_envid: None,
+            dsn_ret: 0,
+            dsn_notify: 0,
+            dsn_orcpt: None,
+            verp_delims: None,
+            smtputf8: 0,
+            size_warned: false,
+        };
+        s.control(flags);
+        Ok(s)
+    }
+
+    /// cleanup_control.
+    fn control(&mut self, flags: u32) {
+        self.flags = flags;
+        self.err_mask = if flags & flag::BOUNCE != 0 {
+            stat::MASK_INCOMPLETE
+        } else {
+            !0
+        };
+        if flags & flag::SMTPUTF8 != 0 {
+            self.smtputf8 = SMTPUTF8_REQUESTED;
+        }
+    }
+
+    /// The queue file path relative to the queue directory.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(super) fn attr_find(&self, name: &str) -> Option<&str> {
+        self.attr
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn attr_update(&mut self, name: &str, value: &str) {
+        match self.attr.iter_mut().find(|(n, _)| n == name) {
+            Some(e) => e.1 = value.to_string(),
+            None => self.attr.push((name.to_string(), value.to_string())),
+        }
+    }
+
+    /// CLEANUP_OUT_OK.
+    pub fn out_ok(&self) -> bool {
+        self.errs & self.err_mask == 0 && self.flags & flag::DISCARD == 0
+    }
+
+    // ------------------------------------------------------------ output
+
+    fn put(&mut self, t: u8, data: &[u8]) {
+        let Some(dst) = &mut self.dst else {
+            return;
+        };
+        let mut rec = Vec::with_capacity(record::rec_space_need(data.len()));
+        record::rec_encode(&mut rec, t, data);
+        let limit = self.cf.message_limit;
+        if limit > 0 && dst.off + rec.len() as u64 > limit {
+            // As with the file size resource limit that Postfix sets.
+            if !self.size_warned {
+                self.size_warned = true;
+                let id = self.queue_id.clone();
+                self.log
+                    .warn("cleanup", &format!("{id}: queue file size limit exceeded"));
+            }
+            self.errs |= stat::SIZE;
+            return;
+        }
+        match dst.w.write_all(&rec) {
+            Ok(()) => dst.off += rec.len() as u64,
+            Err(e) => {
+                let id = self.queue_id.clone();
+                self.log.warn(
+                    "cleanup",
+                    &format!("{id}: write queue file: {}", record::errtext(&e)),
+                );
+                self.errs |= stat::WRITE;
+            }
+        }
+    }
+
+    /// cleanup_out: one record, text records split at line_length_limit.
+    pub(super) fn out(&mut self, t: u8, text: &str) {
+        if !self.out_ok() {
+            return;
+        }
+        let bytes = latin1::encode(text);
+        let mut rest: &[u8] = &bytes;
+        let limit = self.cf.line_limit.max(1);
+        loop {
+            if rest.len() > limit && (t == rec_type::NORM || t == rec_type::CONT) {
+                self.put(rec_type::CONT, &rest[..limit]);
+                rest = &rest[limit..];
+                if self.errs & (stat::WRITE | stat::SIZE) != 0 {
+                    break;
+                }
+            } else {
+                self.put(t, rest);
+                break;
+            }
+        }
+    }
+
+    /// vstream_ftell on the output.
+    pub(super) fn ftell(&self) -> i64 {
+        self.dst.as_ref().map(|d| d.off as i64).unwrap_or(-1)
+    }
+
+    /// cleanup_out_header: a multi-line header as records, continuation
+    /// lines indented, cut at header_size_limit.
+    pub(super) fn out_header(&mut self, header: &str) {
+        if self.cf.smtputf8_enable && !header.is_empty() && !header.is_ascii() {
+            self.smtputf8 |= SMTPUTF8_HEADER;
+            if self.flags & flag::AUTOUTF8 != 0 {
+                self.smtputf8 |= SMTPUTF8_REQUESTED;
+            }
+        }
+        let limit = self.cf.header_limit;
+        let bytes: Vec<char> = header.chars().collect();
+        let mut start = 0usize;
+        loop {
+            let nl = bytes[start..].iter().position(|&c| c == '\n');
+            let line_end = nl.map(|n| start + n).unwrap_or(bytes.len());
+            let mut next = nl.map(|n| start + n + 1);
+            let mut end = line_end;
+            if line_end > limit {
+                if start as f64 > 0.9 * limit as f64 {
+                    break;
+                }
+                end = limit.max(start);
+                next = None;
+            }
+            let line: String = bytes[start..end].iter().collect();
+            if start == 0 || line.starts_with([' ', '\t']) {
+                self.out(rec_type::NORM, &line);
+            } else {
+                self.out(rec_type::NORM, &format!("\t{line}"));
+            }
+            match next {
+                Some(n) => start = n,
+                None => break,
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ records
+
+    /// Process one record from the client (CLEANUP_RECORD).
+    pub fn record(&mut self, t: u8, data: &[u8]) {
+        if record::hidden_type(t) && self.phase != Phase::Done {
+            let id = self.queue_id.clone();
+            self.log.warn(
+                "cleanup",
+                &format!("{id}: record type {t} not allowed - discarding this message"),
+            );
+            self.errs |= stat::BAD;
+            return;
+        }
+        let text = latin1::decode(data);
+        match self.phase {
+            Phase::Start => {
+                // The SIZE record goes first so it can be updated in place.
+                self.out(rec_type::SIZE, &rec_type::size_payload([0, 0, 0, 0, 0, 0]));
+                self.phase = Phase::Envelope;
+                self.envelope(t, &text);
+            }
+            Phase::Envelope => self.envelope(t, &text),
+            Phase::Message => {
+                self.message_start();
+                self.phase = Phase::Body;
+                self.headerbody(t, &text);
+            }
+            Phase::Body => self.headerbody(t, &text),
+            Phase::ExtractedStart => {
+                self.out(rec_type::XTRA, "");
+                self.phase = Phase::Extracted;
+                self.extracted(t, &text);
+            }
+            Phase::Extracted => self.extracted(t, &text),
+            Phase::Done => {}
+        }
+    }
+
+    fn warn_id(&mut self, text: &str) {
+        let line = format!("{}: {text}", self.queue_id);
+        self.log.warn("cleanup", &line);
+    }
+
+    fn envelope(&mut self, t: u8, buf: &str) {
+        let mut mapped_type = t;
+        let mut mapped_buf = buf.to_string();
+        let mut attr_nv: Option<(String, String)> = None;
+        if t == rec_type::FLGS {
+            let extra = atoi(buf) as u32;
+            if extra & !flag::MASK_EXTRA != 0 {
+                self.warn_id(&format!("ignoring bad extra flags: 0x{extra:x}"));
+            } else {
+                self.flags |= extra;
+            }
+            return;
+        }
+        if t == rec_type::MILT_COUNT {
+            return;
+        }
+        if t == rec_type::ATTR {
+            match split_nameval(buf) {
+                Err(e) => {
+                    let b: String = buf.chars().take(100).collect();
+                    self.warn_id(&format!("message rejected: malformed attribute: {e}: {b}"));
+                    self.errs |= stat::BAD;
+                    return;
+                }
+                Ok((n, v)) => {
+                    if v.is_empty() {
+                        self.warn_id(&format!(
+                            "spurious null attribute value for \"{n}\" -- ignored"
+                        ));
+                        return;
+                    }
+                    if let Some(m) = rec_attr_map(&n) {
+                        mapped_buf = v.clone();
+                        mapped_type = m;
+                    }
+                    attr_nv = Some((n, v));
+                }
+            }
+        }
+        if !rec_type::in_set(rec_type::ENVELOPE, t) {
+            self.warn_id(&format!(
+                "message rejected: unexpected record type {t} in envelope"
+            ));
+            self.errs |= stat::BAD;
+            return;
+        }
+        if self.flags & FLAG_INRCPT == 0 && rec_type::in_set(rec_type::ENV_RECIPIENT, t) {
+            if self.sender.is_none() {
+                self.warn_id("message rejected: missing sender envelope record");
+                self.errs |= stat::BAD;
+                return;
+            }
+            if self.arrival.0 == 0 {
+                self.warn_id("message rejected: missing time envelope record");
+                self.errs |= stat::BAD;
+                return;
+            }
+            if self.flags & FLAG_WARN_SEEN == 0
+                && self.sender.as_deref().is_some_and(|s| !s.is_empty())
+                && self.cf.delay_warn_time > 0
+            {
+                let when = self.arrival.0 + self.cf.delay_warn_time;
+                self.out(rec_type::WARN, &rec_type::long15_payload(when));
+            }
+            self.flags |= FLAG_INRCPT;
+        }
+        if t == rec_type::RCPT {
+            self.rcpt_record(buf);
+            return;
+        }
+        if t == rec_type::DONE || t == rec_type::DRCP {
+            self.orig_rcpt = None;
+            self.dsn_orcpt = None;
+            self.dsn_notify = 0;
+            return;
+        }
+        if mapped_type == rec_type::DSN_ORCPT {
+            if let Some(o) = self.dsn_orcpt.take() {
+                let o: String = o.chars().take(200).collect();
+                self.warn_id(&format!(
+                    "ignoring out-of-order DSN original recipient record <{o}>"
+                ));
+            }
+            self.dsn_orcpt = Some(mapped_buf);
+            return;
+        }
+        if mapped_type == rec_type::DSN_NOTIFY {
+            if self.dsn_notify != 0 {
+                let n = self.dsn_notify;
+                self.warn_id(&format!("ignoring out-of-order DSN notify record <{n}>"));
+                self.dsn_notify = 0;
+            }
+            let v = atoi(&mapped_buf);
+            if !alldig(&mapped_buf) || v == 0 || !dsn_notify_ok(v) {
+                let b: String = buf.chars().take(200).collect();
+                self.warn_id(&format!("ignoring malformed DSN notify record <{b}>"));
+            } else {
+                self.dsn_notify = v;
+                self.qmgr_opts |= (v as i64) << 1;
+            }
+            return;
+        }
+        if t == rec_type::ORCP {
+            if let Some(o) = self.orig_rcpt.take() {
+                let o: String = o.chars().take(200).collect();
+                self.warn_id(&format!(
+                    "ignoring out-of-order original recipient record <{o}>"
+                ));
+            }
+            self.orig_rcpt = Some(buf.to_string());
+            return;
+        }
+        if t == rec_type::MESG {
+            self.phase = Phase::Message;
+            self.flags &= !FLAG_INRCPT;
+            return;
+        }
+        if self.flags & FLAG_INRCPT != 0 {
+            self.qmgr_opts |= 1;
+        }
+        if t == rec_type::SIZE {
+            // Keep only the client's SMTPUTF8_REQUESTED flag.
+            let f: Vec<&str> = buf.split_ascii_whitespace().collect();
+            if let Some(v) = f.get(5) {
+                self.smtputf8 = (atoi(v) as i64) & SMTPUTF8_REQUESTED;
+            }
+            return;
+        }
+        if mapped_type == rec_type::CTIME {
+            return;
+        }
+        if t == rec_type::TIME {
+            if self.arrival.0 == 0 {
+                self.arrival = rec_type::time_scan(buf.as_bytes());
+                self.out(t, buf);
+            }
+            let created = now().0;
+            self.out(rec_type::ATTR, &format!("create_time={created}"));
+            return;
+        }
+        if t == rec_type::FULL {
+            if self.fullname.is_none() {
+                self.fullname = Some(buf.to_string());
+                self.out(t, buf);
+            }
+            return;
+        }
+        if t == rec_type::FROM {
+            if self.sender.is_some() {
+                self.warn_id("message rejected: multiple envelope sender records");
+                self.errs |= stat::BAD;
+                return;
+            }
+            self.addr_sender(buf);
+            return;
+        }
+        if mapped_type == rec_type::DSN_ENVID {
+            if !mapped_buf.chars().all(|c| (' '..='~').contains(&c)) || mapped_buf.is_empty() {
+                self.warn_id("message rejected: bad DSN envelope ID record");
+                self.errs |= stat::BAD;
+                return;
+            }
+            self.dsn_envid = Some(mapped_buf);
+            self.out(t, buf);
+            return;
+        }
+        if mapped_type == rec_type::DSN_RET {
+            let v = atoi(&mapped_buf);
+            if !alldig(&mapped_buf) || v == 0 || !(v == 1 || v == 2) {
+                let b: String = buf.chars().take(200).collect();
+                self.warn_id(&format!("message rejected: bad DSN RET record <{b}>"));
+                self.errs |= stat::BAD;
+                return;
+            }
+            self.dsn_ret = v;
+            self.out(t, buf);
+            return;
+        }
+        if t == rec_type::WARN {
+            if self.flags & FLAG_WARN_SEEN == 0 {
+                self.flags |= FLAG_WARN_SEEN;
+                self.out(t, buf);
+            }
+            return;
+        }
+        if t == rec_type::VERP {
+            if self.verp_delims.is_none() {
+                if self.sender.as_deref().unwrap_or("").is_empty() {
+                    self.warn_id("ignoring VERP request for null sender");
+                } else if !verp_delims_ok(buf) {
+                    let b: String = buf.chars().take(100).collect();
+                    self.warn_id(&format!("ignoring bad VERP request: \"{b}\""));
+                } else {
+                    self.verp_delims = Some(buf.to_string());
+                    self.out(t, buf);
+                }
+            }
+            return;
+        }
+        if t == rec_type::ATTR {
+            let (n, v) = attr_nv.unwrap_or_default();
+            if self.attr.len() >= self.cf.qattr_count_limit {
+                let lim = self.cf.qattr_count_limit;
+                self.warn_id(&format!(
+                    "message rejected: attribute count exceeds limit {lim}"
+                ));
+                self.errs |= stat::BAD;
+                return;
+            }
+            if n == "rewrite_context" {
+                if v == "local" {
+                    self.hdr_rewrite_context = Some(Context::Local);
+                } else if v == "remote" {
+                    self.hdr_rewrite_context = if self.cf.rewrite.remote_domain.is_empty() {
+                        None
+                    } else {
+                        Some(Context::Remote)
+                    };
+                } else {
+                    let b: String = v.chars().take(100).collect();
+                    self.warn_id(&format!("message rejected: bad rewriting context: {b}"));
+                    self.errs |= stat::BAD;
+                    return;
+                }
+            }
+            if n == "trace_flags" {
+                if !alldig(&v) {
+                    let b: String = buf.chars().take(200).collect();
+                    self.warn_id(&format!("message rejected: bad TFLAG record <{b}>"));
+                    self.errs |= stat::BAD;
+                    return;
+                }
+                if self.tflags == 0 {
+                    self.tflags = atoi(&v);
+                }
+            }
+            self.attr_update(&n, &v);
+            self.out(t, buf);
+            return;
+        }
+        self.out(t, buf);
+    }
+
+    fn rcpt_record(&mut self, buf: &str) {
+        if self.sender.is_none() {
+            self.warn_id("message rejected: envelope recipient precedes sender");
+            self.errs |= stat::BAD;
+            return;
+        }
+        if self.orig_rcpt.is_none() {
+            self.orig_rcpt = Some(buf.to_string());
+        }
+        self.addr_recipient(buf);
+        self.orig_rcpt = None;
+        self.dsn_orcpt = None;
+        self.dsn_notify = 0;
+    }
+
+    fn extracted(&mut self, t: u8, buf: &str) {
+        let mut t = t;
+        let mut buf = buf.to_string();
+        if t == rec_type::FLGS {
+            let extra = atoi(&buf) as u32;
+            if extra & !flag::MASK_EXTRA != 0 {
+                self.warn_id(&format!("ignoring bad extra flags: 0x{extra:x}"));
+            } else {
+                self.flags |= extra;
+            }
+            return;
+        }
+        if !rec_type::in_set(rec_type::EXTRACT, t) {
+            self.warn_id(&format!(
+                "message rejected: unexpected record type {t} in extracted envelope"
+            ));
+            self.errs |= stat::BAD;
+            return;
+        }
+        if t == rec_type::ATTR {
+            match split_nameval(&buf) {
+                Err(e) => {
+                    let b: String = buf.chars().take(100).collect();
+                    self.warn_id(&format!("message rejected: malformed attribute: {e}: {b}"));
+                    self.errs |= stat::BAD;
+                    return;
+                }
+                Ok((n, v)) => {
+                    if v.is_empty() {
+                        self.warn_id(&format!(
+                            "spurious null attribute value for \"{n}\" -- ignored"
+                        ));
+                        return;
+                    }
+                    if let Some(m) = rec_attr_map(&n) {
+                        buf = v;
+                        t = m;
+                    }
+                }
+            }
+        }
+        if self.flags & FLAG_INRCPT == 0 && rec_type::in_set(rec_type::EXT_RECIPIENT, t) {
+            if let Some(f) = self.filter.clone() {
+                self.out(rec_type::FILT, &f);
+            }
+            if let Some(r) = self.redirect.clone() {
+                self.out(rec_type::RDR, &r);
+            }
+            if let Some(e) = self.attr_find("encoding").map(|s| s.to_string()) {
+                self.out(rec_type::ATTR, &format!("encoding={e}"));
+            }
+            self.flags |= FLAG_INRCPT;
+        }
+        if t == rec_type::RCPT {
+            self.rcpt_record(&buf);
+            return;
+        }
+        if t == rec_type::DONE || t == rec_type::DRCP {
+            self.orig_rcpt = None;
+            self.dsn_orcpt = None;
+            self.dsn_notify = 0;
+            return;
+        }
+        if t == rec_type::DSN_ORCPT {
+            if let Some(o) = self.dsn_orcpt.take() {
+                let o: String = o.chars().take(200).collect();
+                self.warn_id(&format!(
+                    "ignoring out-of-order DSN original recipient record <{o}>"
+                ));
+            }
+            self.dsn_orcpt = Some(buf);
+            return;
+        }
+        if t == rec_type::DSN_NOTIFY {
+            if self.dsn_notify != 0 {
+                let n = self.dsn_notify;
+                self.warn_id(&format!("ignoring out-of-order DSN notify record <{n}>"));
+                self.dsn_notify = 0;
+            }
+            let v = atoi(&buf);
+            if !alldig(&buf) || v == 0 || !dsn_notify_ok(v) {
+                let b: String = buf.chars().take(200).collect();
+                self.warn_id(&format!("ignoring malformed dsn notify record <{b}>"));
+            } else {
+                self.dsn_notify = v;
+                self.qmgr_opts |= (v as i64) << 1;
+            }
+            return;
+        }
+        if t == rec_type::ORCP {
+            if self.orig_rcpt.is_some() {
+                let b: String = buf.chars().take(200).collect();
+                self.warn_id(&format!(
+                    "ignoring out-of-order original recipient record <{b}>"
+                ));
+            }
+            self.orig_rcpt = Some(buf);
+            return;
+        }
+        if t == rec_type::END {
+            self.flags &= !FLAG_INRCPT;
+            self.flags |= FLAG_END_SEEN;
+            self.extracted_finish();
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.flags & FLAG_INRCPT != 0 {
+            self.qmgr_opts |= 1;
+        }
+        self.out(t, &buf);
+    }
+
+    fn extracted_finish(&mut self) {
+        if self.flags & flag::BCC_OK != 0 && self.recip.is_some() && !self.cf.always_bcc.is_empty()
+        {
+            let b = self.cf.always_bcc.clone();
+            self.addr_bcc(&b);
+        }
+        if !self.hbc_rcpt.is_empty() {
+            let list = std::mem::take(&mut self.hbc_rcpt);
+            if self.out_ok() && self.recip.is_some() {
+                for b in list {
+                    self.addr_bcc(&b);
+                }
+            }
+        }
+        self.out(rec_type::END, "");
+    }
+
+    // ------------------------------------------------------------ addresses
+
+    /// cleanup_rewrite_internal in the local context.
+    pub(super) fn rewrite_internal(&self, ctx: Context, addr: &str) -> String {
+        unquote(&rewrite_clnt::rewrite_external(
+            &self.cf.rewrite,
+            ctx,
+            &quote(addr),
+        ))
+    }
+
+    fn canon_internal(&mut self, addr: &mut String, which: u8) {
+        // which: 0 common, 1 sender, 2 recipient
+        let ext = quote(addr);
+        let mut a = ext;
+        self.map11_external(
+            &mut a,
+            which,
+            self.cf.ext_prop_mask & EXT_PROP_CANONICAL != 0,
+        );
+        *addr = unquote(&a);
+    }
+
+    /// cleanup_map11_external: one-to-one table rewriting, at most 10
+    /// rounds. Returns whether the address changed.
+    pub(super) fn map11_external(&mut self, addr: &mut String, which: u8, propagate: bool) -> bool {
+        let mut did = false;
+        for _ in 0..10 {
+            let mut warns = Vec::new();
+            let fc = self.cf.find.clone();
+            let rc = self.cf.rewrite.clone();
+            let maps = match which {
+                0 => self.cf.comm_canon.as_mut(),
+                1 => self.cf.send_canon.as_mut(),
+                _ => self.cf.rcpt_canon.as_mut(),
+            };
+            let Some(maps) = maps else {
+                return did;
+            };
+            let title = maps.title.clone();
+            let r = addr_map(maps, addr, true, propagate, &fc, &rc, &mut |w| {
+                warns.push(w.to_string())
+            });
+            let err = maps.error;
+            for w in warns {
+                self.log.warn("cleanup", &w);
+            }
+            match r {
+                Some(v) => {
+                    if v.len() > 1 {
+                        let id = self.queue_id.clone();
+                        self.log.warn(
+                            "cleanup",
+                            &format!("{id}: multi-valued {title} entry for {addr}"),
+                        );
+                    }
+                    let new = v.into_iter().next().unwrap_or_default();
+                    did |= new != *addr;
+                    let same = new.to_lowercase() == addr.to_lowercase();
+                    *addr = new;
+                    if same {
+                        return did;
+                    }
+                }
+                None => {
+                    if err {
+                        let id = self.queue_id.clone();
+                        self.log.warn("cleanup", &format!(
+                            "{id}: {title} map lookup problem for {addr} -- message not accepted, try again later"
+                        ));
+                        self.errs |= stat::WRITE;
+                    }
+                    return did;
+                }
+            }
+        }
+        let id = self.queue_id.clone();
+        let title = match which {
+            0 => "canonical_maps",
+            1 => "sender_canonical_maps",
+            _ => "recipient_canonical_maps",
+        };
+        self.log.warn(
+            "cleanup",
+            &format!("{id}: unreasonable {title} map nesting for {addr} -- message not accepted, try again later"),
+        );
+        did
+    }
+
+    /// cleanup_masquerade_external. Returns whether the address changed.
+    pub(super) fn masquerade_external(&mut self, addr: &mut String) -> bool {
+        let Some(domains) = self.cf.masq_domains.clone() else {
+            return false;
+        };
+        let Some(at) = addr.rfind('@') else {
+            return false;
+        };
+        let name = &addr[..at];
+        let domain = addr[at + 1..].to_lowercase();
+        if self
+            .cf
+            .masq_exceptions
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(name))
+        {
+            return false;
+        }
+        for m in &domains {
+            let mut masq = m.as_str();
+            let mut truncate = true;
+            while let Some(r) = masq.strip_prefix('!') {
+                truncate = !truncate;
+                masq = r;
+            }
+            let masq = masq.to_lowercase();
+            if masq.is_empty() {
+                continue;
+            }
+            if masq.len() == domain.len() {
+                if masq == domain {
+                    break;
+                }
+            } else if masq.len() < domain.len() {
+                let parent = &domain[domain.len() - masq.len()..];
+                if domain.as_bytes()[domain.len() - masq.len() - 1] == b'.' && parent == masq {
+                    if truncate {
+                        addr.truncate(at + 1);
+                        addr.push_str(&masq);
+                        return true;
+                    }
+                    break;
+                }
+            }
+        }
+        false
+    }
+
+    fn masquerade_internal(&mut self, addr: &mut String) {
+        let mut q = quote(addr);
+        self.masquerade_external(&mut q);
+        *addr = unquote(&q);
+    }
+
+    fn addr_sender(&mut self, buf: &str) {
+        let mut clean = self.rewrite_internal(Context::Local, buf);
+        if clean.len() > 14 && clean[..14].eq_ignore_ascii_case("MAILER-DAEMON@") {
+            let md = self.rewrite_internal(Context::Local, "MAILER-DAEMON");
+            if clean.eq_ignore_ascii_case(&md) {
+                clean.clear();
+            }
+        }
+        if self.flags & flag::MAP_OK != 0 {
+            if self.cf.send_canon.is_some() && self.cf.send_canon_flags & CANON_ENV_FROM != 0 {
+                self.canon_internal(&mut clean, 1);
+            }
+            if self.cf.comm_canon.is_some() && self.cf.comm_canon_flags & CANON_ENV_FROM != 0 {
+                self.canon_internal(&mut clean, 0);
+            }
+            if self.cf.masq_domains.is_some() && self.cf.masq_flags & CANON_ENV_FROM != 0 {
+                self.masquerade_internal(&mut clean);
+            }
+        }
+        if self.cf.smtputf8_enable && !clean.is_empty() && !clean.is_ascii() && valid_utf8(&clean) {
+            self.smtputf8 |= SMTPUTF8_SENDER;
+            if self.flags & flag::AUTOUTF8 != 0 {
+                self.smtputf8 |= SMTPUTF8_REQUESTED;
+            }
+        }
+        self.out(rec_type::FROM, &clean);
+        self.sender = Some(clean.clone());
+        if self.flags & flag::BCC_OK != 0 && !clean.is_empty() && self.cf.send_bcc.is_some() {
+            self.bcc_lookup(&clean, true);
+        }
+    }
+
+    fn bcc_lookup(&mut self, addr: &str, sender: bool) {
+        let fc = self.cf.find.clone();
+        let mut warns = Vec::new();
+        let maps = if sender {
+            self.cf.send_bcc.as_mut()
+        } else {
+            self.cf.rcpt_bcc.as_mut()
+        };
+        let Some(maps) = maps else {
+            return;
+        };
+        let r = interim::find_addr(maps, addr, &fc, &mut |w| warns.push(w.to_string()));
+        let err = maps.error;
+        let title = maps.title.clone();
+        for w in warns {
+            self.log.warn("cleanup", &w);
+        }
+        match r {
+            Some((v, _)) => {
+                let v = unquote(&v);
+                self.addr_bcc(&v);
+            }
+            None if err => {
+                let id = self.queue_id.clone();
+                self.log.warn(
+                    "cleanup",
+                    &format!(
+                        "{id}: {title} map lookup problem -- message not accepted, try again later"
+                    ),
+                );
+                self.errs |= stat::WRITE;
+            }
+            None => {}
+        }
+    }
+
+    fn rcpt_rewrite(&mut self, clean: &mut String) {
+        if self.flags & flag::MAP_OK != 0 {
+            if self.cf.rcpt_canon.is_some() && self.cf.rcpt_canon_flags & CANON_ENV_RCPT != 0 {
+                self.canon_internal(clean, 2);
+            }
+            if self.cf.comm_canon.is_some() && self.cf.comm_canon_flags & CANON_ENV_RCPT != 0 {
+                self.canon_internal(clean, 0);
+            }
+            if self.cf.masq_domains.is_some() && self.cf.masq_flags & CANON_ENV_RCPT != 0 {
+                self.masquerade_internal(clean);
+            }
+        }
+        if self.cf.smtputf8_enable
+            && !clean.is_empty()
+            && !clean.is_ascii()
+            && valid_utf8(clean)
+            && self.flags & flag::AUTOUTF8 != 0
+        {
+            self.smtputf8 |= SMTPUTF8_REQUESTED;
+        }
+    }
+
+    fn addr_recipient(&mut self, buf: &str) {
+        let input = if buf.is_empty() {
+            self.cf.empty_addr.clone()
+        } else {
+            buf.to_string()
+        };
+        let mut clean = self.rewrite_internal(Context::Local, &input);
+        self.rcpt_rewrite(&mut clean);
+        if self.dsn_orcpt.is_none() && !clean.is_empty() {
+            let kind = if !clean.is_ascii() && self.smtputf8 & SMTPUTF8_REQUESTED != 0 {
+                "utf-8"
+            } else {
+                "rfc822"
+            };
+            self.dsn_orcpt = Some(format!("{kind};{clean}"));
+        }
+        let dsn_orcpt = self.dsn_orcpt.clone();
+        let orcpt = self.orig_rcpt.clone().unwrap_or_default();
+        self.out_recipient(dsn_orcpt.as_deref(), self.dsn_notify, &orcpt, &clean);
+        self.recip = Some(clean.clone());
+        if self.flags & flag::BCC_OK != 0 && !clean.is_empty() && self.cf.rcpt_bcc.is_some() {
+            self.bcc_lookup(&clean, false);
+        }
+    }
+
+    /// cleanup_addr_bcc: an automatic BCC recipient, no DSN.
+    pub(super) fn addr_bcc(&mut self, bcc: &str) {
+        let mut clean = self.rewrite_internal(Context::Local, bcc);
+        self.rcpt_rewrite(&mut clean);
+        self.out_recipient(None, DSN_NOTIFY_NEVER, &clean.clone(), &clean);
+    }
+
+    fn been_here(&mut self, key: String) -> bool {
+        if self.dups.contains(&key) {
+            return true;
+        }
+        if self.cf.dup_filter_limit == 0 || self.dups.len() < self.cf.dup_filter_limit {
+            self.dups.insert(key);
+        }
+        false
+    }
+
+    fn dup_key(&self, dsn_orcpt: &str, notify: i32, orcpt: &str, recip: &str) -> String {
+        if self.cf.enable_orcpt {
+            format!("{dsn_orcpt}\n{notify}\n{orcpt}\n{recip}").to_lowercase()
+        } else {
+            recip.to_lowercase()
+        }
+    }
+
+    fn write_rcpt(&mut self, dsn_orcpt: &str, notify: i32, orcpt: &str, recip: &str) {
+        if notify != 0 {
+            self.out(rec_type::ATTR, &format!("notify_flags={notify}"));
+        }
+        if !dsn_orcpt.is_empty() {
+            self.out(rec_type::ATTR, &format!("dsn_orig_rcpt={dsn_orcpt}"));
+        }
+        self.out(rec_type::ORCP, orcpt);
+        self.out(rec_type::RCPT, recip);
+        self.rcpt_count += 1;
+    }
+
+    /// cleanup_out_recipient: duplicate filter and virtual alias expansion.
+    fn out_recipient(&mut self, dsn_orcpt: Option<&str>, notify: i32, orcpt: &str, recip: &str) {
+        let dsn_orcpt = dsn_orcpt.unwrap_or("").to_string();
+        if self.flags & flag::MAP_OK == 0 || self.cf.virt_alias.is_none() {
+            let key = self.dup_key(&dsn_orcpt, notify, orcpt, recip);
+            if !self.been_here(key) {
+                self.write_rcpt(&dsn_orcpt, notify, orcpt, recip);
+            }
+            return;
+        }
+        let list = self.map1n_internal(recip);
+        let mut notify = notify;
+        if notify & DSN_NOTIFY_SUCCESS != 0 && (list.len() > 1 || list[0] != recip) {
+            // TODO(trace): Postfix appends an "expanded" record to the
+            // trace logfile here (DSN SUCCESS for alias expansion).
+            notify = if notify == DSN_NOTIFY_SUCCESS {
+                DSN_NOTIFY_NEVER
+            } else {
+                notify & !DSN_NOTIFY_SUCCESS
+            };
+        }
+        for r in list {
+            let key = self.dup_key(&dsn_orcpt, notify, orcpt, &r);
+            if !self.been_here(key) {
+                self.write_rcpt(&dsn_orcpt, notify, orcpt, &r);
+            }
+        }
+    }
+
+    /// cleanup_map1n_internal: virtual alias expansion with the recursion,
+    /// expansion and address length limits.
+    fn map1n_internal(&mut self, addr: &str) -> Vec<String> {
+        let mut argv = vec![addr.to_string()];
+        let mut been: HashSet<String> = HashSet::new();
+        let propagate = self.cf.ext_prop_mask & super::config::EXT_PROP_VIRTUAL != 0;
+        let fc = self.cf.find.clone();
+        let rc = self.cf.rewrite.clone();
+        let mut arg = 0;
+        let fail = |s: &mut Session, text: String, bits: u32| -> Vec<String> {
+            s.log.warn("cleanup", &text);
+            s.errs |= bits;
+            s.reason = Some("4.6.0 Alias expansion error".into());
+            vec![addr.to_string()]
+        };
+        while arg < argv.len() {
+            let title = self
+                .cf
+                .virt_alias
+                .as_ref()
+                .map(|m| m.title.clone())
+                .unwrap_or_default();
+            if argv.len() > self.cf.virt_expan_limit {
+                let id = self.queue_id.clone();
+                return fail(
+                    self,
+                    format!(
+                        "{id}: unreasonable {title} map expansion size for {addr} -- message not accepted, try again later"
+                    ),
+                    stat::DEFER,
+                );
+            }
+            let mut count = 0;
+            loop {
+                if been.contains(&argv[arg].to_lowercase()) {
+                    break;
+                }
+                if count >= self.cf.virt_recur_limit {
+                    let id = self.queue_id.clone();
+                    return fail(
+                        self,
+                        format!(
+                            "{id}: unreasonable {title} map nesting for {addr} -- message not accepted, try again later"
+                        ),
+                        stat::DEFER,
+                    );
+                }
+                count += 1;
+                let mut warns = Vec::new();
+                let Some(maps) = self.cf.virt_alias.as_mut() else {
+                    break;
+                };
+                let r = addr_map(maps, &argv[arg], false, propagate, &fc, &rc, &mut |w| {
+                    warns.push(w.to_string())
+                });
+                let err = maps.error;
+                for w in warns {
+                    self.log.warn("cleanup", &w);
+                }
+                match r {
+                    Some(lookup) => {
+                        let saved = argv[arg].clone();
+                        for (i, l) in lookup.iter().enumerate() {
+                            if l.len() > self.cf.virt_addrlen_limit {
+                                let id = self.queue_id.clone();
+                                let l: String = l.chars().take(300).collect();
+                                return fail(
+                                    self,
+                                    format!(
+                                        "{id}: unreasonable {title} result {l}... -- message not accepted, try again later"
+                                    ),
+                                    stat::DEFER,
+                                );
+                            }
+                            if i == 0 {
+                                argv[arg] = l.clone();
+                            } else {
+                                argv.push(l.clone());
+                            }
+                            if saved.to_lowercase() == l.to_lowercase() {
+                                been.insert(saved.to_lowercase());
+                            }
+                        }
+                    }
+                    None => {
+                        if err {
+                            let id = self.queue_id.clone();
+                            return fail(
+                                self,
+                                format!(
+                                    "{id}: {title} map lookup problem for {addr} -- message not accepted, try again later"
+                                ),
+                                stat::WRITE,
+                            );
+                        }
+                        break;
+                    }
+                }
+            }
+            arg += 1;
+        }
+        argv
+    }
+
+    // ------------------------------------------------------------ finish
+
+    /// cleanup_final: rewrite the SIZE record with the real values.
+    fn finalize_size(&mut self) {
+        let fields = [
+            self.xtra_offset - self.data_offset,
+            self.data_offset,
+            self.rcpt_count,
+            self.qmgr_opts,
+            self.cont_length,
+            self.smtputf8,
+        ];
+        let Some(dst) = &mut self.dst else {
+            return;
+        };
+        let r = dst
+            .w
+            .flush()
+            .and_then(|_| record::rec_rewrite_size(dst.w.get_mut(), fields))
+            .and_then(|_| dst.w.get_mut().seek(SeekFrom::End(0)).map(|_| ()));
+        if let Err(e) = r {
+            let id = self.queue_id.clone();
+            self.log.warn(
+                "cleanup",
+                &format!("{id}: write queue file: {}", record::errtext(&e)),
+            );
+            self.errs |= stat::WRITE;
+        }
+    }
+
+    /// cleanup_flush: finish the queue file (or remove it) and return the
+    /// status bits (0: the message is safely queued).
+    pub fn flush(&mut self, bouncer: &mut dyn super::Bouncer) -> u32 {
+        if self.out_ok() {
+            if self.recip.is_none() {
+                self.errs |= stat::RCPT;
+            }
+            if self.flags & FLAG_END_SEEN == 0 {
+                self.errs |= stat::BAD;
+            }
+        }
+        if self.flags & flag::DISCARD != 0 {
+            self.errs = 0;
+        }
+        if self.out_ok() {
+            self.finalize_size();
+        }
+        let can_bounce = self.errs & stat::MASK_CANT_BOUNCE == 0
+            && self.sender.is_some()
+            && self.flags & flag::BOUNCE != 0;
+        if self.errs != 0 && can_bounce {
+            self.bounce(bouncer);
+        }
+        let mut dst = self.dst.take();
+        if self.errs == 0 && self.flags & flag::DISCARD == 0 {
+            let mut extra = 0;
+            if self.flags & flag::HOLD != 0 {
+                match self
+                    .cf
+                    .queue
+                    .rename(&self.queue_id, &self.queue_name, mail_queue::HOLD)
+                {
+                    Ok(()) => {
+                        self.queue_name = mail_queue::HOLD.into();
+                        self.path = self.cf.queue.path(mail_queue::HOLD, &self.queue_id);
+                    }
+                    Err(e) => {
+                        let id = self.queue_id.clone();
+                        self.log.warn(
+                            "cleanup",
+                            &format!("{id}: rename to hold queue: {}", record::errtext(&e)),
+                        );
+                        self.errs |= stat::WRITE;
+                    }
+                }
+                extra = 0;
+            }
+            if self.errs == 0
+                && let Some(d) = dst.as_mut()
+            {
+                let r =
+                    d.w.flush()
+                        .and_then(|_| mail_queue::finish(d.w.get_ref(), extra));
+                if let Err(e) = r {
+                    let id = self.queue_id.clone();
+                    self.log.warn(
+                        "cleanup",
+                        &format!("{id}: write queue file: {}", record::errtext(&e)),
+                    );
+                    self.errs |= stat::WRITE;
+                }
+            }
+        }
+        drop(dst);
+        if (self.errs != 0 || self.flags & flag::DISCARD != 0)
+            && let Err(e) = self.cf.queue.remove(&self.queue_name, &self.queue_id)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            let p = self.path.clone();
+            self.log
+                .warn("cleanup", &format!("remove {p}: {}", record::errtext(&e)));
+        }
+        self.phase = Phase::Done;
+        self.errs
+    }
+
+    /// Abandon the message: remove the queue file (the client went away).
+    pub fn abort(&mut self) {
+        self.dst = None;
+        let _ = self.cf.queue.remove(&self.queue_name, &self.queue_id);
+        self.phase = Phase::Done;
+    }
+
+    /// cleanup_bounce: hand every recipient to the bounce service; on
+    /// success the message is discarded, else the error is a write error.
+    fn bounce(&mut self, bouncer: &mut dyn super::Bouncer) {
+        let (status, text) = match &self.reason {
+            Some(r) => super::dsn_split("5.0.0", r),
+            None => {
+                let d = super::stat_detail(self.errs);
+                (d.1.to_string(), d.2.to_string())
+            }
+        };
+        let rcpts = self.recipients_in_file();
+        let (nsec, nusec) = now();
+        let delay = format_tv(nsec - self.arrival.0, nusec - self.arrival.1);
+        for (orig, rcpt) in &rcpts {
+            let mut line = format!("{}: to=<{rcpt}>", self.queue_id);
+            if !orig.is_empty() && orig.to_lowercase() != rcpt.to_lowercase() {
+                line.push_str(&format!(", orig_to=<{orig}>"));
+            }
+            line.push_str(&format!(
+                ", relay=none, delay={delay}, delays={delay}/0/0/0, dsn={status}, status=bounced ({text})"
+            ));
+            self.log.info("cleanup", &line);
+        }
+        let ok = bouncer.bounce(&super::BounceRequest {
+            recipients: rcpts,
+            queue_id: self.queue_id.clone(),
+            queue_name: self.queue_name.clone(),
+            sender: self.sender.clone().unwrap_or_default(),
+            status,
+            text,
+            dsn_envid: self.dsn_envid.clone().unwrap_or_default(),
+            dsn_ret: if self.errs & (stat::CONT | stat::SIZE) != 0 {
+                2
+            } else {
+                self.dsn_ret
+            },
+            encoding: self.attr_find("encoding").unwrap_or("").to_string(),
+            smtputf8: self.smtputf8,
+            verp: if self.cf.verp_bounce_off {
+                None
+            } else {
+                self.verp_delims.clone()
+            },
+        });
+        if ok {
+            self.errs = 0;
+            self.flags |= flag::DISCARD;
+        } else {
+            let id = self.queue_id.clone();
+            self.log
+                .warn("cleanup", &format!("{id}: bounce message failure"));
+            self.errs = stat::WRITE;
+        }
+    }
+}
+
+impl Session<'_> {
+    /// The (original, final) recipients written so far, read back from the
+    /// queue file as cleanup_bounce does; ("", "unknown") when none.
+    fn recipients_in_file(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(d) = &mut self.dst {
+            let _ = d.w.flush();
+        }
+        let abs = self.cf.queue.abs_path(&self.queue_name, &self.queue_id);
+        if let Ok(f) = File::open(&abs) {
+            let mut qs = record::QueueStream::new(f, &self.path);
+            qs.collect_warnings();
+            let mut buf = Vec::new();
+            let mut orig: Option<String> = None;
+            while let record::Rec::Type(t) = record::rec_get(&mut qs, &mut buf, 0) {
+                if t == rec_type::END {
+                    break;
+                }
+                let text = latin1::decode(&buf);
+                match t {
+                    rec_type::ORCP => orig = Some(text),
+                    rec_type::RCPT => {
+                        let o = orig.take().unwrap_or_else(|| text.clone());
+                        out.push((o, text));
+                    }
+                    rec_type::DRCP | rec_type::DONE => orig = None,
+                    _ => {}
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push((String::new(), "unknown".to_string()));
+        }
+        out
+    }
+}
+
+/// Postfix's format_tv with two significant digits and a resolution of
+/// 10 ms (delay_logging_resolution_limit = 2).
+fn format_tv(sec: i64, usec: i64) -> String {
+    let (mut sec, mut usec) = (sec, usec);
+    while usec < 0 {
+        usec += 1_000_000;
+        sec -= 1;
+    }
+    if sec < 0 {
+        return "0".into();
+    }
+    if sec >= 10 {
+        return sec.to_string();
+    }
+    if sec >= 1 {
+        let tenth = usec / 100_000;
+        return if tenth == 0 {
+            sec.to_string()
+        } else {
+            format!("{sec}.{tenth}")
+        };
+    }
+    let hundredths = usec / 10_000;
+    if hundredths == 0 {
+        return "0".into();
+    }
+    let s = format!("0.{hundredths:02}");
+    s.trim_end_matches('0').to_string()
+}
+
+fn verp_delims_ok(s: &str) -> bool {
+    let c: Vec<char> = s.chars().collect();
+    c.len() == 2 && c.iter().all(|&x| "-=+".contains(x))
+}
+
+/// mail_addr_map_opt: look up an address (external form when `external`,
+/// else internal) and return the result list in the same form, with an
+/// unmatched extension propagated when asked.
+pub(super) fn addr_map(
+    maps: &mut interim::Maps,
+    address: &str,
+    external: bool,
+    propagate: bool,
+    fc: &interim::FindConf,
+    rc: &rewrite_clnt::RewriteConf,
+    warn: &mut dyn FnMut(&str),
+) -> Option<Vec<String>> {
+    let int_addr = if external {
+        unquote(address)
+    } else {
+        address.to_string()
+    };
+    let (mut string, extension) = interim::find_addr(maps, &int_addr, fc, warn)?;
+    if string.starts_with('@') {
+        let mut buffer = match int_addr.rfind('@') {
+            Some(i) => int_addr[..i].to_string(),
+            None => int_addr.clone(),
+        };
+        if let Some(e) = &extension {
+            buffer.truncate(buffer.len().saturating_sub(e.len()));
+        }
+        buffer.push_str(&string);
+        string = quote(&buffer);
+    }
+    let ext = if propagate {
+        extension.as_deref()
+    } else {
+        None
+    };
+    let out = crunch(&string, ext, rc, external);
+    if out.is_empty() {
+        warn(&format!(
+            "{} lookup of {address} returns non-address result \"{string}\"",
+            maps.title
+        ));
+        maps.error = true;
+        return None;
+    }
+    Some(out)
+}
+
+/// mail_addr_crunch: split a table result into addresses, canonicalise
+/// each (local rewriting context), append the extension.
+fn crunch(
+    string: &str,
+    extension: Option<&str>,
+    rc: &rewrite_clnt::RewriteConf,
+    external: bool,
+) -> Vec<String> {
+    let s = if string.is_empty() || string == "<>" {
+        "\"\""
+    } else {
+        string
+    };
+    let items = crate::global::tok822_tree::parse(s, 0);
+    let mut out = Vec::new();
+    for it in items {
+        if let crate::global::tok822_tree::Item::Addr { toks, owned } = it {
+            let ext = crate::global::tok822_tree::addr_external(&toks, owned);
+            let canon = rewrite_clnt::rewrite_external(rc, Context::Local, &ext);
+            let mut int = unquote(&canon);
+            if let Some(e) = extension {
+                match int.rfind('@') {
+                    Some(i) => int.insert_str(i, e),
+                    None => int.push_str(e),
+                }
+            }
+            out.push(if external { quote(&int) } else { int });
+        }
+    }
+    out
+}

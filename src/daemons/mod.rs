@@ -1,0 +1,6 @@
+//! The Postfix daemons, one module each. Daemons that run with the same
+//! privilege as their callers are also libraries (DESIGN.md §2).
+
+pub mod cleanup;
+pub mod logsink;
+pub mod pickup;
