@@ -1429,12 +1429,34 @@ impl Bounce {
 
 /// Show the bounce templates (expanded with -b, raw with -t). Returns the
 /// exit status.
+/// Whether execv(2) could start `path`: the strerror text of why not.
+fn exec_check(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(crate::util::latin1::to_path(path)) {
+        Err(e) => Err(crate::global::config_file::errno_text(&e)),
+        Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => {
+            Err(crate::sys::strerror(libc::EACCES))
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
 pub fn show_templates(pcf: &mut Pcf, file: Option<&str>) -> i32 {
     let expand_mode = pcf.mode & EXP_DSN_TEMPL != 0;
     // postconf's own part: main.cf and the global parameter checks.
     pcf.read_parameters();
     pcf.register_builtin_parameters();
     mail_params_init(pcf);
+
+    // Postfix's postconf now execs $daemon_directory/bounce to do the work;
+    // we do it in-process, but fail where that exec would fail.
+    let daemon_dir = pcf
+        .main_lookup_eval("daemon_directory")
+        .unwrap_or_else(|| "/usr/lib/postfix/sbin".to_string());
+    let bounce = format!("{daemon_dir}/bounce");
+    if let Err(e) = exec_check(&bounce) {
+        msg::fatal(&format!("execv {bounce}: {e}"));
+    }
 
     // The bounce daemon's part.
     let mut dict = base_dict(pcf);
