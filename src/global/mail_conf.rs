@@ -239,8 +239,12 @@ impl MailConf {
         if !v.starts_with('/') {
             return Ok(v);
         }
-        let data = std::fs::read(crate::util::latin1::to_path(&v))
-            .map_err(|e| ConfError(format!("{v}: {}", config_file::errno_text(&e))))?;
+        let data = std::fs::read(crate::util::latin1::to_path(&v)).map_err(|e| {
+            ConfError(format!(
+                "{v}: cannot open file: {}",
+                config_file::errno_text(&e)
+            ))
+        })?;
         let text = crate::util::latin1::decode(&data);
         let first = text.split('\n').next().unwrap_or("");
         let origin = first
