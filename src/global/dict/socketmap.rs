@@ -83,10 +83,11 @@ impl Sockmap {
                 // Postfix's `%m` after a later failure shows the errno its
                 // connect left behind: EINPROGRESS from the non-blocking TCP
                 // connect; for a UNIX socket the connect leaves errno alone,
-                // and in postmap it still holds ENOENT from start-up.
+                // so it holds whatever start-up left: 0 ("Application error")
+                // on a host where mail_owner exists, as on every Postfix host.
                 self.errno = match s {
                     Stream::Tcp(_) => in_progress(),
-                    Stream::Unix(_) => crate::sys::strerror(libc::ENOENT),
+                    Stream::Unix(_) => super::fail::APPLICATION_ERROR.to_string(),
                 };
                 let now = Instant::now();
                 self.conn = Some(Conn {
