@@ -150,7 +150,7 @@ fn duplicates_warn_ignore_replace_or_fail() {
     d.set_flags(d.flags() & !flags::DUP_REPLACE);
     assert_eq!(
         d.update("A", "5"),
-        Err(DictError::Config(format!(
+        Err(DictError::Fatal(format!(
             "{name}.db: duplicate entry: \"a\""
         )))
     );
@@ -207,7 +207,7 @@ fn update_delete_and_walk_an_existing_table() {
         // Read-only tables refuse changes with libdb's errno text.
         assert_eq!(
             d.update("x", "y"),
-            Err(DictError::Retry(format!(
+            Err(DictError::Fatal(format!(
                 "error writing {name}.db: Permission denied"
             )))
         );

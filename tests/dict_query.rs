@@ -89,7 +89,11 @@ fn driver() -> ! {
         }
         Ok(None) => false,
         Err(DictError::Config(_)) => msg::fatal(&format!("table {ty}:{name}: query error")),
-        Err(DictError::Retry(m)) => msg::fatal(&format!("table {ty}:{name}: query error: {m}")),
+        Err(DictError::Fatal(m)) => msg::fatal(&m),
+        Err(e @ DictError::Retry(_)) => msg::fatal(&format!(
+            "table {ty}:{name}: query error: {}",
+            rostfix::global::mkmap::errno_text(&e)
+        )),
     };
     out::flush();
     std::process::exit(if found { 0 } else { 1 });

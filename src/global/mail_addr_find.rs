@@ -222,7 +222,10 @@ pub fn mail_addr_find_opt(
         && strategy_bits & (LOCALPART_IF_LOCAL | LOCALPART_AT_IF_LOCAL) != 0
     {
         let domain = &full[at + 1..];
-        if domain.eq_ignore_ascii_case(&p.myorigin) || (p.is_local)(domain)? {
+        // strcasecmp_utf8(): Unicode folding when SMTPUTF8 support is on.
+        let same =
+            crate::util::casefold::casefold(domain) == crate::util::casefold::casefold(&p.myorigin);
+        if same || (p.is_local)(domain)? {
             if strategy_bits & LOCALPART_IF_LOCAL != 0 {
                 found = find_local(maps, &full, bare.as_ref(), 0, query)?;
             }

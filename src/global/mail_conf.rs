@@ -308,7 +308,7 @@ fn check_range(name: &str, n: i64, min: i64, max: i64) -> Result<i64, ConfError>
 }
 
 /// strtol(3) of the whole string: optional blanks and sign, digits, nothing after.
-fn parse_strtol(s: &str) -> Option<i64> {
+pub fn parse_strtol(s: &str) -> Option<i64> {
     let t = s.trim_start_matches(|c: char| c.is_ascii_whitespace());
     let (neg, digits) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),

@@ -44,7 +44,9 @@ impl Dict for Surrogate {
             "{}:{} is unavailable. {}",
             self.type_name, self.name, self.reason
         ));
-        Err(DictError::Retry(self.reason.clone()))
+        // Postfix leaves errno as it was: nothing prints it after a
+        // surrogate's lookup (maps log "lookup error for ..." without %m).
+        Err(DictError::retry())
     }
 }
 
@@ -130,6 +132,8 @@ impl Maps {
                 }
                 Ok(Some(v)) => return Ok(Some(v)),
                 Ok(None) => {}
+                // Postfix's table code would have ended the program.
+                Err(DictError::Fatal(text)) => msg::fatal(&text),
                 Err(e) => {
                     msg::warn(&format!(
                         "{}:{} lookup error for \"{name}\"",
@@ -182,11 +186,7 @@ mod tests {
         set_allow_surrogate(true);
         let mut m = maps("nosuchtype:x, inline:{a=1}");
         assert_eq!(m.dicts[0].type_name(), "nosuchtype");
-        assert_eq!(
-            m.find("a", 0),
-            Err(DictError::Retry(
-                "unsupported dictionary type: nosuchtype".into()
-            ))
-        );
+        // Postfix logs the reason; nothing prints %m after the lookup.
+        assert_eq!(m.find("a", 0), Err(DictError::Retry(String::new())));
     }
 }

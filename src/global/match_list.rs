@@ -7,9 +7,13 @@
 //! matching (`parent_domain_matches_subdomains` naming the feature), its
 //! subdomains; without it `.example.com` matches subdomains. Tables are
 //! looked up with the name and, for fixed-string tables, its parent
-//! domains. Text is compared case-insensitively (ASCII folding).
+//! domains. Text is compared case-insensitively: patterns and arguments are
+//! case folded as Postfix's casefold() does, with Unicode case folding when
+//! SMTPUTF8 support is on (`smtputf8_enable`, see
+//! [`crate::util::casefold::utf8_enable`]), else ASCII lower-casing. Tables
+//! are opened with DICT_FLAG_UTF8_REQUEST (they fold keys themselves).
 
-use crate::global::dict::{Dict, OpenMode, flags};
+use crate::global::dict::{Dict, DictError, OpenMode, flags};
 use crate::global::maps::{open_or_surrogate, surrogate};
 use crate::global::msg;
 use crate::util::latin1;
@@ -50,10 +54,8 @@ pub struct MatchList {
     patterns: Vec<Pattern>,
     /// Set when the last match stopped on a table error or a bad pattern.
     pub error: bool,
-}
-
-fn casefold(s: &str) -> String {
-    s.to_ascii_lowercase()
+    /// Fold with Unicode case folding (SMTPUTF8 support on).
+    utf8: bool,
 }
 
 // A `type:name` item (an address in brackets is not one).
@@ -65,15 +67,38 @@ impl MatchList {
     /// Parse `patterns` for arguments compared by `matchers` (one per
     /// argument given to [`MatchList::matches`]).
     pub fn new(pname: &str, flags: u32, patterns: &str, matchers: &[Matcher]) -> MatchList {
+        let utf8 = crate::util::casefold::utf8_enable();
+        MatchList::with_utf8(pname, flags, patterns, matchers, utf8)
+    }
+
+    /// As [`MatchList::new`], with UTF-8 case folding on or off whatever
+    /// the process-wide SMTPUTF8 setting (tests).
+    pub fn with_utf8(
+        pname: &str,
+        flags: u32,
+        patterns: &str,
+        matchers: &[Matcher],
+        utf8: bool,
+    ) -> MatchList {
         let mut list = MatchList {
             pname: pname.to_string(),
             flags,
             matchers: matchers.to_vec(),
             patterns: Vec::new(),
             error: false,
+            utf8,
         };
         list.parse(patterns, false);
         list
+    }
+
+    /// Postfix's casefold() with this list's mode.
+    fn casefold(&self, s: &str) -> String {
+        if self.utf8 {
+            crate::util::casefold::casefold_utf8(s)
+        } else {
+            crate::util::casefold::lowercase_ascii(s)
+        }
     }
 
     fn parse(&mut self, text: &str, negated: bool) {
@@ -123,9 +148,10 @@ impl MatchList {
                     item: Item::Table(d),
                 });
             } else {
+                let folded = self.casefold(item);
                 self.patterns.push(Pattern {
                     negate,
-                    item: Item::Text(casefold(item)),
+                    item: Item::Text(folded),
                 });
             }
         }
@@ -146,7 +172,7 @@ impl MatchList {
     /// false and [`MatchList::error`] is set.
     pub fn matches(&mut self, args: &[&str]) -> bool {
         self.error = false;
-        let folded: Vec<String> = args.iter().map(|a| casefold(a)).collect();
+        let folded: Vec<String> = args.iter().map(|a| self.casefold(a)).collect();
         for pi in 0..self.patterns.len() {
             for (mi, arg) in folded.iter().enumerate() {
                 let matcher = self.matchers[mi];
@@ -173,6 +199,8 @@ impl MatchList {
         match d.lookup(key) {
             Ok(Some(_)) => true,
             Ok(None) => false,
+            // Postfix's table code would have ended the program.
+            Err(DictError::Fatal(text)) => msg::fatal(&text),
             Err(_) => {
                 let t = format!("{}:{}: table lookup problem", d.type_name(), d.name());
                 self.match_error(&t)

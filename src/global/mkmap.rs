@@ -100,32 +100,26 @@ impl Tables {
     }
 }
 
-/// The text Postfix prints for `%m` after a failed table operation: the
-/// error's text for a temporary error, else "Application error" (errno 0).
+/// The text Postfix prints for `%m` after a failed table operation (see
+/// [`DictError`]): the error's text, "Application error" for errno 0.
 pub fn errno_text(e: &DictError) -> String {
     match e {
-        DictError::Retry(s) if !s.is_empty() => s.clone(),
+        DictError::Retry(s) | DictError::Config(s) if !s.is_empty() => s.clone(),
         _ => "Application error".to_string(),
     }
 }
 
 /// End the program after a failed table operation, as Postfix would.
 ///
-/// Table types report errors in two ways. An error that Postfix's table
-/// code makes fatal by itself ("error reading NAME: ...", "NAME: duplicate
-/// entry ...", "table T:N: OP operation is not supported") arrives as a
-/// complete message: it is printed as it is. Otherwise the table set an
-/// error code and errno: the caller's message is printed, `table T:N: WHAT`
-/// followed by the errno text (`%m`), or without it for a configuration
+/// A [`DictError::Fatal`] is Postfix's table code's own fatal message: it is
+/// printed as it is. Otherwise the caller's message is printed, `table
+/// T:N: WHAT` followed by the `%m` text, or without it for a configuration
 /// error when `config_plain` (postmap's query messages).
 pub fn table_fatal(d: &dyn Dict, e: &DictError, op: &str, what: &str, config_plain: bool) -> ! {
-    if let Some(t) = unsupported_text(d, e, op) {
-        msg::fatal(&t);
-    }
+    let _ = op;
     let (t, n) = (d.type_name(), d.name());
     match e {
-        DictError::Retry(s) if s.contains(": ") => msg::fatal(s),
-        DictError::Config(s) if !s.is_empty() => msg::fatal(s),
+        DictError::Fatal(s) => msg::fatal(s),
         DictError::Config(_) if config_plain => msg::fatal(&format!("table {t}:{n}: {what}")),
         _ => msg::fatal(&format!("table {t}:{n}: {what}: {}", errno_text(e))),
     }
@@ -136,7 +130,7 @@ pub fn table_fatal(d: &dyn Dict, e: &DictError, op: &str, what: &str, config_pla
 /// (`table type:name: op operation is not supported`, as every table says).
 pub fn unsupported_text(d: &dyn Dict, e: &DictError, op: &str) -> Option<String> {
     let _ = d;
-    let DictError::Config(s) = e else {
+    let DictError::Fatal(s) = e else {
         return None;
     };
     if s.starts_with("table ") && s.ends_with(&format!(": {op} operation is not supported")) {

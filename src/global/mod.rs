@@ -1,7 +1,9 @@
 //! Postfix knowledge shared by all programs: parameters, configuration files,
 //! expansion, diagnostics.
 
+pub mod cfg_parser;
 pub mod config_file;
+pub mod db_common;
 pub mod dict;
 pub mod expand;
 pub mod hostinfo;

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 static PROGNAME: Mutex<String> = Mutex::new(String::new());
 static VERBOSE: AtomicU32 = AtomicU32::new(0);
-static UTF8: AtomicBool = AtomicBool::new(false);
 static STDERR_ON: AtomicBool = AtomicBool::new(true);
 static FATAL_SLEEP: AtomicBool = AtomicBool::new(false);
 
@@ -40,9 +39,16 @@ pub fn set_fatal_sleep(on: bool) {
 }
 
 /// Keep UTF-8 sequences in messages (Postfix's util_utf8_enable, set from
-/// smtputf8_enable once main.cf is read); otherwise they become `?`.
+/// smtputf8_enable once main.cf is read); otherwise they become `?`. This
+/// is the one process-wide switch: it also selects UTF-8 case folding and
+/// the UTF-8 layer on tables (see [`crate::util::casefold::set_utf8_enable`]).
 pub fn set_utf8_enable(on: bool) {
-    UTF8.store(on, Ordering::Relaxed);
+    crate::util::casefold::set_utf8_enable(on);
+}
+
+/// Is SMTPUTF8 support (util_utf8_enable) on?
+pub fn utf8_enable() -> bool {
+    crate::util::casefold::utf8_enable()
 }
 
 /// Postfix's printable(): every byte that is not printable ASCII becomes
@@ -95,7 +101,7 @@ pub fn more_verbose() {
 
 fn emit(level: &str, text: &str) {
     if SANDBOX.with(|s| s.borrow().is_some()) {
-        let line = format!("{level}{}", printable(text, UTF8.load(Ordering::Relaxed)));
+        let line = format!("{level}{}", printable(text, utf8_enable()));
         SANDBOX.with(|s| {
             if let Some(v) = s.borrow_mut().as_mut() {
                 v.push(line);
@@ -110,7 +116,7 @@ fn emit(level: &str, text: &str) {
             "" => "info",
             l => l.trim_end_matches(": "),
         };
-        sink(name, &printable(text, UTF8.load(Ordering::Relaxed)));
+        sink(name, &printable(text, utf8_enable()));
     }
     if !STDERR_ON.load(Ordering::Relaxed) {
         return;
@@ -118,10 +124,7 @@ fn emit(level: &str, text: &str) {
     let mut line = latin1::encode(&progname());
     line.extend_from_slice(b": ");
     line.extend_from_slice(level.as_bytes());
-    line.extend_from_slice(&latin1::encode(&printable(
-        text,
-        UTF8.load(Ordering::Relaxed),
-    )));
+    line.extend_from_slice(&latin1::encode(&printable(text, utf8_enable())));
     line.push(b'\n');
     let _ = std::io::stderr().write_all(&line);
 }

@@ -5,6 +5,34 @@
 //! Text is one-char-per-byte (see [`crate::util::latin1`]). Bytes that are
 //! not valid UTF-8 are copied unchanged, as ICU does.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Postfix's util_utf8_enable: SMTPUTF8 support is on (set from
+/// `smtputf8_enable` once main.cf is read). It chooses UTF-8 or ASCII case
+/// folding in [`casefold`], whether tables get the UTF-8 layer, and how
+/// messages show non-ASCII text.
+static UTIL_UTF8_ENABLE: AtomicBool = AtomicBool::new(false);
+
+/// Turn SMTPUTF8 support (Postfix's util_utf8_enable) on or off.
+pub fn set_utf8_enable(on: bool) {
+    UTIL_UTF8_ENABLE.store(on, Ordering::Relaxed);
+}
+
+/// Is SMTPUTF8 support (Postfix's util_utf8_enable) on?
+pub fn utf8_enable() -> bool {
+    UTIL_UTF8_ENABLE.load(Ordering::Relaxed)
+}
+
+/// Postfix's casefold(): Unicode case folding of UTF-8 text when SMTPUTF8
+/// support is on, else ASCII lower-casing.
+pub fn casefold(text: &str) -> String {
+    if utf8_enable() {
+        casefold_utf8(text)
+    } else {
+        lowercase_ascii(text)
+    }
+}
+
 /// Postfix's valid_utf8_string(): RFC 3629 UTF-8 (no surrogates, no
 /// over-long forms, nothing above U+10FFFF).
 pub fn valid_utf8(bytes: &[u8]) -> bool {

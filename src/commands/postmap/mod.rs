@@ -726,6 +726,8 @@ pub fn run(cmd: Cmd, args: Vec<OsString>) -> i32 {
         Err(e) => msg::fatal(&e.0),
     };
     import_environment(&conf);
+    // Database clients (memcache:prefix) read prefix_* parameters from it.
+    crate::global::cfg_parser::set_main_conf(&conf);
     let fatal_conf = |e: crate::global::mail_conf::ConfError| -> ! { msg::fatal(&e.0) };
     let utf8_enable = conf
         .get_bool("smtputf8_enable")

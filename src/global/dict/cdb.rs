@@ -462,7 +462,7 @@ fn c_value(v: &[u8]) -> String {
 }
 
 fn unsupported(ty_name: &str, op: &str) -> DictError {
-    DictError::Config(format!("table {ty_name}: {op} operation is not supported"))
+    DictError::Fatal(format!("table {ty_name}: {op} operation is not supported"))
 }
 
 /// Open a cdb table: read-only for queries, or Create to build anew.
@@ -551,7 +551,7 @@ impl Dict for CdbQuery {
         let mut k = c_key(key, self.flags);
         let path = &self.path;
         let corrupt =
-            |e: ReadError| DictError::Retry(format!("error reading {path}: {}", e.text()));
+            |e: ReadError| DictError::Fatal(format!("error reading {path}: {}", e.text()));
         let mut found = None;
         if self.flags & flags::TRY1NULL != 0 {
             k.push(0);
@@ -691,7 +691,7 @@ impl Dict for CdbMake {
             PutMode::Insert
         };
         let dup = self.writer.put(&k, &v, mode).map_err(|_| {
-            DictError::Retry(format!(
+            DictError::Fatal(format!(
                 "error writing {}: {}",
                 self.tmp_path,
                 crate::sys::strerror(libc::ENOMEM)
@@ -714,7 +714,7 @@ impl Dict for CdbMake {
             msg::warn(&text);
             Ok(Status::Fail)
         } else {
-            Err(DictError::Config(text))
+            Err(DictError::Fatal(text))
         }
     }
 
@@ -729,7 +729,7 @@ impl Dict for CdbMake {
     fn close(self: Box<Self>) -> Result<(), DictError> {
         let this = *self;
         let finish = |e: io::Error| {
-            DictError::Retry(format!(
+            DictError::Fatal(format!(
                 "finish database {}: {}",
                 this.tmp_path,
                 errno_text(&e)
@@ -746,7 +746,7 @@ impl Dict for CdbMake {
             latin1::to_path(&this.cdb_path),
         )
         .map_err(|e| {
-            DictError::Retry(format!(
+            DictError::Fatal(format!(
                 "rename database from {} to {}: {}",
                 this.tmp_path,
                 this.cdb_path,

@@ -202,7 +202,8 @@ pub fn errno_text(e: &io::Error) -> String {
     }
 }
 
-/// Connect to `host:port` with a time limit, as Postfix's inet_connect.
+/// Connect to `host:port` with a time limit (zero: none), as Postfix's
+/// inet_connect.
 /// A name that does not resolve is warned about here. `Err` is the `%m`
 /// text for the caller's own warning.
 pub fn inet_connect(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
@@ -219,7 +220,13 @@ pub fn inet_connect(addr: &str, timeout: Duration) -> Result<TcpStream, String> 
     };
     let mut last = addr_not_avail();
     for sa in addrs {
-        match TcpStream::connect_timeout(&sa, timeout) {
+        // A zero time limit means a blocking connect, as in Postfix.
+        let r = if timeout.is_zero() {
+            TcpStream::connect(sa)
+        } else {
+            TcpStream::connect_timeout(&sa, timeout)
+        };
+        match r {
             Ok(s) => return Ok(s),
             Err(e) => last = errno_text(&e),
         }

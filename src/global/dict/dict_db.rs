@@ -314,7 +314,7 @@ impl DictDb {
     }
 
     fn read_error(&self, e: DbError) -> DictError {
-        DictError::Retry(format!("error reading {}: {}", self.name, e.errno_text()))
+        DictError::Fatal(format!("error reading {}: {}", self.name, e.errno_text()))
     }
 
     /// Write the table aside and rename it into place (or, failing a
@@ -326,7 +326,7 @@ impl DictDb {
             return Ok(());
         };
         let flush_err = |e: std::io::Error| {
-            DictError::Retry(format!("flush database {name}: {}", strerror(&e)))
+            DictError::Fatal(format!("flush database {name}: {}", strerror(&e)))
         };
         let target = w.target.clone();
         // Without a session lock, wait for other writers of NAME.db.
@@ -438,7 +438,7 @@ impl Dict for DictDb {
         };
         if let Some(f) = lock {
             f.lock_shared().map_err(|e| {
-                DictError::Retry(format!("{}: lock dictionary: {}", self.name, strerror(&e)))
+                DictError::Fatal(format!("{}: lock dictionary: {}", self.name, strerror(&e)))
             })?;
         }
         let mut result = None;
@@ -491,7 +491,7 @@ impl Dict for DictDb {
         let fl = self.flags;
         let name = &self.name;
         let Body::Write(w) = &mut self.body else {
-            return Err(DictError::Retry(format!(
+            return Err(DictError::Fatal(format!(
                 "error writing {name}: {}",
                 crate::sys::strerror(libc::EACCES)
             )));
@@ -507,7 +507,7 @@ impl Dict for DictDb {
                     return Ok(Status::Fail);
                 } else {
                     let shown = to_text(&k[..klen]);
-                    return Err(DictError::Config(format!(
+                    return Err(DictError::Fatal(format!(
                         "{name}: duplicate entry: \"{shown}\""
                     )));
                 }
@@ -522,7 +522,7 @@ impl Dict for DictDb {
         let fl = self.flags;
         let name = self.name.clone();
         let Body::Write(w) = &mut self.body else {
-            return Err(DictError::Retry(format!(
+            return Err(DictError::Fatal(format!(
                 "error deleting from {name}: {}",
                 crate::sys::strerror(libc::EACCES)
             )));
@@ -551,7 +551,7 @@ impl Dict for DictDb {
         let kind = self.kind;
         let name = self.name.clone();
         let seek_err =
-            |e: DbError| DictError::Retry(format!("error seeking {name}: {}", e.errno_text()));
+            |e: DbError| DictError::Fatal(format!("error seeking {name}: {}", e.errno_text()));
         match &mut self.body {
             Body::Read { reader, cursor } => {
                 if how == Seq::First || cursor.is_none() {
@@ -561,7 +561,7 @@ impl Dict for DictDb {
                 let lock = self.flags & flags::LOCK != 0;
                 if lock && let Some(f) = reader.file() {
                     f.lock_shared().map_err(|e| {
-                        DictError::Retry(format!("{name}: lock dictionary: {}", strerror(&e)))
+                        DictError::Fatal(format!("{name}: lock dictionary: {}", strerror(&e)))
                     })?;
                 }
                 let r = reader.next(c);

@@ -14,7 +14,7 @@ struct Fail {
 }
 
 fn err() -> DictError {
-    DictError::Retry(APPLICATION_ERROR.to_string())
+    DictError::retry()
 }
 
 impl Dict for Fail {
@@ -36,8 +36,8 @@ impl Dict for Fail {
     fn update(&mut self, key: &str, value: &str) -> Result<Status, DictError> {
         if !self.writable {
             let _ = (key, value);
-            return Err(DictError::Config(format!(
-                "fail:{} map does not support update",
+            return Err(DictError::Fatal(format!(
+                "table fail:{}: update operation is not supported",
                 self.name
             )));
         }
@@ -46,8 +46,8 @@ impl Dict for Fail {
     fn delete(&mut self, key: &str) -> Result<Status, DictError> {
         if !self.writable {
             let _ = key;
-            return Err(DictError::Config(format!(
-                "fail:{} map does not support delete",
+            return Err(DictError::Fatal(format!(
+                "table fail:{}: delete operation is not supported",
                 self.name
             )));
         }
@@ -74,19 +74,24 @@ mod tests {
     #[test]
     fn always_fails_temporarily() {
         let mut d = open("x", OpenMode::ReadWrite, 0).unwrap();
-        assert_eq!(
-            d.lookup("a"),
-            Err(DictError::Retry("Application error".into()))
-        );
+        assert_eq!(d.lookup("a"), Err(DictError::Retry(String::new())));
+        assert_eq!(d.update("a", "b"), Err(DictError::Retry(String::new())));
+        assert_eq!(d.delete("a"), Err(DictError::Retry(String::new())));
+        assert!(d.sequence(Seq::First).is_err());
+        assert_eq!(d.flags() & flags::PATTERN, flags::PATTERN);
+        // Read-only: no update or delete method, as Postfix's generic text.
+        let mut d = open("x", OpenMode::ReadOnly, 0).unwrap();
         assert_eq!(
             d.update("a", "b"),
-            Err(DictError::Retry("Application error".into()))
+            Err(DictError::Fatal(
+                "table fail:x: update operation is not supported".into()
+            ))
         );
         assert_eq!(
             d.delete("a"),
-            Err(DictError::Retry("Application error".into()))
+            Err(DictError::Fatal(
+                "table fail:x: delete operation is not supported".into()
+            ))
         );
-        assert!(d.sequence(Seq::First).is_err());
-        assert_eq!(d.flags() & flags::PATTERN, flags::PATTERN);
     }
 }

@@ -339,7 +339,7 @@ impl LmdbDict {
             } else {
                 "lock"
             };
-            DictError::Retry(format!("{}: {what} dictionary: {}", self.name, io_text(&e)))
+            DictError::Fatal(format!("{}: {what} dictionary: {}", self.name, io_text(&e)))
         })
     }
 
@@ -358,7 +358,7 @@ impl LmdbDict {
     }
 
     fn fail(&self, what: &str, code: i32) -> DictError {
-        DictError::Retry(format!(
+        DictError::Fatal(format!(
             "error {what} lmdb:{}: {}",
             self.name,
             mdb::strerror(code)
@@ -454,7 +454,7 @@ impl Dict for LmdbDict {
             msg::warn(&text);
             Ok(Status::Fail)
         } else {
-            Err(DictError::Config(text))
+            Err(DictError::Fatal(text))
         }
     }
 
@@ -495,7 +495,7 @@ impl Dict for LmdbDict {
 
     fn sequence(&mut self, how: Seq) -> Result<Option<(String, String)>, DictError> {
         if self.bulk.is_some() {
-            return Err(DictError::Config(format!(
+            return Err(DictError::Fatal(format!(
                 "lmdb:{}: internal error: slmdb_cursor_get: bulk transaction is not supported",
                 self.name
             )));
@@ -521,7 +521,7 @@ impl Dict for LmdbDict {
         let mut this = *self;
         if this.bulk.is_some() {
             let close_err = |path: &str, code: i32| {
-                DictError::Retry(format!("close database {path}: {}", mdb::strerror(code)))
+                DictError::Fatal(format!("close database {path}: {}", mdb::strerror(code)))
             };
             // An update that failed for good ended the transaction; start
             // it over from the journal.

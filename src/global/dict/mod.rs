@@ -21,6 +21,7 @@ pub mod helpers;
 pub mod inline;
 pub mod internal;
 pub mod lmdb;
+pub mod memcache;
 pub mod nis;
 pub mod pattern_util;
 pub mod pcre;
@@ -97,19 +98,54 @@ pub enum OpenMode {
     Create,
 }
 
-/// Why a lookup or update did not complete.
+/// Why a lookup, update, delete or walk did not complete.
+///
+/// The rule for the text each variant carries follows what Postfix prints:
+///
+/// - A table that fails an operation in Postfix sets `dict->error` and
+///   leaves `errno` behind; the caller prints its own message ending in
+///   `%m`: postmap's `table TYPE:NAME: query error: %m` (`delete error`,
+///   `sequence error`, `write error`). [`DictError::Retry`] and
+///   [`DictError::Config`] carry exactly that `%m` text, nothing more:
+///   `Connection refused`, `Operation now in progress`, or the empty string
+///   for errno 0 (printed as `Application error`, see
+///   [`crate::global::mkmap::errno_text`]). Whatever the table says about
+///   the failure itself it logs as its own warnings (e.g. `connect to
+///   HOST:PORT: Connection refused`) before returning the error.
+/// - A table whose Postfix code ends the program itself (`msg_fatal` inside
+///   dict_db.c, dict_cdb.c, dict_lmdb.c, and the generic "operation is not
+///   supported" methods) returns [`DictError::Fatal`] with the complete
+///   message, e.g. `error reading /etc/postfix/virtual.db: Input/output
+///   error` or `table regexp:/x: update operation is not supported`.
+///   Commands print it as `program: fatal: TEXT`; a daemon, which Postfix
+///   would also stop here, does the same (master restarts it).
+///
+/// postmap prints a Config error of a lookup without `%m` (`table
+/// TYPE:NAME: query error`), as Postfix does for DICT_ERR_CONFIG.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DictError {
-    /// Try again later (DICT_ERR_RETRY): the caller defers.
+    /// Try again later (DICT_ERR_RETRY): the caller defers. The text is the
+    /// `%m` Postfix would print after the failure ("" = errno 0).
     Retry(String),
-    /// The table is misconfigured (DICT_ERR_CONFIG).
+    /// The table is misconfigured (DICT_ERR_CONFIG). The text is the `%m`
+    /// Postfix would print after the failure ("" = errno 0).
     Config(String),
+    /// Postfix's own table code would end the program with this complete
+    /// message (its `msg_fatal`).
+    Fatal(String),
+}
+
+impl DictError {
+    /// A temporary error with the `%m` text for errno 0.
+    pub fn retry() -> DictError {
+        DictError::Retry(String::new())
+    }
 }
 
 impl fmt::Display for DictError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DictError::Retry(s) | DictError::Config(s) => f.write_str(s),
+            DictError::Retry(s) | DictError::Config(s) | DictError::Fatal(s) => f.write_str(s),
         }
     }
 }
@@ -161,7 +197,7 @@ pub trait Dict {
     /// Add or replace a key (duplicates per DUP_* flags).
     fn update(&mut self, key: &str, value: &str) -> Result<Status, DictError> {
         let _ = (key, value);
-        Err(DictError::Config(format!(
+        Err(DictError::Fatal(format!(
             "table {}:{}: update operation is not supported",
             self.type_name(),
             self.name()
@@ -170,7 +206,7 @@ pub trait Dict {
     /// Delete a key.
     fn delete(&mut self, key: &str) -> Result<Status, DictError> {
         let _ = key;
-        Err(DictError::Config(format!(
+        Err(DictError::Fatal(format!(
             "table {}:{}: delete operation is not supported",
             self.type_name(),
             self.name()
@@ -179,7 +215,7 @@ pub trait Dict {
     /// Walk the table: `First` restarts, `Next` continues; `None` at the end.
     fn sequence(&mut self, how: Seq) -> Result<Option<(String, String)>, DictError> {
         let _ = how;
-        Err(DictError::Config(format!(
+        Err(DictError::Fatal(format!(
             "table {}:{}: sequence operation is not supported",
             self.type_name(),
             self.name()

@@ -54,7 +54,7 @@ impl Dict for Nis {
             "lookup {key}, NIS domain {domain}, map {}: can't bind to server on this domain",
             self.name
         ));
-        Err(DictError::Retry(super::fail::APPLICATION_ERROR.to_string()))
+        Err(DictError::retry())
     }
 }
 

@@ -487,7 +487,7 @@ pub fn require_read_only(
 
 /// Postfix's error for an operation a table type does not have.
 pub fn unsupported(dict_type: &str, mapname: &str, op: &str) -> super::DictError {
-    super::DictError::Config(format!(
+    super::DictError::Fatal(format!(
         "table {dict_type}:{mapname}: {op} operation is not supported"
     ))
 }

@@ -459,7 +459,7 @@ mod tests {
         let mut d = open_inline("{{/a/ b}}", 0);
         assert_eq!(
             d.update("a", "b").unwrap_err(),
-            DictError::Config("table pcre:{{/a/ b}}: update operation is not supported".into())
+            DictError::Fatal("table pcre:{{/a/ b}}: update operation is not supported".into())
         );
     }
 

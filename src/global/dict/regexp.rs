@@ -498,7 +498,7 @@ mod tests {
         let mut d = open_inline("{{/a/ b}}", 0);
         assert_eq!(
             d.sequence(Seq::First).unwrap_err(),
-            DictError::Config("table regexp:{{/a/ b}}: sequence operation is not supported".into())
+            DictError::Fatal("table regexp:{{/a/ b}}: sequence operation is not supported".into())
         );
         assert!(d.update("a", "b").is_err());
         assert!(d.delete("a").is_err());

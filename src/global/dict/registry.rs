@@ -19,6 +19,7 @@ pub static TYPES: &[(&str, Opener)] = &[
     ("inline", super::inline::open),
     ("internal", super::internal::open),
     ("lmdb", super::lmdb::open),
+    ("memcache", super::memcache::open),
     ("nis", super::nis::open),
     ("pcre", super::pcre::open),
     ("pipemap", super::pipemap::open),
@@ -33,8 +34,22 @@ pub static TYPES: &[(&str, Opener)] = &[
     ("unix", super::unix::open),
 ];
 
-/// Open `type:name`.
+/// Open `type:name`, as Postfix's dict_open(): with SMTPUTF8 support on
+/// (util_utf8_enable, see [`crate::util::casefold::utf8_enable`]) and
+/// DICT_FLAG_UTF8_REQUEST in `flags`, the table gets the UTF-8 layer
+/// ([`super::utf8`]): UTF-8 checks and Unicode case folding of keys.
 pub fn dict_open(spec: &str, mode: OpenMode, flags: u32) -> Result<Box<dyn Dict>, OpenError> {
+    let d = dict_open_plain(spec, mode, flags)?;
+    if d.flags() & super::flags::UTF8_ACTIVE == 0
+        && super::utf8::needed(crate::util::casefold::utf8_enable(), flags)
+    {
+        return Ok(super::utf8::activate(d));
+    }
+    Ok(d)
+}
+
+/// Open `type:name` without adding the UTF-8 layer.
+pub fn dict_open_plain(spec: &str, mode: OpenMode, flags: u32) -> Result<Box<dyn Dict>, OpenError> {
     let (ty, name) = split_spec(spec)?;
     if ty.is_empty() || name.is_empty() {
         return Err(OpenError(format!(

@@ -192,7 +192,7 @@ impl Dict for Sockmap {
         ));
         Err(match err {
             DictError::Retry(_) => DictError::Retry(self.errno.clone()),
-            e => e,
+            _ => DictError::Config(self.errno.clone()),
         })
     }
 }

@@ -5,9 +5,10 @@
 use super::helpers::{file_to_b64, require_read_only, rhs_is_file};
 use super::inline::valid_utf8;
 use super::internal::HtDict;
-use super::{Dict, OpenError, OpenMode, flags};
+use super::{Dict, OpenError, OpenMode, flags, utf8};
 use crate::global::msg;
 use crate::global::readlline::read_logical_lines;
+use crate::util::casefold;
 use crate::util::latin1;
 use crate::util::stringops::is_space;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,12 +63,20 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn load(path: &str, data: &str, dict_flags: u32) -> Result<HtDict, OpenError> {
-    let mut dict = HtDict::new("texthash", path, dict_flags);
+/// Read the source text into an in-memory table. With SMTPUTF8 support on
+/// (and requested), the table is behind the UTF-8 layer from the start, as
+/// in Postfix: lines that are not UTF-8 are skipped, keys are stored and
+/// compared (duplicates) with Unicode case folding.
+pub(crate) fn load(path: &str, data: &str, dict_flags: u32) -> Result<Box<dyn Dict>, OpenError> {
+    let utf8 = utf8::needed(casefold::utf8_enable(), dict_flags);
+    let mut dict: Box<dyn Dict> = Box::new(HtDict::new("texthash", path, dict_flags));
+    if utf8 {
+        dict = utf8::activate(dict);
+    }
     for line in read_logical_lines(data, path) {
         let lineno = line.first_line;
         let text = &line.text;
-        if dict_flags & flags::UTF8_REQUEST != 0 && !valid_utf8(text) {
+        if utf8 && !valid_utf8(text) {
             msg::warn(&format!(
                 "{path}, line {lineno}: non-UTF-8 input \"{text}\" -- ignoring this line"
             ));
@@ -99,10 +108,11 @@ pub(crate) fn load(path: &str, data: &str, dict_flags: u32) -> Result<HtDict, Op
                 }
             }
         }
-        if dict.contains(&key) {
+        // An in-memory table's lookup and update do not fail.
+        if matches!(dict.lookup(&key), Ok(Some(_))) {
             if dict_flags & flags::DUP_IGNORE != 0 {
             } else if dict_flags & flags::DUP_REPLACE != 0 {
-                dict.put(&key, &value);
+                let _ = dict.update(&key, &value);
             } else if dict_flags & flags::DUP_WARN != 0 {
                 msg::warn(&format!(
                     "{path}, line {lineno}: duplicate entry: \"{key}\""
@@ -113,7 +123,7 @@ pub(crate) fn load(path: &str, data: &str, dict_flags: u32) -> Result<HtDict, Op
                 )));
             }
         } else {
-            dict.put(&key, &value);
+            let _ = dict.update(&key, &value);
         }
     }
     Ok(dict)
@@ -141,7 +151,7 @@ pub fn open(path: &str, mode: OpenMode, dict_flags: u32) -> Result<Box<dyn Dict>
             .unwrap_or(0);
         let after = now_secs();
         if mtime < before - 1 || mtime > after {
-            return Ok(Box::new(dict));
+            return Ok(dict);
         }
         std::thread::sleep(Duration::from_millis(300));
         before = after;

@@ -50,12 +50,17 @@ impl Unix {
         match probe {
             Ok(true) => Ok(None),
             Ok(false) | Err(_) => {
-                let text = match probe {
+                let errno = match probe {
                     Err(code) => crate::sys::strerror(code),
-                    _ => super::fail::APPLICATION_ERROR.to_string(),
+                    _ => String::new(),
+                };
+                let text = if errno.is_empty() {
+                    super::fail::APPLICATION_ERROR
+                } else {
+                    &errno
                 };
                 msg::warn(&format!("cannot access UNIX {what} database: {text}"));
-                Err(DictError::Retry(text))
+                Err(DictError::Retry(errno))
             }
         }
     }

@@ -183,3 +183,41 @@ fn domain_lists() {
     assert!(s.matches(&["alpha"]));
     assert!(!s.matches(&["alph"]));
 }
+
+#[test]
+fn utf8_case_folding_as_postfix_casefold() {
+    // Text is one char per byte (see crate::util::latin1).
+    let l1 = |s: &str| crate::util::latin1::decode(s.as_bytes());
+    // SMTPUTF8 on: patterns and arguments are folded with Unicode case
+    // folding (ICU's full folding: "ß" and "ẞ" fold to "ss").
+    let list = |utf8, patterns: &str| {
+        MatchList::with_utf8(
+            "relay_domains",
+            FLAG_RETURN,
+            patterns,
+            &[Matcher::Hostname],
+            utf8,
+        )
+    };
+    let mut l = list(true, &l1("ÄÖÜ.example, STRASSE.de, .Bücher.example"));
+    assert!(l.matches(&[&l1("äöü.EXAMPLE")]));
+    assert!(l.matches(&[&l1("ÄÖÜ.example")]));
+    assert!(l.matches(&[&l1("straße.de")]));
+    assert!(l.matches(&[&l1("STRAẞE.DE")]));
+    assert!(l.matches(&[&l1("www.BÜCHER.example")]));
+    assert!(!l.matches(&[&l1("bücher.example")]));
+    // SMTPUTF8 off: ASCII lower-casing only (Postfix's lowercase()).
+    let mut l = list(false, &l1("ÄÖÜ.example, STRASSE.de, .Bücher.example"));
+    assert!(!l.matches(&[&l1("äöü.EXAMPLE")]));
+    assert!(l.matches(&[&l1("ÄÖÜ.EXAMPLE")]));
+    assert!(!l.matches(&[&l1("straße.de")]));
+    assert!(l.matches(&[&l1("Strasse.DE")]));
+    assert!(!l.matches(&[&l1("www.BÜCHER.example")]));
+    assert!(l.matches(&[&l1("www.Bücher.EXAMPLE")]));
+    // String lists fold the same way.
+    let mut s = MatchList::with_utf8("s", 0, &l1("Grüße"), &[Matcher::String], true);
+    assert!(s.matches(&[&l1("GRÜSSE")]));
+    let mut s = MatchList::with_utf8("s", 0, &l1("Grüße"), &[Matcher::String], false);
+    assert!(!s.matches(&[&l1("GRÜSSE")]));
+    assert!(s.matches(&[&l1("GRüße")]));
+}
