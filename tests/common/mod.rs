@@ -1,1 +1,2 @@
+pub mod pm;
 pub mod queue;
