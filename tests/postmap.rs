@@ -679,6 +679,43 @@ fn postmap_keeps_source_permissions_like_postfix() {
     }
 }
 
+/// More aliases(5) forms: separators, quoting, comments, CR LF, UTF-8 and
+/// long names, a value over a page.
+fn aliases_more() -> Vec<u8> {
+    let mut s = b"# more forms\n\
+spaced : before colon\n\
+\"a:b\": colon in quotes\n\
+\"x\\\"y\": escaped quote\n\
+qcomma: \"quoted, comma\", other\n\
+cmdq: |\"/usr/bin/cmd with spaces\"\n\
+hashmid: value # not a comment\n\
+tabsep:\tvalue-after-tab\n\
+nospace:value\n\
+trailing: a, b,\n\
+owner-list: admin\n\
+list: :include:/etc/mail/list.txt, \"|/x y\"\n\
+\n\
+# comment then continuation\n\
+  after-comment: x\n\
+withcrlf: crlf\r\n\
+J\xc3\xb6rg: utf8\n\
+UPPER@LOCAL: x\n\
+emptyq: \"\"\n\
+parens: x (Full (nested) Name)\n\
+angle2: <a@b>, \"Name\" <c@d>\n\
+dq: \"a b\"@example.com\n\
+backtail: x\\\n\
+continued:\n  a,\n  b\n\
+\tstarts-with-tab: x\n\
+slashname/x: y\n"
+        .to_vec();
+    s.extend_from_slice(b"longv: ");
+    let users: Vec<String> = (0..400).map(|i| format!("user{i}@example.com")).collect();
+    s.extend_from_slice(users.join(", ").as_bytes());
+    s.push(b'\n');
+    s
+}
+
 #[test]
 fn postalias_aliases_file_like_postfix() {
     let Some(env) = with_reference("alias") else {
@@ -686,7 +723,11 @@ fn postalias_aliases_file_like_postfix() {
     };
     let mut src = ALIASES.as_bytes().to_vec();
     src.extend_from_slice(b"badutf8: \xff\n");
-    let keys = b"root\nROOT\nquoted name\nfoo\n@\nYP_MASTER_NAME\nyp_master_name\nnope\nescaped\n";
+    src.extend_from_slice(&aliases_more());
+    let keys = b"root\nROOT\nquoted name\nfoo\n@\nYP_MASTER_NAME\nyp_master_name\nnope\nescaped\n\
+spaced\na:b\n\"a:b\"\nx\"y\nqcomma\ncmdq\nhashmid\ntabsep\nnospace\ntrailing\nlist\n\
+after-comment\nwithcrlf\nj\xc3\xb6rg\nJ\xc3\x96RG\nupper@local\nlongv\nemptyq\nparens\nangle2\ndq\n\
+backtail\ncontinued\nstarts-with-tab\nslashname/x\n";
     for ty in FIXED_TYPES {
         if !have(ty) {
             skip(&format!("postalias {ty}: table type not registered yet"));

@@ -356,15 +356,24 @@ impl DictDb {
             Some(t) => t,
             None => create_tmp(&w.tmp_path, w.perm).map_err(flush_err)?,
         };
-        let st = tmp.metadata().map_err(flush_err)?;
-        let uid = meta::file_id(st.ino(), st.dev());
-        let mut pairs = w.map.pairs();
-        let mut out = BufWriter::with_capacity(1 << 20, &tmp);
-        db::write(&mut out, kind, &mut pairs, &uid).map_err(flush_err)?;
-        out.flush().map_err(flush_err)?;
-        drop(out);
-        tmp.sync_all().map_err(flush_err)?;
-        fs::rename(&w.tmp_path, &target).map_err(flush_err)?;
+        let written = (|| {
+            let st = tmp.metadata()?;
+            let uid = meta::file_id(st.ino(), st.dev());
+            let mut pairs = w.map.pairs();
+            let mut out = BufWriter::with_capacity(1 << 20, &tmp);
+            db::write(&mut out, kind, &mut pairs, &uid)?;
+            out.flush()?;
+            drop(out);
+            tmp.sync_all()?;
+            fs::rename(&w.tmp_path, &target)
+        })();
+        if let Err(e) = written {
+            // The old table stays; the half-written one goes (the caller
+            // usually ends the program, so no destructor would do it).
+            drop(tmp);
+            let _ = fs::remove_file(&w.tmp_path);
+            return Err(flush_err(e));
+        }
         drop(transient);
         if w.hold_lock && w.lock.is_some() {
             // Keep the lock on the file that is now NAME.db.
