@@ -143,6 +143,10 @@ pub fn unescape(s: &str) -> Vec<u8> {
 impl Config {
     /// Read the parameters and open the tables.
     pub fn from_conf(conf: &MailConf) -> Result<Config, ConfError> {
+        // As Postfix's mail_params_init: SMTPUTF8 support (util_utf8_enable)
+        // decides UTF-8 case folding and the UTF-8 layer on the tables
+        // opened below.
+        crate::global::msg::set_utf8_enable(conf.get_bool("smtputf8_enable")?);
         let s = |n: &str| conf.get_str(n, 0, 0);
         let maps = |title: &str, f: u32| -> Result<Option<Maps>, ConfError> {
             let v = conf.get_str(title, 0, 0)?;
