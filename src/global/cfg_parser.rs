@@ -174,6 +174,10 @@ mod tests {
             "memcache = inet:h:1\nttl = 5\n  # comment\nempty =\nref = $x\n",
         )
         .unwrap();
+        // A file changed within the last second is read again until quiet.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let f = std::fs::File::options().append(true).open(&path).unwrap();
+        f.set_modified(old).unwrap();
         let p = CfgParser::open(path.to_str().unwrap()).unwrap();
         assert_eq!(
             p.get_str("memcache", Some("d"), 0, 0).as_deref(),
