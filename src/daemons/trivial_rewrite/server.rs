@@ -271,3 +271,64 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    // The service side of a connection: the protocol announcement, then
+    // any number of requests until the client closes; a bad request ends
+    // the connection.
+    #[test]
+    fn serves_a_connection() {
+        let (client, server_end) = UnixStream::pair().unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let t = std::thread::spawn(move || {
+            let conf = MailConf::from_text(
+                "/nonexistent",
+                "myhostname = host.example.com\nmydomain = example.com\n\
+                 inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
+                 compatibility_level = 3.6\n",
+            );
+            engine_init(&conf);
+            let s = Server {
+                options: server::Options::default(),
+                conf,
+                progname: "trivial-rewrite".into(),
+                listen_fds: Vec::new(),
+            };
+            let mut conn = Conn::Unix(server_end);
+            serve(&mut conn, &s);
+        });
+        let mut c = client;
+        let hello = read_group(&mut c).unwrap();
+        assert_eq!(
+            hello,
+            [("protocol".to_string(), "trivial_rewrite_protocol".to_string())]
+        );
+        c.write_all(&write_group(&[
+            ("request", "rewrite"),
+            ("rule", "local"),
+            ("address", "user"),
+        ]))
+        .unwrap();
+        let r = read_group(&mut c).unwrap();
+        assert_eq!(r[1], ("address".into(), "user@host.example.com".into()));
+        c.write_all(&write_group(&[
+            ("request", "resolve"),
+            ("sender", ""),
+            ("address", "user@remote.example"),
+        ]))
+        .unwrap();
+        let r = read_group(&mut c).unwrap();
+        let v: Vec<&str> = r.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(v, ["0", "smtp", "remote.example", "user@remote.example", "4096"]);
+        // An unknown request closes the connection.
+        c.write_all(&write_group(&[("request", "bogus")])).unwrap();
+        assert_eq!(read_group(&mut c), Err(ReadError::Eof));
+        t.join().unwrap();
+    }
+}
