@@ -11,7 +11,8 @@
 //!   `$HOME/.cache/rostfix/postfix-3.7.11`, made by compat/reference.sh):
 //!   run Postfix's trivial-rewrite too and compare with it;
 //! - record: `ROSTFIX_RECORD=1` rewrites the golden files from the reference
-//!   (compat/record-trivial-rewrite.sh).
+//!   (compat/record-trivial-rewrite.sh). `ROSTFIX_CASE=SUB` runs only the
+//!   sections whose name contains SUB.
 
 use rostfix::daemons::trivial_rewrite::{TrivialRewrite, flag_names, server};
 use rostfix::global::mail_conf::MailConf;
