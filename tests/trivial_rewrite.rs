@@ -364,3 +364,142 @@ fn diff(name: &str, want: &str, got: &str) -> String {
     }
     o
 }
+
+/// The `rewrite` service under rostfix's master: the protocol announcement,
+/// then several requests on one connection, with transport_maps opened
+/// before the service drops privileges.
+#[test]
+fn rewrite_service_under_master() {
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let bin = env!("CARGO_BIN_EXE_rostfix");
+    let dir = std::env::temp_dir().join(format!("rostfix-rewrite-svc-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    for d in ["conf", "q", "data", "bin"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    for p in ["master", "trivial-rewrite"] {
+        std::os::unix::fs::symlink(bin, dir.join("bin").join(p)).unwrap();
+    }
+    let d = dir.display();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut main_cf = format!(
+        "compatibility_level = 3.6\nqueue_directory = {d}/q\ndata_directory = {d}/data\n\
+         daemon_directory = {d}/bin\nmaillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\n\
+         inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmyhostname = test.example\n\
+         transport_maps = texthash:{d}/conf/transport\n"
+    );
+    if root {
+        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
+    }
+    fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
+    fs::write(
+        dir.join("conf/transport"),
+        "remote.example smtp:[gw.example]:2525\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("conf/master.cf"),
+        "rewrite unix - - n - - trivial-rewrite\n",
+    )
+    .unwrap();
+    for f in ["main.cf", "master.cf", "transport"] {
+        let f = fs::File::options()
+            .write(true)
+            .open(dir.join("conf").join(f))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    }
+    let conf = dir.join("conf");
+    let st = Command::new(bin)
+        .arg("postfix")
+        .arg("-c")
+        .arg(&conf)
+        .arg("set-permissions")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mut master = Command::new(dir.join("bin/master"))
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = dir.join("q/private/rewrite");
+    let start = Instant::now();
+    let conn = loop {
+        if let Ok(c) = UnixStream::connect(&sock) {
+            break Some(c);
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let result = std::panic::catch_unwind(|| {
+        let mut c = conn.expect("private/rewrite did not appear");
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let hello = server::read_group(&mut c).unwrap();
+        assert_eq!(hello[0].1, "trivial_rewrite_protocol");
+        let mut ask = |attrs: &[(&str, &str)]| -> Vec<String> {
+            c.write_all(&server::write_group(attrs)).unwrap();
+            server::read_group(&mut c)
+                .unwrap()
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(
+            ask(&[
+                ("request", "rewrite"),
+                ("rule", "local"),
+                ("address", "joe")
+            ]),
+            ["0", "joe@test.example"]
+        );
+        assert_eq!(
+            ask(&[
+                ("request", "resolve"),
+                ("sender", ""),
+                ("address", "joe@remote.example")
+            ]),
+            [
+                "0",
+                "smtp",
+                "[gw.example]:2525",
+                "joe@remote.example",
+                "4096"
+            ]
+        );
+        assert_eq!(
+            ask(&[
+                ("request", "verify"),
+                ("sender", ""),
+                ("address", "joe@test.example")
+            ]),
+            ["0", "local", "test.example", "joe@test.example", "256"]
+        );
+    });
+    let _ = master.kill();
+    let _ = master.wait();
+    if let Ok(pid) = fs::read_to_string(dir.join("q/pid/master.pid"))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        // SAFETY: kill has no memory arguments; the pid is our master's.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

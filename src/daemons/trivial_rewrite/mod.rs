@@ -429,4 +429,3 @@ pub fn flag_names(flags: u32) -> String {
     }
     out
 }
-

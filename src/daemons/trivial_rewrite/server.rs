@@ -307,7 +307,10 @@ mod socket_tests {
         let hello = read_group(&mut c).unwrap();
         assert_eq!(
             hello,
-            [("protocol".to_string(), "trivial_rewrite_protocol".to_string())]
+            [(
+                "protocol".to_string(),
+                "trivial_rewrite_protocol".to_string()
+            )]
         );
         c.write_all(&write_group(&[
             ("request", "rewrite"),
@@ -325,7 +328,10 @@ mod socket_tests {
         .unwrap();
         let r = read_group(&mut c).unwrap();
         let v: Vec<&str> = r.iter().map(|(_, v)| v.as_str()).collect();
-        assert_eq!(v, ["0", "smtp", "remote.example", "user@remote.example", "4096"]);
+        assert_eq!(
+            v,
+            ["0", "smtp", "remote.example", "user@remote.example", "4096"]
+        );
         // An unknown request closes the connection.
         c.write_all(&write_group(&[("request", "bogus")])).unwrap();
         assert_eq!(read_group(&mut c), Err(ReadError::Eof));
