@@ -1,12 +1,12 @@
 //! trivial-rewrite against Postfix 3.7.11: every query of
-//! `compat/cases/trivial-rewrite.txt` (format described there) is answered
+//! `compat/trivial-rewrite/cases.txt` (format described there) is answered
 //! by rostfix's rewriting/resolving library in-process and by the
 //! `trivial-rewrite -S` program, and both must match Postfix's
 //! trivial-rewrite in stand-alone mode: the reply attributes and the log
 //! lines.
 //!
 //! Modes (as tests/differential.rs):
-//! - golden (default): compare with `compat/golden/trivial-rewrite/NAME.out`;
+//! - golden (default): compare with `compat/trivial-rewrite/golden/NAME.out`;
 //! - live: `ROSTFIX_LIVE=1` and the reference (`$ROSTFIX_REFERENCE`, else
 //!   `$HOME/.cache/rostfix/postfix-3.7.11`, made by compat/reference.sh):
 //!   run Postfix's trivial-rewrite too and compare with it;
@@ -259,7 +259,7 @@ fn library_answer(main_cf: &str, dir: &Path, q: &str) -> (Vec<u8>, Vec<String>) 
 #[test]
 fn trivial_rewrite_against_postfix() {
     let root = repo_root();
-    let cases = latin1::decode(&fs::read(root.join("compat/cases/trivial-rewrite.txt")).unwrap());
+    let cases = latin1::decode(&fs::read(root.join("compat/trivial-rewrite/cases.txt")).unwrap());
     let sections = parse_cases(&cases);
     assert!(sections.len() > 20, "cases file parsed to too few sections");
     let record = std::env::var("ROSTFIX_RECORD").is_ok_and(|v| v != "0");
@@ -282,7 +282,7 @@ fn trivial_rewrite_against_postfix() {
         let dir = work.join(&sec.name);
         let main_cf = setup(sec, &dir);
         let golden_path = root
-            .join("compat/golden/trivial-rewrite")
+            .join("compat/trivial-rewrite/golden")
             .join(format!("{}.out", sec.name));
         let expected = if record || live {
             let r = reference.as_ref().unwrap();
