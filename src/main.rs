@@ -27,6 +27,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postqueue", commands::postqueue::main),
     ("sendmail", commands::sendmail::main),
     ("testd", master::testd::main),
+    ("trivial-rewrite", daemons::trivial_rewrite::server::main),
 ];
 
 fn usage() -> i32 {

@@ -4,3 +4,4 @@
 pub mod cleanup;
 pub mod logsink;
 pub mod pickup;
+pub mod trivial_rewrite;

@@ -27,6 +27,7 @@ pub mod quote_822_local;
 pub mod readlline;
 pub mod rec_type;
 pub mod record;
+pub mod resolve_local;
 pub mod rewrite_clnt;
 pub mod showq;
 pub mod tok822;

@@ -138,6 +138,17 @@ fn notify(generation: u32, status: i32) -> bool {
 /// Run a single-threaded server: `service` handles one connection at a
 /// time. Returns the exit status.
 pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Server)) -> i32 {
+    single_server_init(args, None, service)
+}
+
+/// [`single_server`] with a pre-jail hook: `pre_init` runs with the
+/// configuration after the chdir to the queue directory and before the
+/// chroot and privilege drop (where Postfix daemons open their tables).
+pub fn single_server_init(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    service: fn(&mut Conn, &Server),
+) -> i32 {
     let argv: Vec<String> = args
         .iter()
         .map(|a| crate::util::latin1::from_os(a))
@@ -236,6 +247,9 @@ pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Serv
             "chdir(\"{queue_dir}\"): {}",
             crate::global::config_file::errno_text(&e)
         ));
+    }
+    if let Some(f) = pre_init {
+        f(&conf);
     }
     // Drop privileges: only root can, and only root needs to.
     if crate::sys::geteuid() == 0 {

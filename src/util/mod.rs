@@ -4,5 +4,7 @@ pub mod casefold;
 pub mod getopt;
 pub mod htable;
 pub mod latin1;
+pub mod midna;
 pub mod netstring;
 pub mod stringops;
+pub mod valid_hostname;
