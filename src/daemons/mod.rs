@@ -2,5 +2,7 @@
 //! privilege as their callers are also libraries (DESIGN.md §2).
 
 pub mod cleanup;
+pub mod local;
 pub mod logsink;
 pub mod pickup;
+pub mod virtual_agent;

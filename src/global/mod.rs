@@ -2,6 +2,7 @@
 //! expansion, diagnostics.
 
 pub mod config_file;
+pub mod deliver_request;
 pub mod dict;
 pub mod expand;
 pub mod hostinfo;
@@ -12,6 +13,7 @@ pub mod mail_params;
 pub mod mail_queue;
 pub mod maillog;
 pub mod maps;
+pub mod mbox;
 pub mod master_cf;
 pub mod match_list;
 pub mod mime_state;
@@ -21,6 +23,7 @@ pub mod namevalues;
 pub mod out;
 pub mod param_table;
 pub mod params;
+pub mod pipe_command;
 pub mod quote_822_local;
 pub mod readlline;
 pub mod rec_type;
