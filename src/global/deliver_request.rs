@@ -254,6 +254,7 @@ pub fn now() -> TimeVal {
 /// The log text for one recipient: `ID: to=<...>, orig_to=<...>, relay=...,
 /// delay=..., delays=a/b/c/d, dsn=..., status=... (reason)`.
 /// `max_res` is delay_logging_resolution_limit.
+#[allow(clippy::too_many_arguments)]
 pub fn log_line(
     id: &str,
     stats: &MsgStats,

@@ -16,8 +16,8 @@ use crate::global::record::{QueueStream, Rec, rec_get};
 use crate::sys::lock;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 /// The text of an errno, as `%m` prints it.
 pub fn errtext(e: &io::Error) -> String {
@@ -104,7 +104,7 @@ pub fn dot_lockfile(path: &str, p: &LockParams) -> Result<(), (io::Error, String
         match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0)
+            .mode(0o000)
             .open(crate::util::latin1::to_path(&lock))
         {
             Ok(_) => return Ok(()),
@@ -177,7 +177,13 @@ fn open_exist(path: &str, append: bool) -> Result<(File, Metadata), OpenFail> {
         if lst.uid() == 0 {
             let parent = std::path::Path::new(&pb)
                 .parent()
-                .map(|p| if p.as_os_str().is_empty() { std::path::Path::new(".") } else { p })
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        std::path::Path::new(".")
+                    } else {
+                        p
+                    }
+                })
                 .unwrap_or(std::path::Path::new("/"));
             if let Ok(ps) = std::fs::metadata(parent)
                 && ps.uid() == 0
@@ -604,7 +610,11 @@ mod tests {
             assert_eq!(e.text, "file is a symbolic link");
         }
         let e = safe_open_append(&p("dir"), 0o600, None).unwrap_err();
-        assert!(e.text.starts_with("cannot open file: Is a directory"), "{}", e.text);
+        assert!(
+            e.text.starts_with("cannot open file: Is a directory"),
+            "{}",
+            e.text
+        );
         assert!(safe_open_append(&p("new"), 0o600, None).is_ok());
         assert!(safe_open_append(&p("new"), 0o600, None).is_ok());
         let m = mbox_open(

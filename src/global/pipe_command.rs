@@ -93,12 +93,17 @@ const OK_CHARS: &str =
 fn build_command(args: &PipeArgs) -> Command {
     let cmd = args.command;
     let mut c = if !args.shell.is_empty() {
-        let mut v: Vec<&str> = args.shell.split([' ', '\t']).filter(|s| !s.is_empty()).collect();
+        let mut v: Vec<&str> = args
+            .shell
+            .split([' ', '\t'])
+            .filter(|s| !s.is_empty())
+            .collect();
         v.push(cmd);
         let mut c = Command::new(v[0]);
         c.args(&v[1..]);
         c
-    } else if cmd.chars().all(|ch| OK_CHARS.contains(ch)) && !cmd.trim_matches([' ', '\t']).is_empty()
+    } else if cmd.chars().all(|ch| OK_CHARS.contains(ch))
+        && !cmd.trim_matches([' ', '\t']).is_empty()
     {
         let v: Vec<&str> = cmd.split([' ', '\t']).filter(|s| !s.is_empty()).collect();
         if v[0].contains('/') || which(v[0]) {
@@ -134,7 +139,9 @@ fn build_command(args: &PipeArgs) -> Command {
         c.uid(u).gid(g);
     }
     c.process_group(0);
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     c
 }
 
@@ -187,7 +194,12 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
                 timed_out = true;
                 break;
             }
-            let live: Vec<i32> = fds.iter().zip(&open).filter(|(_, o)| **o).map(|(f, _)| *f).collect();
+            let live: Vec<i32> = fds
+                .iter()
+                .zip(&open)
+                .filter(|(_, o)| **o)
+                .map(|(f, _)| *f)
+                .collect();
             let ready = crate::sys::process::poll_read(&live, left.as_millis().min(1000) as i32)
                 .unwrap_or_default();
             for (k, fd) in live.iter().enumerate() {
@@ -250,7 +262,13 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
         text.truncate(4096);
     }
     let has = !text.is_empty();
-    let out = |t: &str| if has { format!(". Command output: {t}") } else { String::new() };
+    let out = |t: &str| {
+        if has {
+            format!(". Command output: {t}")
+        } else {
+            String::new()
+        }
+    };
     let command = args.command;
     if timed_out {
         return PipeStatus::Bounce(Dsn::new(
@@ -264,7 +282,10 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
     if let Some(sig) = status.signal() {
         return PipeStatus::Defer(Dsn::new(
             "4.3.0",
-            format!("Command died with signal {sig}: \"{command}\"{}", out(&text)),
+            format!(
+                "Command died with signal {sig}: \"{command}\"{}",
+                out(&text)
+            ),
         ));
     }
     let code = status.code().unwrap_or(0);
@@ -290,7 +311,10 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
         }
         return PipeStatus::Bounce(Dsn::new(
             "5.3.0",
-            format!("Command died with status {code}: \"{command}\"{}", out(&text)),
+            format!(
+                "Command died with status {code}: \"{command}\"{}",
+                out(&text)
+            ),
         ));
     }
     if let Some(e) = write_err
@@ -333,7 +357,10 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(run("/bin/cat", 5), PipeStatus::Ok("hello ".into()));
-        assert_eq!(run("echo $FOO; cat >/dev/null", 5), PipeStatus::Ok("bar ".into()));
+        assert_eq!(
+            run("echo $FOO; cat >/dev/null", 5),
+            PipeStatus::Ok("bar ".into())
+        );
         assert_eq!(
             run("echo oops; exit 1", 5),
             PipeStatus::Bounce(Dsn::new(
@@ -352,7 +379,10 @@ mod tests {
         let t = Instant::now();
         assert_eq!(
             run("sleep 30", 1),
-            PipeStatus::Bounce(Dsn::new("5.3.0", "Command time limit exceeded: \"sleep 30\""))
+            PipeStatus::Bounce(Dsn::new(
+                "5.3.0",
+                "Command time limit exceeded: \"sleep 30\""
+            ))
         );
         assert!(t.elapsed() < Duration::from_secs(5));
     }

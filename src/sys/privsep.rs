@@ -34,11 +34,7 @@ pub fn run_as(uid: u32, gid: u32, work: impl FnOnce() -> Vec<u8>) -> io::Result<
                     && libc::setgid(gid) == 0
                     && libc::setuid(uid) == 0
             };
-            let out = if ok {
-                work()
-            } else {
-                Vec::new()
-            };
+            let out = if ok { work() } else { Vec::new() };
             // SAFETY: wr is an owned descriptor moved into the File.
             let mut f = unsafe { std::fs::File::from_raw_fd(wr.into_raw_fd()) };
             let _ = f.write_all(&out);

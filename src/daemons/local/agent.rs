@@ -49,6 +49,10 @@ pub enum Resolved {
     Error(String),
 }
 
+/// Forwarding failed (the cleanup service is unavailable or refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardError;
+
 /// What the agent asks its surroundings: the password database, the
 /// address resolver, the cleanup service (forwarding) and other transports
 /// (mailbox_transport, fallback_transport).
@@ -66,7 +70,7 @@ pub trait Env {
         sender: &str,
         delivered: &str,
         rcpts: &[Recipient],
-    ) -> Result<String, ()>;
+    ) -> Result<String, ForwardError>;
     /// Hand a recipient to another transport (deliver_pass); returns the
     /// outcome and DSN that transport reported.
     fn pass(&mut self, transport: &str, req: &DeliveryRequest, rcpt: &Recipient) -> (Outcome, Dsn);
@@ -120,11 +124,18 @@ impl Env for SystemEnv {
         _sender: &str,
         _delivered: &str,
         _rcpts: &[Recipient],
-    ) -> Result<String, ()> {
-        Err(())
+    ) -> Result<String, ForwardError> {
+        Err(ForwardError)
     }
-    fn pass(&mut self, transport: &str, _req: &DeliveryRequest, _rcpt: &Recipient) -> (Outcome, Dsn) {
-        msg::warn(&format!("connect to transport private/{transport}: No such file or directory"));
+    fn pass(
+        &mut self,
+        transport: &str,
+        _req: &DeliveryRequest,
+        _rcpt: &Recipient,
+    ) -> (Outcome, Dsn) {
+        msg::warn(&format!(
+            "connect to transport private/{transport}: No such file or directory"
+        ));
         (
             Outcome::Deferred,
             Dsn::new("4.3.0", "mail transport unavailable"),
@@ -196,8 +207,16 @@ impl LocalConfig {
     pub fn from_conf(conf: &MailConf) -> Result<LocalConfig, ConfError> {
         let s = |n: &str| conf.get_str(n, 0, 0);
         let raw = |n: &str| conf.raw(n).unwrap_or_default();
-        let exp = [("alias", EXP_ALIAS), ("forward", EXP_FWD), ("include", EXP_INCL)];
-        let hdr = [("command", HDR_CMD), ("file", HDR_FILE), ("forward", HDR_FWD)];
+        let exp = [
+            ("alias", EXP_ALIAS),
+            ("forward", EXP_FWD),
+            ("include", EXP_INCL),
+        ];
+        let hdr = [
+            ("command", HDR_CMD),
+            ("file", HDR_FILE),
+            ("forward", HDR_FWD),
+        ];
         let lock_text = s("mailbox_delivery_lock")?;
         let lock = LockStyle::parse(&lock_text).map_err(|w| {
             ConfError(format!(
@@ -246,7 +265,11 @@ impl LocalConfig {
                 &s("allow_mail_to_commands")?,
                 &exp,
             )?,
-            deliver_hdr: name_mask("prepend_delivered_header", &s("prepend_delivered_header")?, &hdr)?,
+            deliver_hdr: name_mask(
+                "prepend_delivered_header",
+                &s("prepend_delivered_header")?,
+                &hdr,
+            )?,
             cmd_exp_filter: s("command_expansion_filter")?,
             fwd_exp_filter: s("forward_expansion_filter")?,
             exec_exp_filter: s("execution_directory_expansion_filter")?,
@@ -381,7 +404,12 @@ impl<'e> LocalAgent<'e> {
                 msg::warn(&format!("open {path}: {}", mbox::errtext(&e)));
                 for (i, r) in req.rcpt.iter().enumerate() {
                     let st = self.state0(req, i, r);
-                    self.report(req, &st, Outcome::Deferred, Dsn::new("4.3.0", "queue file read error"));
+                    self.report(
+                        req,
+                        &st,
+                        Outcome::Deferred,
+                        Dsn::new("4.3.0", "queue file read error"),
+                    );
                 }
                 return std::mem::take(&mut self.results);
             }
@@ -430,7 +458,11 @@ impl<'e> LocalAgent<'e> {
             bounce_to,
             log,
         });
-        if outcome == Outcome::Deferred { DEFER } else { 0 }
+        if outcome == Outcome::Deferred {
+            DEFER
+        } else {
+            0
+        }
     }
 
     fn sent(&mut self, req: &DeliveryRequest, st: &State, reason: String) -> Status {
@@ -566,10 +598,7 @@ impl<'e> LocalAgent<'e> {
         st.local = local;
         st.unmatched = st.extension.clone();
         if st.user.is_empty() {
-            let d = Dsn::new(
-                "5.1.3",
-                format!("null username in \"{}\"", st.rcpt.address),
-            );
+            let d = Dsn::new("5.1.3", format!("null username in \"{}\"", st.rcpt.address));
             return self.fail(req, &st, d);
         }
         self.deliver_switch(req, st, usr)
@@ -621,7 +650,11 @@ impl<'e> LocalAgent<'e> {
                 if let Err(e) = std::fs::metadata(&pw.dir) {
                     let d = Dsn::new(
                         "4.3.0",
-                        format!("cannot access home directory {}: {}", pw.dir, mbox::errtext(&e)),
+                        format!(
+                            "cannot access home directory {}: {}",
+                            pw.dir,
+                            mbox::errtext(&e)
+                        ),
                     );
                     return self.fail(req, &st, d);
                 }
@@ -655,9 +688,10 @@ impl<'e> LocalAgent<'e> {
         &mut self,
         req: &DeliveryRequest,
         mut st: State,
-        mut usr: UserAttr,
+        _usr: UserAttr,
         name: &str,
     ) -> Option<Status> {
+        let usr;
         st.level += 1;
         if let Some(from) = &st.exp_from
             && from.eq_ignore_ascii_case(name)
@@ -683,14 +717,21 @@ impl<'e> LocalAgent<'e> {
                         d.type_name(),
                         d.name()
                     ));
-                    return Some(self.fail(req, &st, Dsn::new("4.3.0", "alias database unavailable")));
+                    return Some(self.fail(
+                        req,
+                        &st,
+                        Dsn::new("4.3.0", "alias database unavailable"),
+                    ));
                 }
             };
             if req.flags & flags::MTA_VRFY != 0 {
                 return Some(self.sent(req, &st, format!("aliased to {value}")));
             }
             st.exp_type = EXP_ALIAS;
-            let owner_uid = specs.get(k).and_then(|s| self.alias_owner_uid(s)).unwrap_or(0);
+            let owner_uid = specs
+                .get(k)
+                .and_then(|s| self.alias_owner_uid(s))
+                .unwrap_or(0);
             if owner_uid == 0 {
                 usr = UserAttr::default();
             } else {
@@ -714,7 +755,11 @@ impl<'e> LocalAgent<'e> {
                 let owner = format!("owner-{name}");
                 match self.alias_maps.find(&owner, 0) {
                     Ok(Some(rhs)) => {
-                        let o = if self.cfg.expand_owner_alias { rhs } else { owner };
+                        let o = if self.cfg.expand_owner_alias {
+                            rhs
+                        } else {
+                            owner
+                        };
                         let o = self.canon_internal(&o);
                         st.owner = Some(o.clone());
                         st.sender = o.clone();
@@ -726,7 +771,11 @@ impl<'e> LocalAgent<'e> {
                         }
                     }
                     Err(_) => {
-                        return Some(self.fail(req, &st, Dsn::new("4.3.0", "alias database unavailable")));
+                        return Some(self.fail(
+                            req,
+                            &st,
+                            Dsn::new("4.3.0", "alias database unavailable"),
+                        ));
                     }
                 }
             }
@@ -744,7 +793,8 @@ impl<'e> LocalAgent<'e> {
                 st.rcpt.orig_addr.clear();
             }
             let mut count = 0;
-            let status = self.deliver_token_string(req, st.clone(), usr.clone(), &value, &mut count);
+            let status =
+                self.deliver_token_string(req, st.clone(), usr.clone(), &value, &mut count);
             if count < 1 {
                 msg::warn(&format!("no recipient in alias lookup result for {name}"));
                 return Some(self.fail(req, &st, Dsn::new("4.3.0", "alias database unavailable")));
@@ -786,7 +836,10 @@ impl<'e> LocalAgent<'e> {
                 return;
             }
             if let Some(lt) = group.iter().position(|t| *t == Token::Op('<')) {
-                let gt = group.iter().rposition(|t| *t == Token::Op('>')).unwrap_or(group.len());
+                let gt = group
+                    .iter()
+                    .rposition(|t| *t == Token::Op('>'))
+                    .unwrap_or(group.len());
                 if gt > lt + 1 {
                     out.push(group[lt + 1..gt].to_vec());
                 }
@@ -828,23 +881,37 @@ impl<'e> LocalAgent<'e> {
         status
     }
 
-    fn deliver_token(&mut self, req: &DeliveryRequest, st: State, usr: UserAttr, addr: &[Token]) -> Status {
+    fn deliver_token(
+        &mut self,
+        req: &DeliveryRequest,
+        st: State,
+        usr: UserAttr,
+        addr: &[Token],
+    ) -> Status {
         let text = tok822::internalize(addr);
         if text.starts_with('/') {
             self.deliver_file(req, st, usr, &text)
-        } else if text.starts_with('~') {
-            if !text[1..].starts_with('/') {
+        } else if let Some(after) = text.strip_prefix('~') {
+            if !after.starts_with('/') {
                 msg::warn(&format!("bad home directory syntax for: {text}"));
-                return self.fail(req, &st, Dsn::new("5.3.5", "mail system configuration error"));
+                return self.fail(
+                    req,
+                    &st,
+                    Dsn::new("5.3.5", "mail system configuration error"),
+                );
             }
             match usr.home.clone() {
                 None => {
                     msg::warn(&format!("unknown home directory for: {text}"));
-                    self.fail(req, &st, Dsn::new("5.3.5", "mail system configuration error"))
+                    self.fail(
+                        req,
+                        &st,
+                        Dsn::new("5.3.5", "mail system configuration error"),
+                    )
                 }
-                Some(h) if h == "/" => self.deliver_file(req, st, usr, &text[1..]),
+                Some(h) if h == "/" => self.deliver_file(req, st, usr, after),
                 Some(h) => {
-                    let p = format!("{h}{}", &text[1..]);
+                    let p = format!("{h}{after}");
                     self.deliver_file(req, st, usr, &p)
                 }
             }
@@ -862,7 +929,13 @@ impl<'e> LocalAgent<'e> {
         }
     }
 
-    fn deliver_resolve(&mut self, req: &DeliveryRequest, mut st: State, usr: UserAttr, addr: &str) -> Status {
+    fn deliver_resolve(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        usr: UserAttr,
+        addr: &str,
+    ) -> Status {
         st.level += 1;
         match self.env.resolve(addr) {
             Resolved::Fail => self.fail(req, &st, Dsn::new("4.3.0", "address resolver failure")),
@@ -927,7 +1000,7 @@ impl<'e> LocalAgent<'e> {
                 Ok(id) => {
                     self.sent(req, &top, format!("forwarded as {id}"));
                 }
-                Err(()) => {
+                Err(ForwardError) => {
                     self.fail(req, &top, Dsn::new("4.3.0", "unable to forward message"));
                 }
             }
@@ -946,8 +1019,10 @@ impl<'e> LocalAgent<'e> {
             let mut owner = lhs(&st.rcpt.address);
             let mut found = self.alias_maps.find(&owner, 0);
             if let Ok(None) = found
-                && let Some((stripped, _)) =
-                    crate::global::quote_822_local::strip_addr(&st.rcpt.address, &self.split_params())
+                && let Some((stripped, _)) = crate::global::quote_822_local::strip_addr(
+                    &st.rcpt.address,
+                    &self.split_params(),
+                )
             {
                 owner = lhs(&stripped);
                 found = self.alias_maps.find(&owner, 0);
@@ -957,7 +1032,11 @@ impl<'e> LocalAgent<'e> {
                     return self.fail(req, &st, Dsn::new("4.3.0", "alias database unavailable"));
                 }
                 Ok(Some(rhs)) => {
-                    let o = if self.cfg.expand_owner_alias { rhs } else { owner };
+                    let o = if self.cfg.expand_owner_alias {
+                        rhs
+                    } else {
+                        owner
+                    };
                     let o = self.canon_internal(&o);
                     st.owner = Some(o.clone());
                     st.sender = o;
@@ -968,13 +1047,19 @@ impl<'e> LocalAgent<'e> {
         self.fail(req, &st, dsn)
     }
 
-    fn local_expand(&self, pattern: &str, st: &State, usr: &UserAttr, filter: Option<&str>) -> (String, u32, bool) {
+    fn local_expand(
+        &self,
+        pattern: &str,
+        st: &State,
+        usr: &UserAttr,
+        filter: Option<&str>,
+    ) -> (String, u32, bool) {
         let mut out = String::new();
         let mut ext_matched = false;
         let st2 = st.clone();
         let usr2 = usr.clone();
-        let status = expand::mac_expand(&mut out, pattern, 0, filter, &mut |name, mode| {
-            match name {
+        let status =
+            expand::mac_expand(&mut out, pattern, 0, filter, &mut |name, mode| match name {
                 "user" => Some(st2.user.clone()),
                 "home" => usr2.home.clone(),
                 "shell" => usr2.shell.clone(),
@@ -995,12 +1080,16 @@ impl<'e> LocalAgent<'e> {
                     c.map(|c| c.to_string())
                 }
                 _ => None,
-            }
-        });
+            });
         (out, status, ext_matched)
     }
 
-    fn deliver_dotforward(&mut self, req: &DeliveryRequest, mut st: State, _usr: UserAttr) -> Option<Status> {
+    fn deliver_dotforward(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        _usr: UserAttr,
+    ) -> Option<Status> {
         st.level += 1;
         if self.cfg.forward_path.is_empty() {
             return None;
@@ -1026,12 +1115,17 @@ impl<'e> LocalAgent<'e> {
         let mut found_path: Option<(String, std::fs::Metadata)> = None;
         let fp = self.cfg.forward_path.clone();
         let filter = self.cfg.fwd_exp_filter.clone();
-        for lhs in fp.split([',', ' ', '\t', '\r', '\n']).filter(|s| !s.is_empty()) {
+        for lhs in fp
+            .split([',', ' ', '\t', '\r', '\n'])
+            .filter(|s| !s.is_empty())
+        {
             let (path, status, ext_matched) = self.local_expand(lhs, &st, &usr, Some(&filter));
             if status & (expand::PARSE_ERROR | expand::PARSE_UNDEF) == 0 {
                 let p2 = path.clone();
                 let md = privsep::run_as(usr.uid, usr.gid, move || {
-                    std::fs::symlink_metadata(&p2).map(|_| vec![1]).unwrap_or_default()
+                    std::fs::symlink_metadata(&p2)
+                        .map(|_| vec![1])
+                        .unwrap_or_default()
                 })
                 .ok()
                 .filter(|v| !v.is_empty())
@@ -1050,7 +1144,9 @@ impl<'e> LocalAgent<'e> {
             return Some(self.sent(req, &st, format!("forward via file: {path}")));
         }
         if self.been_here(format!("forward {path}")) {
-            let done = self.dup.contains(&format!("forward-done {path}").to_lowercase());
+            let done = self
+                .dup
+                .contains(&format!("forward-done {path}").to_lowercase());
             return done.then_some(0);
         }
         st.exp_from = Some(st.local.clone());
@@ -1125,7 +1221,13 @@ impl<'e> LocalAgent<'e> {
         0
     }
 
-    fn deliver_include(&mut self, req: &DeliveryRequest, mut st: State, mut usr: UserAttr, path: &str) -> Status {
+    fn deliver_include(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        mut usr: UserAttr,
+        path: &str,
+    ) -> Status {
         st.level += 1;
         if self.been_here(format!("include {} {path}", usr.uid)) {
             return 0;
@@ -1164,8 +1266,14 @@ impl<'e> LocalAgent<'e> {
                 }
                 _ => {
                     msg::warn(&format!("cannot find username for uid {}", md.uid()));
-                    msg::warn(&format!("{path}: cannot find :include: file owner username"));
-                    return self.fail(req, &st, Dsn::new("4.3.5", "mail system configuration error"));
+                    msg::warn(&format!(
+                        "{path}: cannot find :include: file owner username"
+                    ));
+                    return self.fail(
+                        req,
+                        &st,
+                        Dsn::new("4.3.5", "mail system configuration error"),
+                    );
                 }
             }
         }
@@ -1221,7 +1329,9 @@ impl<'e> LocalAgent<'e> {
             }
             return self.deliver_resolve(req, st, usr, &exp);
         }
-        if st.user.eq_ignore_ascii_case("MAILER-DAEMON") || st.user.eq_ignore_ascii_case("postmaster") {
+        if st.user.eq_ignore_ascii_case("MAILER-DAEMON")
+            || st.user.eq_ignore_ascii_case("postmaster")
+        {
             msg::warn(&format!("required alias not found: {}", st.user));
             return self.sent(req, &st, "discarded".into());
         }
@@ -1231,10 +1341,20 @@ impl<'e> LocalAgent<'e> {
 
     fn pass(&mut self, req: &DeliveryRequest, st: &State, transport: &str) -> Status {
         let (outcome, dsn) = self.env.pass(transport, req, &st.rcpt);
-        if outcome == Outcome::Deferred { DEFER } else { let _ = dsn; 0 }
+        if outcome == Outcome::Deferred {
+            DEFER
+        } else {
+            let _ = dsn;
+            0
+        }
     }
 
-    fn deliver_mailbox(&mut self, req: &DeliveryRequest, mut st: State, usr: UserAttr) -> Option<Status> {
+    fn deliver_mailbox(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        usr: UserAttr,
+    ) -> Option<Status> {
         st.level += 1;
         if self.been_here(format!("mailbox {}", st.local)) {
             return Some(0);
@@ -1280,7 +1400,12 @@ impl<'e> LocalAgent<'e> {
         }
     }
 
-    fn deliver_mailbox_file(&mut self, req: &DeliveryRequest, mut st: State, usr: UserAttr) -> Status {
+    fn deliver_mailbox_file(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        usr: UserAttr,
+    ) -> Status {
         st.level += 1;
         if req.flags & flags::MTA_VRFY != 0 {
             return self.sent(req, &st, "delivers to mailbox".into());
@@ -1289,7 +1414,14 @@ impl<'e> LocalAgent<'e> {
             st.delivered = Some(st.rcpt.address.clone());
         }
         let (spool_dir, mailbox) = if !self.cfg.home_mailbox.is_empty() {
-            (None, format!("{}/{}", usr.home.clone().unwrap_or_default(), self.cfg.home_mailbox))
+            (
+                None,
+                format!(
+                    "{}/{}",
+                    usr.home.clone().unwrap_or_default(),
+                    self.cfg.home_mailbox
+                ),
+            )
         } else {
             (
                 Some(self.cfg.mail_spool_directory.clone()),
@@ -1337,7 +1469,13 @@ impl<'e> LocalAgent<'e> {
         }
     }
 
-    fn deliver_maildir(&mut self, req: &DeliveryRequest, mut st: State, usr: UserAttr, path: &str) -> Status {
+    fn deliver_maildir(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        usr: UserAttr,
+        path: &str,
+    ) -> Status {
         st.level += 1;
         if req.flags & flags::MTA_VRFY != 0 {
             return self.sent(req, &st, "delivers to maildir".into());
@@ -1379,13 +1517,23 @@ impl<'e> LocalAgent<'e> {
         }
     }
 
-    fn deliver_file(&mut self, req: &DeliveryRequest, mut st: State, mut usr: UserAttr, path: &str) -> Status {
+    fn deliver_file(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        mut usr: UserAttr,
+        path: &str,
+    ) -> Status {
         st.level += 1;
         if self.been_here(format!("file {} {path}", usr.uid)) {
             return 0;
         }
         if self.cfg.allow_files & st.exp_type == 0 {
-            return self.bounce_workaround(req, st, Dsn::new("5.7.1", "mail to file is restricted"));
+            return self.bounce_workaround(
+                req,
+                st,
+                Dsn::new("5.7.1", "mail to file is restricted"),
+            );
         }
         if req.flags & flags::MTA_VRFY != 0 {
             return self.sent(req, &st, format!("delivers to file: {path}"));
@@ -1428,7 +1576,13 @@ impl<'e> LocalAgent<'e> {
         }
     }
 
-    fn deliver_command(&mut self, req: &DeliveryRequest, mut st: State, mut usr: UserAttr, command: &str) -> Status {
+    fn deliver_command(
+        &mut self,
+        req: &DeliveryRequest,
+        mut st: State,
+        mut usr: UserAttr,
+        command: &str,
+    ) -> Status {
         st.level += 1;
         if self.been_here(format!("command {}:{} {command}", st.user, usr.uid)) {
             return 0;
@@ -1482,7 +1636,10 @@ impl<'e> LocalAgent<'e> {
         }
         let filter = &self.cfg.cmd_exp_filter;
         for (_, v) in env.iter_mut() {
-            *v = v.chars().map(|c| if filter.contains(c) { c } else { '_' }).collect();
+            *v = v
+                .chars()
+                .map(|c| if filter.contains(c) { c } else { '_' })
+                .collect();
         }
         let (exec_dir, est, _) = self.local_expand(
             &self.cfg.exec_directory.clone(),
@@ -1495,7 +1652,11 @@ impl<'e> LocalAgent<'e> {
                 "bad parameter value syntax for command_execution_directory: {}",
                 self.cfg.exec_directory
             ));
-            return self.bounce_workaround(req, st, Dsn::new("4.3.5", "mail system configuration error"));
+            return self.bounce_workaround(
+                req,
+                st,
+                Dsn::new("4.3.5", "mail system configuration error"),
+            );
         }
         // The message as the command will read it.
         let delivered = st.delivered.clone().unwrap_or_default();
@@ -1611,7 +1772,7 @@ pub(crate) enum WriteResult {
 }
 
 impl WriteResult {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             WriteResult::Ok => b"O".to_vec(),
             WriteResult::Corrupt => b"C".to_vec(),
@@ -1625,7 +1786,7 @@ impl WriteResult {
         }
     }
 
-    fn decode(b: &[u8]) -> WriteResult {
+    pub(crate) fn decode(b: &[u8]) -> WriteResult {
         match b.first() {
             Some(b'O') => WriteResult::Ok,
             Some(b'C') => WriteResult::Corrupt,
@@ -1699,11 +1860,19 @@ pub(crate) fn write_target(
             };
             copy_into(&m, attr, fp, flags, limit)
         }
-        WriteTarget::Maildir { path, hostname } => maildir_write(path, hostname, attr, fp, flags),
+        WriteTarget::Maildir { path, hostname } => {
+            maildir_write(path, hostname, attr, fp, flags, "5.2.0")
+        }
     }
 }
 
-fn copy_into(m: &mbox::Mbox, attr: &CopyAttr, fp: &mut QueueStream, flags: u32, limit: Option<u64>) -> WriteResult {
+pub(crate) fn copy_into(
+    m: &mbox::Mbox,
+    attr: &CopyAttr,
+    fp: &mut QueueStream,
+    flags: u32,
+    limit: Option<u64>,
+) -> WriteResult {
     let size = m.file.metadata().map(|md| md.len()).unwrap_or(0);
     let mut w = mbox::Limited {
         inner: &m.file,
@@ -1725,6 +1894,7 @@ pub(crate) fn maildir_write(
     attr: &CopyAttr,
     fp: &mut QueueStream,
     flags: u32,
+    def_dsn: &str,
 ) -> WriteResult {
     use std::os::unix::fs::OpenOptionsExt;
     let (sec, usec) = now();
@@ -1748,7 +1918,7 @@ pub(crate) fn maildir_write(
                 Err(e) => {
                     return WriteResult::Fail(
                         Dsn::new(
-                            mbox::mbox_dsn(e.raw_os_error().unwrap_or(0), "5.2.0"),
+                            mbox::mbox_dsn(e.raw_os_error().unwrap_or(0), def_dsn),
                             format!("create maildir file {tmpfile}: {}", mbox::errtext(&e)),
                         ),
                         eacces(&e),
@@ -1759,7 +1929,7 @@ pub(crate) fn maildir_write(
         Err(e) => {
             return WriteResult::Fail(
                 Dsn::new(
-                    mbox::mbox_dsn(e.raw_os_error().unwrap_or(0), "5.2.0"),
+                    mbox::mbox_dsn(e.raw_os_error().unwrap_or(0), def_dsn),
                     format!("create maildir file {tmpfile}: {}", mbox::errtext(&e)),
                 ),
                 eacces(&e),
@@ -1796,7 +1966,7 @@ pub(crate) fn maildir_write(
             if let Err(e) = retry {
                 result = WriteResult::Fail(
                     Dsn::new(
-                        mbox::mbox_dsn(e.raw_os_error().unwrap_or(0), "5.2.0"),
+                        mbox::mbox_dsn(e.raw_os_error().unwrap_or(0), def_dsn),
                         format!("create maildir file {newfile}: {}", mbox::errtext(&e)),
                     ),
                     eacces(&e),
@@ -1812,5 +1982,8 @@ pub(crate) fn maildir_write(
 
 fn make_dirs(path: &str) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
