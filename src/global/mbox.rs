@@ -593,6 +593,12 @@ mod tests {
         let d = std::env::temp_dir().join(format!("rostfix-mbox-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
+        {
+            // A world-writable directory, like a mail spool: links in it are
+            // never trusted.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
         let p = |n: &str| d.join(n).to_string_lossy().to_string();
         std::fs::write(p("target"), b"").unwrap();
         std::os::unix::fs::symlink(p("target"), p("link")).unwrap();
@@ -603,11 +609,14 @@ mod tests {
         assert_eq!(e.text, "file has 2 hard links");
         std::fs::remove_file(p("hard")).unwrap();
         let e = safe_open_append(&p("link"), 0o600, None).unwrap_err();
+        assert_eq!(e.text, "file is a symbolic link");
         if crate::sys::geteuid() == 0 {
-            // A root-owned link in a non-root-owned directory: still refused.
-            assert_eq!(e.text, "file is a symbolic link");
-        } else {
-            assert_eq!(e.text, "file is a symbolic link");
+            // A root-owned link in a root-owned, not group/world-writable
+            // directory is followed, as Postfix allows.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            assert!(safe_open_append(&p("link"), 0o600, None).is_ok());
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
         }
         let e = safe_open_append(&p("dir"), 0o600, None).unwrap_err();
         assert!(
