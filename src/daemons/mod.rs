@@ -2,6 +2,8 @@
 //! privilege as their callers are also libraries (DESIGN.md §2).
 
 pub mod cleanup;
+pub mod local;
 pub mod logsink;
 pub mod pickup;
 pub mod trivial_rewrite;
+pub mod virtual_agent;

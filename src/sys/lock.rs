@@ -86,6 +86,30 @@ pub fn fcntl_lock(fd: RawFd, op: LockOp) -> io::Result<()> {
     }
 }
 
+/// fcntl(2) F_SETLK (exclusive, whole file) without waiting: `Ok(false)`
+/// when another process holds a conflicting lock.
+pub fn fcntl_try_exclusive(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: flock is a plain-old-data C struct; all-zero is a valid value
+    // (start 0, length 0 = the whole file).
+    let mut lk: libc::flock = unsafe { std::mem::zeroed() };
+    lk.l_type = libc::F_WRLCK as libc::c_short;
+    lk.l_whence = libc::SEEK_SET as libc::c_short;
+    loop {
+        // SAFETY: lk is a valid, initialised struct flock that outlives the
+        // call; a bad descriptor yields EBADF.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETLK, &mut lk) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

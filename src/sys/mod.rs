@@ -46,6 +46,7 @@ pub fn strerror(code: i32) -> String {
 
 pub mod lmdb;
 pub mod lock;
+pub mod privsep;
 pub mod process;
 pub mod syslog;
 

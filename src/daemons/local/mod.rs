@@ -1,0 +1,27 @@
+//! Replaces local(8) of Postfix 3.7: delivery to local users, aliases,
+//! `.forward` files, `:include:` files, files and commands.
+//!
+//! Trust: the delivery request comes from the queue manager; alias tables,
+//! `.forward` and `:include:` files are trusted only as far as Postfix
+//! trusts them (ownership and permission rules below). Privilege: started
+//! as root by master (unprivileged column `n`); every write into a mailbox,
+//! file or command runs as the recipient (or `default_privs`) in a child
+//! process, never by switching the identity of this process. When not
+//! started as root (non-root mode) everything runs as the invoking user.
+//!
+//! Parameters: alias_maps, allow_mail_to_commands, allow_mail_to_files,
+//! command_expansion_filter, command_time_limit, default_privs,
+//! delay_logging_resolution_limit, deliver_lock_attempts,
+//! deliver_lock_delay, duplicate_filter_limit, enable_original_recipient,
+//! expand_owner_alias, fallback_transport, forward_expansion_filter,
+//! forward_path, frozen_delivered_to, home_mailbox, local_command_shell,
+//! luser_relay, mail_spool_directory, mailbox_command,
+//! mailbox_delivery_lock, mailbox_size_limit, mailbox_transport,
+//! myhostname, mydestination, owner_request_special,
+//! prepend_delivered_header, recipient_delimiter, reset_owner_alias,
+//! stale_lock_time, strict_mailbox_ownership, export_environment,
+//! command_execution_directory, queue_directory.
+
+pub mod agent;
+
+pub use agent::{Env, ForwardError, LocalAgent, LocalConfig, Pw, Resolved, SystemEnv};
