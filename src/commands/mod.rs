@@ -4,6 +4,7 @@ pub mod demo;
 pub mod postalias;
 pub mod postcat;
 pub mod postconf;
+pub mod postdrop;
 pub mod postfix;
 pub mod postmap;
 pub mod postmulti;

@@ -1,6 +1,7 @@
 //! Postfix knowledge shared by all programs: parameters, configuration files,
 //! expansion, diagnostics.
 
+pub mod attr0;
 pub mod config_file;
 pub mod dict;
 pub mod expand;
@@ -26,3 +27,4 @@ pub mod rec_type;
 pub mod record;
 pub mod showq;
 pub mod tok822;
+pub mod user_acl;
