@@ -9,4 +9,5 @@ pub mod postfix;
 pub mod postmap;
 pub mod postmulti;
 pub mod postqueue;
+pub mod postsuper;
 pub mod sendmail;

@@ -554,7 +554,10 @@ pub fn enqueue(conf: &MailConf, sub: &Submission) {
         why = v[1].1.clone();
     }
     pd.dst = None;
-    let _ = pd.child.wait();
+    let closed_ok = pd.child.wait().map(|s| s.success()).unwrap_or(false);
+    if !closed_ok {
+        msg::warn("mail_stream_cleanup: close error");
+    }
     if status != 0 {
         let text = if why.is_empty() {
             cleanup_strerror(status).to_string()
