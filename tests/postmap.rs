@@ -407,15 +407,6 @@ fn usage_texts_without_reference() {
         r.err,
         "postmap: fatal: specify -b -h or -m only with \"-q -\"\n"
     );
-    // Submission without a postdrop at $command_directory (Postfix's texts;
-    // tests/sendmail.rs compares the submission itself).
-    let r = env.run(false, "sendmail", &["-bm"], b"");
-    assert_eq!(r.rc, 75);
-    assert!(
-        r.err.ends_with("/postdrop -r: Application error\n"),
-        "{}",
-        r.err
-    );
     let r = env.run(false, "sendmail", &["-bi", "rcpt"], b"");
     assert_eq!(
         (r.err.as_str(), r.rc),

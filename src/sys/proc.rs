@@ -1,6 +1,7 @@
-//! Process credentials, password/group lookups, resource limits, signal
-//! dispositions and file times: what the submission commands (sendmail,
-//! postdrop) and postsuper need from the kernel and the C library.
+//! Process credentials, the password entry with its GECOS field (for
+//! sendmail's full name; sys::process has the other lookups), resource
+//! limits, signal dispositions and file times: what the submission commands
+//! (sendmail, postdrop) and postsuper need from the kernel and the C library.
 
 use crate::util::latin1;
 use std::ffi::{CStr, CString};
@@ -73,66 +74,6 @@ fn passwd_lookup(by: Result<u32, &str>) -> Option<Passwd> {
 /// getpwuid(3).
 pub fn getpwuid(uid: u32) -> Option<Passwd> {
     passwd_lookup(Ok(uid))
-}
-
-/// getpwnam(3).
-pub fn getpwnam(name: &str) -> Option<Passwd> {
-    passwd_lookup(Err(name))
-}
-
-fn group_lookup(by: Result<u32, &str>) -> Option<(String, u32)> {
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: an all-zero group is a valid value (null pointers, zero id).
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    let rc = match by {
-        Ok(gid) => {
-            // SAFETY: every pointer refers to a live local of the right type
-            // and the buffer length is its real size.
-            unsafe {
-                libc::getgrgid_r(
-                    gid,
-                    &mut gr,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                )
-            }
-        }
-        Err(name) => {
-            let cname = CString::new(latin1::encode(name)).ok()?;
-            // SAFETY: as above; cname is NUL-terminated and outlives the call.
-            unsafe {
-                libc::getgrnam_r(
-                    cname.as_ptr(),
-                    &mut gr,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                )
-            }
-        }
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    Some((cstr_text(gr.gr_name), gr.gr_gid))
-}
-
-/// getgrnam(3): the group's ID.
-pub fn getgrnam(name: &str) -> Option<u32> {
-    group_lookup(Err(name)).map(|(_, g)| g)
-}
-
-/// getgrgid(3): the group's name.
-pub fn getgrgid(gid: u32) -> Option<String> {
-    group_lookup(Ok(gid)).map(|(n, _)| n)
-}
-
-/// getgid(2).
-pub fn getgid() -> u32 {
-    // SAFETY: getgid cannot fail and has no side effects.
-    unsafe { libc::getgid() }
 }
 
 /// Whether the process runs with set-uid/set-gid privileges (Postfix's

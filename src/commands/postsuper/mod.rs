@@ -771,8 +771,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     let optind = g.optind;
 
+    crate::global::maillog::init_syslog(&crate::global::maillog::mail_task(None, &prog));
     let conf = MailConf::read(None).unwrap_or_else(|e| fatal(&e.0));
-    let ids = crate::global::mail_params::check_ids(&conf).unwrap_or_else(|e| fatal(&e));
+    let tag = crate::global::maillog::mail_task(Some(&conf), &prog);
+    if let Err(e) = crate::global::maillog::init(&tag, &conf) {
+        fatal(&e);
+    }
+    let ids = crate::global::mail_params::check_accounts(&conf).unwrap_or_else(|e| fatal(&e));
     if let Ok(Some(v)) = conf.lookup_eval("import_environment") {
         for item in v
             .split([',', ' ', '\t', '\r', '\n'])
