@@ -25,6 +25,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postmap", commands::postmap::main),
     ("postmulti", commands::postmulti::main),
     ("postqueue", commands::postqueue::main),
+    ("postsuper", commands::postsuper::main),
     ("sendmail", commands::sendmail::main),
     ("testd", master::testd::main),
     ("trivial-rewrite", daemons::trivial_rewrite::server::main),

@@ -2,6 +2,7 @@
 //! expansion, diagnostics.
 
 pub mod cfg_parser;
+pub mod attr0;
 pub mod config_file;
 pub mod db_common;
 pub mod deliver_request;
@@ -35,3 +36,4 @@ pub mod rewrite_clnt;
 pub mod showq;
 pub mod tok822;
 pub mod tok822_tree;
+pub mod user_acl;

@@ -94,6 +94,17 @@ pub fn verbose() -> u32 {
     VERBOSE.load(Ordering::Relaxed)
 }
 
+/// Set the verbosity.
+pub fn set_verbose(level: u32) {
+    VERBOSE.store(level, Ordering::Relaxed);
+}
+
+/// Print `program: fatal: text` without exiting (what a forked child of
+/// a Postfix program prints before it exits on its own).
+pub fn emit_fatal_text(text: &str) {
+    emit("fatal: ", text);
+}
+
 /// Raise verbosity by one.
 pub fn more_verbose() {
     VERBOSE.fetch_add(1, Ordering::Relaxed);

@@ -198,6 +198,334 @@ pub fn externalize(tokens: &[Token]) -> String {
     out
 }
 
+/// A node of the parse tree that Postfix's tok822_parse builds: tokens,
+/// address groups and the start of a named group, in a doubly linked list
+/// (kept in an arena, linked by index).
+#[derive(Debug, Clone)]
+enum Kind {
+    Sentinel,
+    Tok(Token),
+    Addr,
+    StartGrp,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    kind: Kind,
+    prev: Option<usize>,
+    next: Option<usize>,
+    head: Option<usize>,
+    tail: Option<usize>,
+    owner: Option<usize>,
+}
+
+/// The parse tree (tok822_parse): a token list where the tokens of each
+/// address are grouped under an address node.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    nodes: Vec<Node>,
+    first: Option<usize>,
+}
+
+impl Tree {
+    fn alloc(&mut self, kind: Kind) -> usize {
+        self.nodes.push(Node {
+            kind,
+            prev: None,
+            next: None,
+            head: None,
+            tail: None,
+            owner: None,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// The token "type" as Postfix compares it: an operator character,
+    /// 0 for a sentinel, or a value above 0xff for the other kinds.
+    fn ty(&self, i: usize) -> u32 {
+        match &self.nodes[i].kind {
+            Kind::Sentinel => 0,
+            Kind::Tok(Token::Op(c)) => *c as u32,
+            Kind::Tok(Token::Atom(_)) => 0x100,
+            Kind::Tok(Token::QString(_)) => 0x101,
+            Kind::Tok(Token::DomLit(_)) => 0x102,
+            Kind::Tok(Token::Comment(_)) => 0x103,
+            Kind::Addr => 0x104,
+            Kind::StartGrp => 0x105,
+        }
+    }
+
+    fn is_word(&self, i: usize) -> bool {
+        matches!(
+            self.nodes[i].kind,
+            Kind::Tok(Token::Atom(_) | Token::QString(_) | Token::DomLit(_))
+        )
+    }
+
+    fn is_comment(&self, i: usize) -> bool {
+        matches!(self.nodes[i].kind, Kind::Tok(Token::Comment(_)))
+    }
+
+    fn cut_before(&mut self, tp: usize) -> Option<usize> {
+        let prev = self.nodes[tp].prev;
+        if let Some(p) = prev {
+            self.nodes[p].next = None;
+            self.nodes[tp].prev = None;
+        }
+        prev
+    }
+
+    fn set_owner_chain(&mut self, mut t: usize, owner: Option<usize>) -> usize {
+        self.nodes[t].owner = owner;
+        while let Some(n) = self.nodes[t].next {
+            t = n;
+            self.nodes[t].owner = owner;
+        }
+        t
+    }
+
+    fn append(&mut self, t1: usize, t2: usize) -> usize {
+        let next = self.nodes[t1].next;
+        self.nodes[t1].next = Some(t2);
+        self.nodes[t2].prev = Some(t1);
+        let owner = self.nodes[t1].owner;
+        let last = self.set_owner_chain(t2, owner);
+        self.nodes[last].next = next;
+        if let Some(n) = next {
+            self.nodes[n].prev = Some(last);
+        }
+        last
+    }
+
+    fn prepend(&mut self, t1: usize, t2: usize) -> usize {
+        let prev = self.nodes[t1].prev;
+        if let Some(p) = prev {
+            self.nodes[p].next = Some(t2);
+        }
+        self.nodes[t2].prev = prev;
+        let owner = self.nodes[t1].owner;
+        let last = self.set_owner_chain(t2, owner);
+        self.nodes[last].next = Some(t1);
+        self.nodes[t1].prev = Some(last);
+        last
+    }
+
+    fn unlink(&mut self, tp: usize) -> Option<usize> {
+        let (prev, next) = (self.nodes[tp].prev, self.nodes[tp].next);
+        if let Some(p) = prev {
+            self.nodes[p].next = next;
+        }
+        if let Some(n) = next {
+            self.nodes[n].prev = prev;
+        }
+        self.nodes[tp].prev = None;
+        self.nodes[tp].next = None;
+        prev
+    }
+
+    fn sub_append(&mut self, t1: usize, t2: usize) {
+        let last = match self.nodes[t1].tail {
+            Some(tail) if self.nodes[t1].head.is_some() => self.append(tail, t2),
+            _ => {
+                self.nodes[t1].head = Some(t2);
+                self.set_owner_chain(t2, Some(t1))
+            }
+        };
+        self.nodes[t1].tail = Some(last);
+    }
+
+    /// Group the tokens strictly between `left` and `right` under a new
+    /// address node, optionally inserting a comma after `left`.
+    fn group(&mut self, left: usize, right: usize, add_comma: bool) -> usize {
+        if left != right
+            && let Some(first) = self.nodes[left].next
+            && first != right
+        {
+            self.cut_before(right);
+            self.cut_before(first);
+            let g = self.alloc(Kind::Addr);
+            self.sub_append(g, first);
+            self.append(left, g);
+            self.append(g, right);
+            if add_comma {
+                let sync = self.alloc(Kind::Tok(Token::Op(',')));
+                self.append(left, sync);
+            }
+        }
+        left
+    }
+
+    fn prev(&self, i: usize) -> usize {
+        self.nodes[i].prev.unwrap_or(i)
+    }
+
+    /// Parse text into a tree (Postfix's tok822_parse).
+    pub fn parse(text: &str) -> Tree {
+        let mut t = Tree {
+            nodes: Vec::new(),
+            first: None,
+        };
+        let toks = scan(text);
+        if toks.is_empty() {
+            return t;
+        }
+        let head = t.alloc(Kind::Sentinel);
+        let mut last = head;
+        for tok in toks {
+            let n = t.alloc(Kind::Tok(tok));
+            t.nodes[last].next = Some(n);
+            t.nodes[n].prev = Some(last);
+            last = n;
+        }
+        let tail = t.alloc(Kind::Sentinel);
+        t.nodes[last].next = Some(tail);
+        t.nodes[tail].prev = Some(last);
+
+        const DO_WORD: u32 = 1;
+        const DO_GROUP: u32 = 2;
+        let mut state = DO_WORD;
+        let mut right = tail;
+        let mut tp = t.prev(tail);
+        while t.ty(tp) != 0 {
+            let ty = t.ty(tp);
+            if t.is_comment(tp) {
+                let prev = t.unlink(tp).unwrap_or(head);
+                right = t.prepend(right, tp);
+                tp = prev;
+                continue;
+            } else if ty == ';' as u32 {
+                right = t.group(tp, right, true);
+                state = DO_GROUP | DO_WORD;
+            } else if ty == ':' as u32 && state & DO_GROUP != 0 {
+                t.nodes[tp].kind = Kind::StartGrp;
+                t.group(tp, right, false);
+                while t.ty(tp) != 0 && t.ty(tp) != ',' as u32 {
+                    tp = t.prev(tp);
+                }
+                right = tp;
+                continue;
+            } else if ty == '>' as u32 {
+                right = t.group(tp, right, true);
+                while t.ty(tp) != 0 && t.ty(tp) != '<' as u32 {
+                    if t.is_comment(tp) {
+                        let prev = t.unlink(tp).unwrap_or(head);
+                        right = t.prepend(right, tp);
+                        tp = prev;
+                        continue;
+                    }
+                    tp = t.prev(tp);
+                }
+                t.group(tp, right, false);
+                while t.ty(tp) != 0 {
+                    let y = t.ty(tp);
+                    let stop = y <= 0xff && ">;,:".contains(char::from_u32(y).unwrap_or('\0'));
+                    if stop {
+                        break;
+                    }
+                    tp = t.prev(tp);
+                }
+                right = tp;
+                state |= DO_WORD;
+                continue;
+            } else if t.is_word(tp) {
+                if state & DO_WORD == 0 {
+                    let l = t.group(tp, right, true);
+                    right = t.nodes[l].next.unwrap_or(right);
+                }
+                state &= !DO_WORD;
+            } else if ty == ',' as u32 {
+                right = t.group(tp, right, false);
+                state |= DO_WORD;
+            } else {
+                state |= DO_WORD;
+            }
+            tp = t.prev(tp);
+        }
+        t.group(tp, right, false);
+        let first = t.nodes[head].next.filter(|&n| n != tail);
+        if let Some(f) = first {
+            t.cut_before(f);
+        }
+        t.cut_before(tail);
+        t.first = first;
+        t
+    }
+
+    fn space_after(&self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        let Some(next) = n.next else { return false };
+        if n.owner.is_some() {
+            return false;
+        }
+        let ty = self.ty(i);
+        if ty == ',' as u32 || matches!(n.kind, Kind::StartGrp) || self.ty(next) == '<' as u32 {
+            return true;
+        }
+        let non_op = |k: &Kind| {
+            matches!(
+                k,
+                Kind::Tok(
+                    Token::Atom(_) | Token::QString(_) | Token::Comment(_) | Token::DomLit(_)
+                ) | Kind::Addr
+            )
+        };
+        non_op(&n.kind) && non_op(&self.nodes[next].kind)
+    }
+
+    fn internalize_from(&self, start: Option<usize>, out: &mut String) {
+        let mut cur = start;
+        while let Some(i) = cur {
+            match &self.nodes[i].kind {
+                Kind::Tok(Token::Op(c)) => out.push(*c),
+                Kind::Tok(Token::Atom(v) | Token::QString(v) | Token::Comment(v)) => {
+                    out.push_str(v)
+                }
+                Kind::Tok(Token::DomLit(v)) => {
+                    out.push('[');
+                    out.push_str(v);
+                    out.push(']');
+                }
+                Kind::Addr => self.internalize_from(self.nodes[i].head, out),
+                Kind::StartGrp => out.push(':'),
+                Kind::Sentinel => {}
+            }
+            if self.space_after(i) {
+                out.push(' ');
+            }
+            cur = self.nodes[i].next;
+        }
+    }
+
+    /// The top-level address nodes, each in internal form (what
+    /// tok822_grep(tree, TOK822_ADDR) plus tok822_internalize give).
+    pub fn addresses(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut cur = self.first;
+        while let Some(i) = cur {
+            if matches!(self.nodes[i].kind, Kind::Addr) {
+                let mut s = String::new();
+                self.internalize_from(self.nodes[i].head, &mut s);
+                v.push(s);
+            }
+            cur = self.nodes[i].next;
+        }
+        v
+    }
+
+    /// The whole tree in internal form.
+    pub fn internalize(&self) -> String {
+        let mut s = String::new();
+        self.internalize_from(self.first, &mut s);
+        s
+    }
+}
+
+/// The addresses in a header value or command-line argument, in internal
+/// form, as Postfix's tok822_parse finds them.
+pub fn parse_addresses(text: &str) -> Vec<String> {
+    Tree::parse(text).addresses()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +554,25 @@ mod tests {
         assert_eq!(internalize(&scan(r#""foo bar""#)), "foo bar");
         assert_eq!(internalize(&scan("a.b@c")), "a.b@c");
         assert_eq!(externalize(&scan("x <y@z>")), "x <y@z>");
+    }
+
+    #[test]
+    fn parse_groups_addresses() {
+        assert_eq!(parse_addresses("a@b, c@d"), vec!["a@b", "c@d"]);
+        assert_eq!(parse_addresses("Name <a@b>"), vec!["a@b"]);
+        assert_eq!(
+            parse_addresses("\"J. Doe\" <j@x> (c), k@y"),
+            vec!["j@x", "k@y"]
+        );
+        assert_eq!(parse_addresses("a b"), vec!["a", "b"]);
+        assert_eq!(parse_addresses("grp: a@b, N <c@d>;"), vec!["a@b", "c@d"]);
+        assert_eq!(parse_addresses("<>"), Vec::<String>::new());
+        assert_eq!(parse_addresses(""), Vec::<String>::new());
+        assert_eq!(
+            parse_addresses("\"odd user\"@x (comment)"),
+            vec!["odd user@x"]
+        );
+        assert_eq!(parse_addresses("<@r:a@b>"), vec!["@r:a@b"]);
+        assert_eq!(Tree::parse("N <a@b>").internalize(), "N <a@b>");
     }
 }

@@ -5,6 +5,7 @@ pub mod ids;
 pub mod inet;
 pub mod net;
 pub mod pcre;
+pub mod proc;
 pub mod pwd;
 pub mod regex;
 pub mod resolve;

@@ -59,6 +59,17 @@ impl<'a> Getopt<'a> {
         self.pos == 0
     }
 
+    /// The position inside the current bundle of flags (0 between words).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Resume inside a bundle (with [`Getopt::optind`], to continue a scan
+    /// over an argument vector that the caller rewrote).
+    pub fn set_pos(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
     /// The next option, or `None` at the first operand / after `--`.
     pub fn next_opt(&mut self) -> Option<Opt> {
         if self.pos == 0 {
