@@ -1,8 +1,8 @@
 //! Postfix knowledge shared by all programs: parameters, configuration files,
 //! expansion, diagnostics.
 
-pub mod cfg_parser;
 pub mod attr0;
+pub mod cfg_parser;
 pub mod config_file;
 pub mod db_common;
 pub mod deliver_request;
