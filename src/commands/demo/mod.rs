@@ -1,69 +1,128 @@
 //! `rostfix demo`: a first try that needs no root.
 //!
 //! Writes an embedded default configuration to `./rostfix-demo/` (main.cf and
-//! master.cf; existing files are kept) and shows it through rostfix's own
-//! configuration engine. Runs as the invoking user; touches nothing outside
-//! that directory.
+//! master.cf; existing files are kept), links the programs into
+//! `libexec/` (daemon_directory) and `bin/` (command_directory) there, and
+//! runs `postfix start-fg` on it: master in the foreground, as the invoking
+//! user, with SMTP on 127.0.0.1:2525. Ctrl-C stops it. Nothing outside that
+//! directory is touched.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::path::{Path, PathBuf};
 
 const MAIN_CF: &str = include_str!("main.cf");
 const MASTER_CF: &str = include_str!("master.cf");
 
+/// Daemons master may start (daemon_directory).
+const DAEMONS: &[&str] = &[
+    "master",
+    "smtpd",
+    "pickup",
+    "cleanup",
+    "qmgr",
+    "trivial-rewrite",
+    "bounce",
+    "showq",
+    "error",
+    "discard",
+    "local",
+    "virtual",
+    "smtp",
+    "lmtp",
+    "pipe",
+    "flush",
+    "postlogd",
+];
+
+/// Commands (command_directory).
+const COMMANDS: &[&str] = &[
+    "postfix",
+    "postconf",
+    "postmap",
+    "postalias",
+    "postcat",
+    "postqueue",
+    "postsuper",
+    "sendmail",
+    "mailq",
+    "newaliases",
+];
+
+fn link(target: &Path, link: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(link) {
+        Ok(_) => std::fs::remove_file(link)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Lay out the demo directory. Returns the absolute config directory.
+pub fn prepare(dir: &Path, exe: &Path) -> Result<PathBuf, String> {
+    let dir = std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for sub in ["", "libexec", "bin", "mail"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
+    }
+    for (name, text) in [("main.cf", MAIN_CF), ("master.cf", MASTER_CF)] {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+    }
+    for name in DAEMONS {
+        link(exe, &dir.join("libexec").join(name)).map_err(|e| format!("link {name}: {e}"))?;
+    }
+    for name in COMMANDS {
+        link(exe, &dir.join("bin").join(name)).map_err(|e| format!("link {name}: {e}"))?;
+    }
+    // postdrop is its own (set-gid) program, built next to rostfix.
+    if let Some(pd) = exe.parent().map(|p| p.join("postdrop"))
+        && pd.exists()
+    {
+        link(&pd, &dir.join("bin").join("postdrop")).map_err(|e| format!("link postdrop: {e}"))?;
+    }
+    Ok(dir)
+}
+
 /// Entry point: `rostfix demo [DIR]`.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let dir = std::path::PathBuf::from(
+    let dir = PathBuf::from(
         args.get(1)
             .cloned()
             .unwrap_or_else(|| OsString::from("rostfix-demo")),
     );
-    let dir = match std::path::absolute(&dir) {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "rostfix".into());
+    let dir = match prepare(&dir, &exe) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("rostfix demo: {}: {e}", dir.display());
+            eprintln!("rostfix demo: {e}");
             return 1;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("rostfix demo: create {}: {e}", dir.display());
-        return 1;
-    }
-    for (name, text) in [("main.cf", MAIN_CF), ("master.cf", MASTER_CF)] {
-        let path = dir.join(name);
-        if path.exists() {
-            continue;
-        }
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("rostfix demo: write {}: {e}", path.display());
-            return 1;
-        }
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|_| "rostfix".into());
     let d = dir.display();
-    println!("rostfix demo: configuration in {d}");
-    println!("effective settings (rostfix postconf -n):");
-    let _ = std::io::stdout().flush();
+    println!("rostfix demo: configuration and queue in {d}");
+    println!("SMTP on 127.0.0.1:2525; logs below; Ctrl-C stops it.");
+    println!("try, from another terminal:");
+    println!("  printf 'HELO me\\r\\nMAIL FROM:<a@example.com>\\r\\nRCPT TO:<you@localhost>\\r\\nDATA\\r\\nSubject: hi\\r\\n\\r\\nhello\\r\\n.\\r\\nQUIT\\r\\n' | nc 127.0.0.1 2525");
+    println!("  {d}/bin/sendmail -C {d} you@localhost < message.txt");
+    println!("  {d}/bin/mailq -C {d}          # the queue");
+    println!("  {d}/bin/postconf -c {d} -n    # the settings");
     let status = std::process::Command::new(&exe)
-        .arg("postconf")
+        .arg("postfix")
         .arg("-c")
         .arg(&dir)
-        .arg("-n")
+        .arg("start-fg")
+        .env("MAIL_CONFIG", &dir)
         .status();
-    if !matches!(status, Ok(s) if s.success()) {
-        eprintln!("rostfix demo: postconf failed");
-        return 1;
+    match status {
+        Ok(s) if s.success() => 0,
+        Ok(s) => s.code().unwrap_or(0),
+        Err(e) => {
+            eprintln!("rostfix demo: run postfix start-fg: {e}");
+            1
+        }
     }
-    let e = exe.display();
-    println!();
-    println!("explore it:");
-    println!("  {e} postconf -c {d} -x mydestination     # expanded value");
-    println!("  {e} postconf -c {d} -M                    # master.cf services");
-    println!("  {e} postconf -c {d} -e relayhost=[smtp.example]:587   # edit main.cf");
-    println!();
-    println!("The SMTP listener on 127.0.0.1:2525 (master, smtpd) is not built yet;");
-    println!("see the status table in README.md.");
-    0
 }
 
 #[cfg(test)]
@@ -74,23 +133,32 @@ mod tests {
     #[test]
     fn embedded_config_is_safe_and_local() {
         let c = MailConf::from_text("/tmp/d", MAIN_CF);
-        assert_eq!(
-            c.lookup_eval("inet_interfaces").unwrap().unwrap(),
-            "127.0.0.1"
-        );
-        assert_eq!(
-            c.lookup_eval("queue_directory").unwrap().unwrap(),
-            "/tmp/d/queue"
-        );
+        assert_eq!(c.lookup_eval("inet_interfaces").unwrap().unwrap(), "127.0.0.1");
+        assert_eq!(c.lookup_eval("queue_directory").unwrap().unwrap(), "/tmp/d/queue");
+        assert_eq!(c.lookup_eval("daemon_directory").unwrap().unwrap(), "/tmp/d/libexec");
         assert_eq!(
             c.lookup_eval("smtpd_forbid_bare_newline").unwrap().unwrap(),
             "normalize"
         );
         assert_eq!(c.compat_level().unwrap(), (3 << 20) | (6 << 10));
-        assert!(
-            MASTER_CF
-                .lines()
-                .any(|l| l.starts_with("127.0.0.1:2525 inet"))
+        assert!(MASTER_CF.lines().any(|l| l.starts_with("127.0.0.1:2525 inet")));
+    }
+
+    #[test]
+    fn prepare_lays_out_links() {
+        let base = std::env::temp_dir().join(format!("rostfix-demo-test-{}", std::process::id()));
+        let dir = prepare(&base, Path::new("/bin/true")).unwrap();
+        for p in ["main.cf", "master.cf", "libexec/smtpd", "bin/sendmail", "mail"] {
+            assert!(dir.join(p).symlink_metadata().is_ok(), "{p}");
+        }
+        assert_eq!(
+            std::fs::read_link(dir.join("libexec/master")).unwrap(),
+            Path::new("/bin/true")
         );
+        // A second run keeps an edited main.cf.
+        std::fs::write(dir.join("main.cf"), "x = 1\n").unwrap();
+        prepare(&base, Path::new("/bin/true")).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("main.cf")).unwrap(), "x = 1\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
