@@ -179,25 +179,6 @@ pub fn probe_socket(family: i32) -> Result<(), i32> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_is_listed_and_resolves() {
-        let list = interfaces().unwrap();
-        assert!(
-            list.iter()
-                .any(|i| i.addr == Some(SockAddr::Inet(Ipv4Addr::LOCALHOST)))
-        );
-        assert_eq!(
-            resolve("127.0.0.1", AF_UNSPEC).unwrap(),
-            vec![SockAddr::Inet(Ipv4Addr::LOCALHOST)]
-        );
-        assert!(probe_socket(AF_INET).is_ok());
-    }
-}
-
 /// The host name of an address (getnameinfo(3) with NI_NAMEREQD).
 /// `Err` is the EAI_* code (EAI_AGAIN is temporary).
 pub fn reverse_name(ip: std::net::IpAddr) -> Result<String, i32> {
@@ -284,5 +265,77 @@ pub fn read_fd(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
             return Err(e);
         }
         return Ok(n as usize);
+    }
+}
+
+/// A TCP connection from a chosen local IPv4 address (bind, then connect):
+/// test clients use 127.0.0.2 to be outside mynetworks.
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+    };
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own; the TcpStream takes ownership
+    // and closes it on every path below.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let sin = |a: std::net::Ipv4Addr, port: u16| {
+        // SAFETY: sockaddr_in is a plain C struct; all-zero is valid.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+        sa
+    };
+    let local = sin(src, 0);
+    // SAFETY: fd is a valid socket; local is a valid sockaddr_in of that size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&local as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let remote = sin(*to.ip(), to.port());
+    // SAFETY: as above, for the remote address.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&remote as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_listed_and_resolves() {
+        let list = interfaces().unwrap();
+        assert!(
+            list.iter()
+                .any(|i| i.addr == Some(SockAddr::Inet(Ipv4Addr::LOCALHOST)))
+        );
+        assert_eq!(
+            resolve("127.0.0.1", AF_UNSPEC).unwrap(),
+            vec![SockAddr::Inet(Ipv4Addr::LOCALHOST)]
+        );
+        assert!(probe_socket(AF_INET).is_ok());
     }
 }

@@ -34,23 +34,27 @@ pub enum Status {
 /// Early exit with the verdict (Postfix's longjmp out of the checks).
 type R = Result<Status, Status>;
 
+/// A temporary DNS failure (the caller defers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsTempFail;
+
 /// Host and DNSBL lookups.
 pub trait Dns {
     /// Does the host name have an address (or MX) record? `Err(())` is a
     /// temporary failure.
-    fn host_exists(&mut self, name: &str) -> Result<bool, ()>;
+    fn host_exists(&mut self, name: &str) -> Result<bool, DnsTempFail>;
     /// The A records of a DNSBL query name.
-    fn dnsbl(&mut self, query: &str) -> Result<Vec<std::net::Ipv4Addr>, ()>;
+    fn dnsbl(&mut self, query: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsTempFail>;
 }
 
 /// The system resolver.
 pub struct SystemDns;
 
 impl Dns for SystemDns {
-    fn host_exists(&mut self, name: &str) -> Result<bool, ()> {
+    fn host_exists(&mut self, name: &str) -> Result<bool, DnsTempFail> {
         Ok(crate::sys::net::resolve(name, libc::AF_UNSPEC).is_ok_and(|v| !v.is_empty()))
     }
-    fn dnsbl(&mut self, query: &str) -> Result<Vec<std::net::Ipv4Addr>, ()> {
+    fn dnsbl(&mut self, query: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsTempFail> {
         Ok(crate::sys::net::resolve(query, libc::AF_INET)
             .map(|v| {
                 v.iter()
@@ -1143,7 +1147,7 @@ impl Checker {
                     format!("<{h}>: {NAME_HELO} rejected: Host not found"),
                 )
             }
-            Err(()) => Self::defer_if(
+            Err(DnsTempFail) => Self::defer_if(
                 &mut st.defer_if_permit,
                 450,
                 "4.7.1",
@@ -1207,7 +1211,7 @@ impl Checker {
                     format!("<{addr}>: {class} rejected: Domain not found"),
                 )
             }
-            Err(()) => Self::defer_if(
+            Err(DnsTempFail) => Self::defer_if(
                 &mut st.defer_if_permit,
                 450,
                 if sender { "4.1.8" } else { "4.1.2" },
@@ -1783,23 +1787,25 @@ impl Checker {
                     ));
                 }
             }
-            rflags::CLASS_VIRTUAL => {
-                if self.virt_mailbox_maps.is_some() && !self.addr_find(st, 5, &rr, addr)? {
-                    let c = self.codes.virt_mailbox;
-                    let t = tn(self, "virtual mailbox");
-                    return Ok(self.reject(
-                        st,
-                        error_class::BOUNCE,
-                        c,
-                        dsn,
-                        format!("<{addr}>: {class} rejected: User unknown{t}"),
-                    ));
-                }
-            }
-            rflags::CLASS_RELAY => {
-                if self.relay_rcpt_maps.is_some() && !self.addr_find(st, 6, &rr, addr)? {
-                    let c = self.codes.relay_rcpt;
-                    let t = tn(self, "relay recipient");
+            rflags::CLASS_VIRTUAL | rflags::CLASS_RELAY => {
+                let virt = r.flags & rflags::CLASS_MASK == rflags::CLASS_VIRTUAL;
+                let (set, which, c, tname) = if virt {
+                    (
+                        self.virt_mailbox_maps.is_some(),
+                        5,
+                        self.codes.virt_mailbox,
+                        "virtual mailbox",
+                    )
+                } else {
+                    (
+                        self.relay_rcpt_maps.is_some(),
+                        6,
+                        self.codes.relay_rcpt,
+                        "relay recipient",
+                    )
+                };
+                if set && !self.addr_find(st, which, &rr, addr)? {
+                    let t = tn(self, tname);
                     return Ok(self.reject(
                         st,
                         error_class::BOUNCE,
@@ -1902,7 +1908,21 @@ impl Checker {
 
 fn rbl_match(pattern: &str, a: &std::net::Ipv4Addr) -> bool {
     let o = a.octets();
-    let parts: Vec<&str> = pattern.split('.').collect();
+    // Split at dots outside [...] groups.
+    let mut parts: Vec<&str> = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in pattern.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => {
+                parts.push(&pattern[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&pattern[start..]);
     parts.len() == 4
         && parts.iter().zip(o.iter()).all(|(p, b)| {
             if let Some(inner) = p.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
@@ -1924,15 +1944,13 @@ fn valid_hostname_utf8(name: &str, utf8: bool) -> bool {
 
 /// Is this `Name: value` (Postfix's is_header)?
 pub fn is_header(s: &str) -> bool {
-    let mut n = 0;
-    for c in s.chars() {
+    for (n, c) in s.chars().enumerate() {
         if c == ':' {
             return n > 0;
         }
         if c.is_ascii_control() || c == ' ' || (c as u32) > 126 {
             return false;
         }
-        n += 1;
     }
     false
 }
@@ -1944,7 +1962,7 @@ pub fn dsn_valid(dsn: &str) -> bool {
         return false;
     }
     let rest = &dsn[2..];
-    let end = rest.find(|c: char| c == ' ').unwrap_or(rest.len());
+    let end = rest.find(' ').unwrap_or(rest.len());
     let parts: Vec<&str> = rest[..end].split('.').collect();
     parts.len() == 2
         && parts[0].len() <= 3

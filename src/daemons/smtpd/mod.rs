@@ -27,6 +27,9 @@ pub mod sink;
 pub mod state;
 pub mod token;
 
+#[cfg(test)]
+mod tests;
+
 use crate::global::mail_conf::MailConf;
 use crate::global::msg;
 use sink::{EndInfo, Finish, MailStart, Recipient, RecordKind, Sink, SinkError, Transaction};

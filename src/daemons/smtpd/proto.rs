@@ -549,7 +549,9 @@ impl<'a> Session<'a> {
             let w = self.st.where_.clone();
             let na = self.st.namaddr.clone();
             if w == "DATA content" {
-                let n = self.act_size + self.inbuf.len() as u64;
+                // Postfix counts what it wrote plus what sits unread in its stream
+                // buffer; a partial line has already left that buffer.
+                let n = self.act_size;
                 self.st
                     .log(format!("{reason} after DATA ({n} bytes) from {na}"));
             } else if w == "BDAT content" {
@@ -1134,13 +1136,13 @@ impl<'a> Session<'a> {
                     }
                 }
             } else if utf8_ok && up == "SMTPUTF8" {
-            } else if up.starts_with("RET=") {
+            } else if let Some(ret) = up.strip_prefix("RET=") {
                 if self.ehlo_discard & M_DSN != 0 {
                     self.st.error_mask |= error_class::PROTOCOL;
                     self.reply("501 5.7.1 DSN support is disabled");
                     return false;
                 }
-                let code = match &up[4..] {
+                let code = match ret {
                     "FULL" => 1,
                     "HDRS" => 2,
                     _ => 0,

@@ -107,10 +107,16 @@ impl State {
             self.namaddr
         );
         if let Some(f) = &self.sender {
-            s.push_str(&format!(" from=<{f}>"));
+            s.push_str(&format!(
+                " from=<{}>",
+                crate::global::quote_822_local::quote_822_local(f)
+            ));
         }
         if let Some(t) = &self.recipient {
-            s.push_str(&format!(" to=<{t}>"));
+            s.push_str(&format!(
+                " to=<{}>",
+                crate::global::quote_822_local::quote_822_local(t)
+            ));
         }
         if !self.protocol.is_empty() {
             s.push_str(&format!(" proto={}", self.protocol));

@@ -20,8 +20,7 @@ fn is_space(c: char) -> bool {
 fn quoted(s: &[char], mut i: usize, tok: &mut Token, start: char, last: char) -> usize {
     let mut stack = vec![last];
     tok.text.push(start);
-    loop {
-        let Some(&c) = s.get(i) else { break };
+    while let Some(&c) = s.get(i) {
         i += 1;
         tok.text.push(c);
         let wanted = *stack.last().unwrap_or(&last);
