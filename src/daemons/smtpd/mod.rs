@@ -157,12 +157,43 @@ fn logger(c: &conf::Conf) -> server::FileLogger {
     }
 }
 
-/// `smtpd [-S] [-L host:port] [-o name=value] [-v]`.
+/// Serve one connection that master's single-server skeleton accepted.
+fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::server::Server) {
+    let c = conf::Conf::new(srv.conf.clone());
+    let mut cfg = proto::Config::from_conf(&c);
+    let mut ck = check::Checker::from_conf(&c);
+    let mut sink = make_sink();
+    let mut log = server::MaillogLogger;
+    match conn {
+        crate::master::server::Conn::Tcp(s) => {
+            let peer = server::tcp_peer(s, &mut log);
+            server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, s, &mut log);
+        }
+        crate::master::server::Conn::Unix(s) => {
+            let mut u = server::UnixConn(s);
+            server::serve(
+                &mut cfg,
+                &mut ck,
+                sink.as_mut(),
+                proto::Peer::stand_alone(),
+                &mut u,
+                &mut log,
+            );
+        }
+    }
+}
+
+/// `smtpd -S` (stdin/stdout), `smtpd -L host:port` (listen by itself), or,
+/// without those, run by master with Postfix's daemon options.
 pub fn main(args: Vec<OsString>) -> i32 {
+    let raw = args.clone();
     let args: Vec<String> = args
         .iter()
         .map(|a| crate::util::latin1::from_os(a))
         .collect();
+    if !args.iter().any(|a| a == "-S" || a == "-L") {
+        return crate::master::server::single_server(raw, service_conn);
+    }
     msg::init("smtpd");
     let mut stream = false;
     let mut listen: Option<String> = None;

@@ -51,6 +51,48 @@ impl Logger for FileLogger {
     }
 }
 
+/// The mail log of master-run daemons (syslog or maillog_file).
+pub struct MaillogLogger;
+
+impl Logger for MaillogLogger {
+    fn log(&mut self, text: &str) {
+        match text.strip_prefix("warning: ") {
+            Some(w) => crate::global::maillog::log("warning", w),
+            None => crate::global::maillog::log("info", text),
+        }
+    }
+}
+
+/// A UNIX-domain connection (a `unix` service in master.cf).
+pub struct UnixConn<'a>(pub &'a mut std::os::unix::net::UnixStream);
+
+impl Conn for UnixConn<'_> {
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>> {
+        self.0
+            .set_read_timeout(Some(t.max(Duration::from_millis(1))))?;
+        match self.0.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    fn write_all_timeout(&mut self, data: &[u8], t: Duration) -> std::io::Result<()> {
+        self.0
+            .set_write_timeout(Some(t.max(Duration::from_millis(1))))?;
+        self.0.write_all(data)
+    }
+    fn pending(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
 /// A connection: read with a timeout, write everything.
 pub trait Conn {
     /// Ok(None) is a timeout, Ok(Some(0)) end of input.
