@@ -27,6 +27,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postqueue", commands::postqueue::main),
     ("postsuper", commands::postsuper::main),
     ("sendmail", commands::sendmail::main),
+    ("smtpd", daemons::smtpd::main),
     ("testd", master::testd::main),
     ("trivial-rewrite", daemons::trivial_rewrite::server::main),
 ];

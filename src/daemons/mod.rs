@@ -5,5 +5,6 @@ pub mod cleanup;
 pub mod local;
 pub mod logsink;
 pub mod pickup;
+pub mod smtpd;
 pub mod trivial_rewrite;
 pub mod virtual_agent;

@@ -179,6 +179,148 @@ pub fn probe_socket(family: i32) -> Result<(), i32> {
     Ok(())
 }
 
+/// The host name of an address (getnameinfo(3) with NI_NAMEREQD).
+/// `Err` is the EAI_* code (EAI_AGAIN is temporary).
+pub fn reverse_name(ip: std::net::IpAddr) -> Result<String, i32> {
+    let mut host = [0u8; 1025];
+    let rc = match ip {
+        std::net::IpAddr::V4(a) => {
+            // SAFETY: sockaddr_in is a plain C struct; all-zero is valid.
+            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+            // SAFETY: sa is a valid sockaddr_in of the given length; host is
+            // a writable buffer of the given length; no service is asked for.
+            unsafe {
+                libc::getnameinfo(
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    host.as_mut_ptr().cast(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NAMEREQD,
+                )
+            }
+        }
+        std::net::IpAddr::V6(a) => {
+            // SAFETY: sockaddr_in6 is a plain C struct; all-zero is valid.
+            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_addr.s6_addr = a.octets();
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe {
+                libc::getnameinfo(
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    host.as_mut_ptr().cast(),
+                    host.len() as libc::socklen_t,
+                    std::ptr::null_mut(),
+                    0,
+                    libc::NI_NAMEREQD,
+                )
+            }
+        }
+    };
+    if rc != 0 {
+        return Err(rc);
+    }
+    let n = host.iter().position(|&b| b == 0).unwrap_or(host.len());
+    Ok(crate::util::latin1::decode(&host[..n]))
+}
+
+/// Wait until `fd` is readable (or at EOF/error) for at most `timeout`.
+/// Ok(false) is a timeout.
+pub fn wait_readable(fd: i32, timeout: std::time::Duration) -> std::io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: p is one valid pollfd; the count is 1.
+        let rc = unsafe { libc::poll(&mut p, 1, ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(rc > 0);
+    }
+}
+
+/// read(2) on a descriptor the caller does not own (stdin).
+pub fn read_fd(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// A TCP connection from a chosen local IPv4 address (bind, then connect):
+/// test clients use 127.0.0.2 to be outside mynetworks.
+pub fn connect_from(
+    src: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+    };
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own; the TcpStream takes ownership
+    // and closes it on every path below.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let sin = |a: std::net::Ipv4Addr, port: u16| {
+        // SAFETY: sockaddr_in is a plain C struct; all-zero is valid.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_port = port.to_be();
+        sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+        sa
+    };
+    let local = sin(src, 0);
+    // SAFETY: fd is a valid socket; local is a valid sockaddr_in of that size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&local as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let remote = sin(*to.ip(), to.port());
+    // SAFETY: as above, for the remote address.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&remote as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

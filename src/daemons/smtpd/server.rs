@@ -1,0 +1,297 @@
+//! The I/O layer around [`Session`]: a read with smtpd_timeout, writes,
+//! pauses, and log output. One connection per call; no protocol knowledge.
+
+use super::check::Checker;
+use super::proto::{Config, Peer, Session};
+use super::sink::Sink;
+use super::state::{Event, PeerCode};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Where log lines go.
+pub trait Logger {
+    fn log(&mut self, text: &str);
+}
+
+/// Postfix's maillog_file format, or stderr (`postfix/smtpd[pid]: text`).
+pub struct FileLogger {
+    pub tag: String,
+    pub host: String,
+    pub file: Option<String>,
+}
+
+impl Logger for FileLogger {
+    fn log(&mut self, text: &str) {
+        let pid = std::process::id();
+        match &self.file {
+            Some(path) if path != "/dev/stderr" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let stamp = crate::sys::time::asctime_local(now)
+                    .map(|s| s[4..19].to_string())
+                    .unwrap_or_default();
+                let line = format!("{stamp} {} {}[{pid}]: {text}\n", self.host, self.tag);
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(crate::util::latin1::to_path(path))
+                {
+                    let _ = f.write_all(&crate::util::latin1::encode(&line));
+                }
+            }
+            _ => {
+                let line = format!("{}[{pid}]: {text}\n", self.tag);
+                let _ = std::io::stderr().write_all(&crate::util::latin1::encode(&line));
+            }
+        }
+    }
+}
+
+/// The mail log of master-run daemons (syslog or maillog_file).
+pub struct MaillogLogger;
+
+impl Logger for MaillogLogger {
+    fn log(&mut self, text: &str) {
+        match text.strip_prefix("warning: ") {
+            Some(w) => crate::global::maillog::log("warning", w),
+            None => crate::global::maillog::log("info", text),
+        }
+    }
+}
+
+/// A UNIX-domain connection (a `unix` service in master.cf).
+pub struct UnixConn<'a>(pub &'a mut std::os::unix::net::UnixStream);
+
+impl Conn for UnixConn<'_> {
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>> {
+        self.0
+            .set_read_timeout(Some(t.max(Duration::from_millis(1))))?;
+        match self.0.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    fn write_all_timeout(&mut self, data: &[u8], t: Duration) -> std::io::Result<()> {
+        self.0
+            .set_write_timeout(Some(t.max(Duration::from_millis(1))))?;
+        self.0.write_all(data)
+    }
+    fn pending(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// A connection: read with a timeout, write everything.
+pub trait Conn {
+    /// Ok(None) is a timeout, Ok(Some(0)) end of input.
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>>;
+    fn write_all_timeout(&mut self, data: &[u8], t: Duration) -> std::io::Result<()>;
+    /// What the client sent already, without waiting.
+    fn pending(&mut self) -> Vec<u8>;
+}
+
+impl Conn for TcpStream {
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>> {
+        self.set_read_timeout(Some(t.max(Duration::from_millis(1))))?;
+        match self.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Some(0)),
+            Err(e) => Err(e),
+        }
+    }
+    fn write_all_timeout(&mut self, data: &[u8], t: Duration) -> std::io::Result<()> {
+        self.set_write_timeout(Some(t.max(Duration::from_millis(1))))?;
+        self.write_all(data)?;
+        self.flush()
+    }
+    fn pending(&mut self) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        if self.set_nonblocking(true).is_err() {
+            return Vec::new();
+        }
+        let n = self.read(&mut buf).unwrap_or(0);
+        let _ = self.set_nonblocking(false);
+        buf.truncate(n);
+        buf
+    }
+}
+
+/// stdin/stdout (`smtpd -S`, `sendmail -bs`).
+pub struct StdioConn;
+
+impl Conn for StdioConn {
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>> {
+        let fd = std::io::stdin().as_raw_fd();
+        if !crate::sys::net::wait_readable(fd, t)? {
+            return Ok(None);
+        }
+        // Read straight from fd 0: Stdin's own buffer would hide data
+        // from the next poll.
+        crate::sys::net::read_fd(fd, buf).map(Some)
+    }
+    fn write_all_timeout(&mut self, data: &[u8], _t: Duration) -> std::io::Result<()> {
+        let mut o = std::io::stdout().lock();
+        o.write_all(data)?;
+        o.flush()
+    }
+    fn pending(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// Serve one session to its end.
+pub fn serve(
+    cfg: &mut Config,
+    ck: &mut Checker,
+    sink: &mut dyn Sink,
+    peer: Peer,
+    conn: &mut dyn Conn,
+    log: &mut dyn Logger,
+) {
+    let timeout = cfg.timeout;
+    let mut s = Session::new(cfg, ck, sink, peer);
+    let first = conn.pending();
+    let mut ev = s.start(&first);
+    let mut buf = vec![0u8; 65536];
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let mut close = false;
+        for e in ev.drain(..) {
+            match e {
+                Event::Reply(b) => out.extend_from_slice(&b),
+                Event::Log(t) => log.log(&t),
+                Event::Sleep(d) => {
+                    if !out.is_empty() && conn.write_all_timeout(&out, timeout).is_err() {
+                        close = true;
+                    }
+                    out.clear();
+                    std::thread::sleep(d);
+                }
+                Event::Close => close = true,
+            }
+        }
+        if !out.is_empty() {
+            let r = conn.write_all_timeout(&out, timeout);
+            out.clear();
+            if r.is_err() && !close {
+                ev = s.eof();
+                continue;
+            }
+        }
+        if close || s.closed() {
+            return;
+        }
+        ev = match conn.read_timeout(&mut buf, timeout) {
+            Ok(Some(0)) | Err(_) => s.eof(),
+            Ok(Some(n)) => s.input(&buf[..n]),
+            Ok(None) => s.timeout(),
+        };
+    }
+}
+
+/// Look up the client's name as Postfix's smtpd_peer does: reverse lookup,
+/// then a forward lookup that must give the address back.
+pub fn lookup_peer(ip: IpAddr, log: &mut dyn Logger) -> (String, String, PeerCode, PeerCode) {
+    let ip = match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
+        a => a,
+    };
+    let addr = crate::global::hostinfo::format_addr(&ip);
+    match crate::sys::net::reverse_name(ip) {
+        Err(code) => {
+            let st = if code == libc::EAI_AGAIN {
+                PeerCode::Temp
+            } else {
+                PeerCode::Perm
+            };
+            ("unknown".into(), "unknown".into(), st, st)
+        }
+        Ok(name) => {
+            if !super::resolve::valid_hostname(&name) {
+                log.log(&format!("warning: {addr}: hostname {name} verification failed: Name or service not known"));
+                return (
+                    "unknown".into(),
+                    "unknown".into(),
+                    PeerCode::Perm,
+                    PeerCode::Perm,
+                );
+            }
+            match crate::sys::net::resolve(&name, libc::AF_UNSPEC) {
+                Err(e) => {
+                    log.log(&format!(
+                        "warning: hostname {name} does not resolve to address {addr}: {}",
+                        e.text()
+                    ));
+                    let st = if e.code == libc::EAI_AGAIN {
+                        PeerCode::Temp
+                    } else {
+                        PeerCode::Forged
+                    };
+                    ("unknown".into(), name, st, PeerCode::Ok)
+                }
+                Ok(list) => {
+                    let hit = list.iter().any(|sa| match sa {
+                        crate::sys::net::SockAddr::Inet(a) => IpAddr::V4(*a) == ip,
+                        crate::sys::net::SockAddr::Inet6(a) => IpAddr::V6(*a) == ip,
+                        crate::sys::net::SockAddr::Other(_) => false,
+                    });
+                    if hit {
+                        (name.clone(), name, PeerCode::Ok, PeerCode::Ok)
+                    } else {
+                        log.log(&format!(
+                            "warning: hostname {name} does not resolve to address {addr}"
+                        ));
+                        ("unknown".into(), name, PeerCode::Forged, PeerCode::Ok)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The peer of an accepted TCP connection.
+pub fn tcp_peer(stream: &TcpStream, log: &mut dyn Logger) -> Peer {
+    let (pa, la) = (stream.peer_addr().ok(), stream.local_addr().ok());
+    let fix = |ip: IpAddr| match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
+        a => a,
+    };
+    let Some(pa) = pa else {
+        return Peer::stand_alone();
+    };
+    let ip = fix(pa.ip());
+    let (name, reverse_name, name_status, reverse_name_status) = lookup_peer(ip, log);
+    Peer {
+        name,
+        reverse_name,
+        addr: crate::global::hostinfo::format_addr(&ip),
+        port: pa.port().to_string(),
+        server_addr: la
+            .map(|a| crate::global::hostinfo::format_addr(&fix(a.ip())))
+            .unwrap_or_default(),
+        server_port: la.map(|a| a.port().to_string()).unwrap_or_default(),
+        name_status,
+        reverse_name_status,
+        stand_alone: false,
+    }
+}
