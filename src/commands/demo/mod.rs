@@ -104,7 +104,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     println!("rostfix demo: configuration and queue in {d}");
     println!("SMTP on 127.0.0.1:2525; logs below; Ctrl-C stops it.");
     println!("try, from another terminal:");
-    println!("  printf 'HELO me\\r\\nMAIL FROM:<a@example.com>\\r\\nRCPT TO:<you@localhost>\\r\\nDATA\\r\\nSubject: hi\\r\\n\\r\\nhello\\r\\n.\\r\\nQUIT\\r\\n' | nc 127.0.0.1 2525");
+    println!(
+        "  printf 'HELO me\\r\\nMAIL FROM:<a@example.com>\\r\\nRCPT TO:<you@localhost>\\r\\nDATA\\r\\nSubject: hi\\r\\n\\r\\nhello\\r\\n.\\r\\nQUIT\\r\\n' | nc 127.0.0.1 2525"
+    );
     println!("  {d}/bin/sendmail -C {d} you@localhost < message.txt");
     println!("  {d}/bin/mailq -C {d}          # the queue");
     println!("  {d}/bin/postconf -c {d} -n    # the settings");
@@ -133,22 +135,41 @@ mod tests {
     #[test]
     fn embedded_config_is_safe_and_local() {
         let c = MailConf::from_text("/tmp/d", MAIN_CF);
-        assert_eq!(c.lookup_eval("inet_interfaces").unwrap().unwrap(), "127.0.0.1");
-        assert_eq!(c.lookup_eval("queue_directory").unwrap().unwrap(), "/tmp/d/queue");
-        assert_eq!(c.lookup_eval("daemon_directory").unwrap().unwrap(), "/tmp/d/libexec");
+        assert_eq!(
+            c.lookup_eval("inet_interfaces").unwrap().unwrap(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            c.lookup_eval("queue_directory").unwrap().unwrap(),
+            "/tmp/d/queue"
+        );
+        assert_eq!(
+            c.lookup_eval("daemon_directory").unwrap().unwrap(),
+            "/tmp/d/libexec"
+        );
         assert_eq!(
             c.lookup_eval("smtpd_forbid_bare_newline").unwrap().unwrap(),
             "normalize"
         );
         assert_eq!(c.compat_level().unwrap(), (3 << 20) | (6 << 10));
-        assert!(MASTER_CF.lines().any(|l| l.starts_with("127.0.0.1:2525 inet")));
+        assert!(
+            MASTER_CF
+                .lines()
+                .any(|l| l.starts_with("127.0.0.1:2525 inet"))
+        );
     }
 
     #[test]
     fn prepare_lays_out_links() {
         let base = std::env::temp_dir().join(format!("rostfix-demo-test-{}", std::process::id()));
         let dir = prepare(&base, Path::new("/bin/true")).unwrap();
-        for p in ["main.cf", "master.cf", "libexec/smtpd", "bin/sendmail", "mail"] {
+        for p in [
+            "main.cf",
+            "master.cf",
+            "libexec/smtpd",
+            "bin/sendmail",
+            "mail",
+        ] {
             assert!(dir.join(p).symlink_metadata().is_ok(), "{p}");
         }
         assert_eq!(
@@ -158,7 +179,10 @@ mod tests {
         // A second run keeps an edited main.cf.
         std::fs::write(dir.join("main.cf"), "x = 1\n").unwrap();
         prepare(&base, Path::new("/bin/true")).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("main.cf")).unwrap(), "x = 1\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("main.cf")).unwrap(),
+            "x = 1\n"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
