@@ -18,6 +18,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("master", master::main),
     ("newaliases", commands::sendmail::main),
     ("pickup", daemons::pickup::main),
+    ("pipe", daemons::pipe::main),
     ("postalias", commands::postalias::main),
     ("postcat", commands::postcat::main),
     ("postconf", commands::postconf::main),

@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod local;
 pub mod logsink;
 pub mod pickup;
+pub mod pipe;
 pub mod smtpd;
 pub mod trivial_rewrite;
 pub mod virtual_agent;

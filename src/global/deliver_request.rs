@@ -70,6 +70,8 @@ pub struct MsgStats {
 pub struct ClientInfo {
     pub name: String,
     pub addr: String,
+    /// The client port (`${client_port}` of pipe(8)).
+    pub port: String,
     pub helo: String,
     pub proto: String,
     pub sasl_method: String,
@@ -348,6 +350,7 @@ impl DeliveryRequest {
         let mut dsn_orcpt = String::new();
         let mut dsn_notify = 0;
         let mut in_content = false;
+        let mut have_log_attr = false;
         loop {
             let off = fp.ftell();
             let t = match rec_get(&mut fp, &mut buf, 0) {
@@ -379,16 +382,31 @@ impl DeliveryRequest {
                 rec_type::FROM => req.sender = text,
                 rec_type::ATTR => {
                     if let Some((n, v)) = text.split_once('=') {
+                        if n.starts_with("log_") {
+                            have_log_attr = true;
+                        }
                         match n {
                             "encoding" => req.encoding = v.to_string(),
                             "envelope_id" => req.dsn_envid = v.to_string(),
                             "ret_flags" => req.dsn_ret = v.parse().unwrap_or(0),
                             "notify_flags" => dsn_notify = v.parse().unwrap_or(0),
                             "dsn_orig_rcpt" => dsn_orcpt = v.to_string(),
-                            "client_name" => req.client.name = v.to_string(),
-                            "client_address" => req.client.addr = v.to_string(),
-                            "helo_name" => req.client.helo = v.to_string(),
-                            "protocol_name" => req.client.proto = v.to_string(),
+                            // The log_* (original client) attributes win
+                            // over the actual client ones, as in qmgr.
+                            "client_name" | "client_address" | "client_port"
+                            | "helo_name" | "protocol_name"
+                                if have_log_attr => {}
+                            "client_name" | "log_client_name" => {
+                                req.client.name = v.to_string()
+                            }
+                            "client_address" | "log_client_address" => {
+                                req.client.addr = v.to_string()
+                            }
+                            "client_port" | "log_client_port" => req.client.port = v.to_string(),
+                            "helo_name" | "log_helo_name" => req.client.helo = v.to_string(),
+                            "protocol_name" | "log_protocol_name" => {
+                                req.client.proto = v.to_string()
+                            }
                             "sasl_method" => req.client.sasl_method = v.to_string(),
                             "sasl_username" => req.client.sasl_username = v.to_string(),
                             "sasl_sender" => req.client.sasl_sender = v.to_string(),

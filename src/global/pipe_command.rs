@@ -35,6 +35,10 @@ pub struct PipeArgs<'a> {
     pub shell: &'a str,
     pub cwd: Option<&'a str>,
     pub time_limit: Duration,
+    /// pipe(8): run this argument vector directly (execvp), ignoring
+    /// `command` and `shell`; `command` is then what reason texts quote
+    /// (Postfix uses argv[0]).
+    pub argv: Option<&'a [String]>,
 }
 
 /// <sysexits.h> codes with their DSN and text (sys_exits.c).
@@ -92,7 +96,11 @@ const OK_CHARS: &str =
 
 fn build_command(args: &PipeArgs) -> Command {
     let cmd = args.command;
-    let mut c = if !args.shell.is_empty() {
+    let mut c = if let Some(v) = args.argv.filter(|v| !v.is_empty()) {
+        let mut c = Command::new(&v[0]);
+        c.args(&v[1..]);
+        c
+    } else if !args.shell.is_empty() {
         let mut v: Vec<&str> = args
             .shell
             .split([' ', '\t'])
@@ -139,9 +147,7 @@ fn build_command(args: &PipeArgs) -> Command {
         c.uid(u).gid(g);
     }
     c.process_group(0);
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.stdin(Stdio::piped());
     c
 }
 
@@ -154,12 +160,45 @@ fn which(name: &str) -> bool {
 /// Run the command with `input` (the already formatted message) on its
 /// standard input.
 pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
-    let mut child = match build_command(args).spawn() {
+    // Standard output and standard error share one pipe, as in Postfix,
+    // so the captured text keeps the order the command wrote it in.
+    let (out_r, out_w) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            return PipeStatus::Defer(Dsn::new(
+                "4.3.0",
+                format!("Delivery failed: {}", crate::global::mbox::errtext(&e)),
+            ));
+        }
+    };
+    let spawned = {
+        let mut cmd = build_command(args);
+        match out_w.try_clone() {
+            Ok(w2) => {
+                cmd.stdout(out_w).stderr(w2);
+            }
+            Err(_) => {
+                cmd.stdout(out_w).stderr(Stdio::null());
+            }
+        }
+        cmd.spawn()
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            // Postfix's child reports the exec failure through its output
-            // and exit status 127 from the shell, or EX_OSERR-like
-            // behaviour; the closest: a deferral.
+            if let Some(v) = args.argv {
+                // Postfix's child reports a failed execvp() on its output
+                // as a fatal error and exits with EX_TEMPFAIL.
+                let text = format!(
+                    "pipe: fatal: pipe_command: execvp {}: {} ",
+                    v.first().map(String::as_str).unwrap_or(""),
+                    crate::global::mbox::errtext(&e)
+                );
+                return PipeStatus::Defer(Dsn::new(
+                    "4.3.0",
+                    format!("temporary failure. Command output: {text}"),
+                ));
+            }
             return PipeStatus::Defer(Dsn::new(
                 "4.3.0",
                 format!("Delivery failed: {}", crate::global::mbox::errtext(&e)),
@@ -168,71 +207,60 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
     };
     let pid = child.id() as i32;
     let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
+    let mut stdout = Some(out_r);
     let deadline = Instant::now() + args.time_limit;
     let mut log: Vec<u8> = Vec::new();
     let mut timed_out = false;
     let mut write_err: Option<std::io::Error> = None;
+    let write_done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let done = &write_done;
         let writer = s.spawn(move || {
-            if let Some(mut w) = stdin.take() {
+            let r = if let Some(mut w) = stdin.take() {
                 w.write_all(input).err()
             } else {
                 None
-            }
+            };
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
         });
-        // Read stdout and stderr (both limited) until both close or time runs out.
-        let fds: Vec<i32> = [stdout.as_ref().map(fd_of), stderr.as_ref().map(fd_of)]
-            .into_iter()
-            .flatten()
-            .collect();
-        let mut open: Vec<bool> = vec![true; fds.len()];
-        while open.iter().any(|o| *o) {
+        // Read the output (limited) until it closes or time runs out.
+        let fd = stdout.as_ref().map(fd_of).unwrap_or(-1);
+        let mut open = true;
+        while open {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 timed_out = true;
                 break;
             }
-            let live: Vec<i32> = fds
-                .iter()
-                .zip(&open)
-                .filter(|(_, o)| **o)
-                .map(|(f, _)| *f)
-                .collect();
-            let ready = crate::sys::process::poll_read(&live, left.as_millis().min(1000) as i32)
-                .unwrap_or_default();
-            for (k, fd) in live.iter().enumerate() {
-                if !ready.get(k).copied().unwrap_or(false) {
-                    continue;
-                }
-                let mut buf = [0u8; 4096];
-                let n = if Some(*fd) == stdout.as_ref().map(fd_of) {
-                    stdout.as_mut().map(|r| r.read(&mut buf)).unwrap_or(Ok(0))
-                } else {
-                    stderr.as_mut().map(|r| r.read(&mut buf)).unwrap_or(Ok(0))
-                };
-                match n {
-                    Ok(0) | Err(_) => {
-                        if let Some(i) = fds.iter().position(|f| f == fd) {
-                            open[i] = false;
-                        }
-                    }
-                    Ok(n) => {
-                        let room = 4096usize.saturating_sub(log.len());
-                        log.extend_from_slice(&buf[..n.min(room)]);
-                    }
+            let ready =
+                crate::sys::process::poll_read(&[fd], left.as_millis().min(1000) as i32)
+                    .unwrap_or_default();
+            if !ready.first().copied().unwrap_or(false) {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            match stdout.as_mut().map(|r| r.read(&mut buf)).unwrap_or(Ok(0)) {
+                Ok(0) | Err(_) => open = false,
+                Ok(n) => {
+                    let room = 4096usize.saturating_sub(log.len());
+                    log.extend_from_slice(&buf[..n.min(room)]);
                 }
             }
         }
         if timed_out {
+            // Which side was waiting, as Postfix's warning tells.
+            if write_done.load(std::sync::atomic::Ordering::SeqCst) {
+                crate::global::msg::warn("pipe_command_read: read time limit exceeded");
+            } else {
+                crate::global::msg::warn("pipe_command_write: write time limit exceeded");
+            }
             let _ = crate::sys::process::kill(-pid, libc::SIGKILL);
             let _ = crate::sys::process::kill(pid, libc::SIGKILL);
         }
         write_err = writer.join().unwrap_or(None);
     });
     drop(stdout);
-    drop(stderr);
     // Wait, with a bound: a command that closed its output but keeps
     // running is killed with its process group.
     let status = loop {
@@ -349,6 +377,7 @@ mod tests {
                 shell: "",
                 cwd: None,
                 time_limit: Duration::from_secs(limit),
+                argv: None,
             },
             b"hello\n",
         )

@@ -1696,6 +1696,7 @@ impl<'e> LocalAgent<'e> {
                 shell: &self.cfg.local_command_shell.clone(),
                 cwd: cwd.as_deref(),
                 time_limit: Duration::from_secs(self.cfg.command_time_limit),
+                argv: None,
             },
             &input,
         );
