@@ -28,6 +28,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postqueue", commands::postqueue::main),
     ("postsuper", commands::postsuper::main),
     ("sendmail", commands::sendmail::main),
+    ("showq", daemons::showq::main),
     ("smtpd", daemons::smtpd::main),
     ("testd", master::testd::main),
     ("trivial-rewrite", daemons::trivial_rewrite::server::main),

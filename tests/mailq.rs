@@ -351,3 +351,124 @@ fn empty_queue_and_errors() {
         }
     }
 }
+
+/// The listing through `public/showq` served by our showq daemon under our
+/// master equals the direct listing, for our postqueue and (when the
+/// reference exists) for Postfix's postqueue as a client of our showq.
+#[test]
+fn listing_through_our_showq_service() {
+    if rostfix::sys::ids::geteuid() != 0 {
+        eprintln!("SKIP listing_through_our_showq_service: needs root (master, chown)");
+        return;
+    }
+    let s = Scratch::new("showq-sock");
+    let qdir = s.path("q");
+    build_queue(&qdir, false);
+    for d in ["public", "private", "pid"] {
+        std::fs::create_dir_all(qdir.join(d)).unwrap();
+    }
+    let bin = s.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for p in ["master", "showq"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), bin.join(p)).unwrap();
+    }
+    let d = s.s();
+    write_conf(
+        &s.path("conf"),
+        &qdir.display().to_string(),
+        &format!(
+            "data_directory = {d}/data\nmaillog_file = {d}/maillog\n\
+maillog_file_prefixes = {d}\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n"
+        ),
+    );
+    let main_cf = s.path("conf/main.cf");
+    let text: String = std::fs::read_to_string(&main_cf)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("daemon_directory") {
+                format!("daemon_directory = {d}/bin\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&main_cf, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&main_cf)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    std::fs::create_dir_all(s.path("data")).unwrap();
+    chown_tree(&qdir);
+    chown_tree(&s.path("data"));
+    std::fs::set_permissions(&s.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = s.path("conf").display().to_string();
+    let direct: Vec<Outcome> = ["-p", "-j"]
+        .iter()
+        .map(|f| {
+            let args = vec!["-c".to_string(), conf.clone(), f.to_string()];
+            run(Impl::Ours, "postqueue", &args, None, &s.0)
+        })
+        .collect();
+    assert!(
+        String::from_utf8_lossy(&direct[0].stderr).contains("Mail system is down"),
+        "{}",
+        direct[0].text()
+    );
+    std::fs::write(
+        s.path("conf/master.cf"),
+        "postlog unix-dgram n - n - 1 postlogd\nshowq unix n - n - - showq\n",
+    )
+    .unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(s.path("conf/master.cf"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut master = std::process::Command::new(bin.join("master"))
+        .args(["-d", "-c", &conf])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !qdir.join("public/showq").exists()
+        && start.elapsed() < std::time::Duration::from_secs(5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut impls = vec![Impl::Ours];
+    if reference().is_some() {
+        impls.push(Impl::Postfix);
+    }
+    let mut failure = None;
+    'outer: for which in impls {
+        for (k, f) in ["-p", "-j"].iter().enumerate() {
+            let args = vec!["-c".to_string(), conf.clone(), f.to_string()];
+            let got = run(which, "postqueue", &args, None, &s.0);
+            if got.stdout != direct[k].stdout || !got.stderr.is_empty() || got.status != 0 {
+                failure = Some(format!(
+                    "{which:?} postqueue {f} through showq\n{}=== direct\n{}=== log\n{}",
+                    got.text(),
+                    direct[k].text(),
+                    std::fs::read_to_string(s.path("maillog")).unwrap_or_default()
+                ));
+                break 'outer;
+            }
+        }
+    }
+    let _ = master.kill();
+    let _ = master.wait();
+    if let Ok(pid) = std::fs::read_to_string(qdir.join("pid/master.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: kill has no memory arguments; the pid is our master's.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    if let Some(f) = failure {
+        panic!("{f}");
+    }
+}

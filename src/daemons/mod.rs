@@ -6,6 +6,7 @@ pub mod local;
 pub mod logsink;
 pub mod pickup;
 pub mod pipe;
+pub mod showq;
 pub mod smtpd;
 pub mod trivial_rewrite;
 pub mod virtual_agent;
