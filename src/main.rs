@@ -14,6 +14,7 @@ type Entry = fn(Vec<OsString>) -> i32;
 const PROGRAMS: &[(&str, Entry)] = &[
     ("cleanup", daemons::cleanup::main),
     ("demo", commands::demo::main),
+    ("flush", daemons::flush::main),
     ("mailq", commands::sendmail::main),
     ("master", master::main),
     ("newaliases", commands::sendmail::main),

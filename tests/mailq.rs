@@ -435,8 +435,7 @@ maillog_file_prefixes = {d}\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
-    while !qdir.join("public/showq").exists()
-        && start.elapsed() < std::time::Duration::from_secs(5)
+    while !qdir.join("public/showq").exists() && start.elapsed() < std::time::Duration::from_secs(5)
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -2,6 +2,7 @@
 //! privilege as their callers are also libraries (DESIGN.md §2).
 
 pub mod cleanup;
+pub mod flush;
 pub mod local;
 pub mod logsink;
 pub mod pickup;

@@ -393,12 +393,10 @@ impl DeliveryRequest {
                             "dsn_orig_rcpt" => dsn_orcpt = v.to_string(),
                             // The log_* (original client) attributes win
                             // over the actual client ones, as in qmgr.
-                            "client_name" | "client_address" | "client_port"
-                            | "helo_name" | "protocol_name"
+                            "client_name" | "client_address" | "client_port" | "helo_name"
+                            | "protocol_name"
                                 if have_log_attr => {}
-                            "client_name" | "log_client_name" => {
-                                req.client.name = v.to_string()
-                            }
+                            "client_name" | "log_client_name" => req.client.name = v.to_string(),
                             "client_address" | "log_client_address" => {
                                 req.client.addr = v.to_string()
                             }

@@ -233,9 +233,8 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
                 timed_out = true;
                 break;
             }
-            let ready =
-                crate::sys::process::poll_read(&[fd], left.as_millis().min(1000) as i32)
-                    .unwrap_or_default();
+            let ready = crate::sys::process::poll_read(&[fd], left.as_millis().min(1000) as i32)
+                .unwrap_or_default();
             if !ready.first().copied().unwrap_or(false) {
                 continue;
             }

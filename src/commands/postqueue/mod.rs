@@ -383,20 +383,6 @@ fn show_queue(conf: &MailConf, mode: Mode) {
     out::flush();
 }
 
-/// Talk to a public service that must answer (mail_connect); false when
-/// nobody listens.
-fn connect(service: &str) -> bool {
-    let path = format!("public/{service}");
-    match std::os::unix::net::UnixStream::connect(&path) {
-        // No flush service speaks our protocol yet: treat it as down.
-        Ok(_) => false,
-        Err(e) => {
-            msg::warn(&format!("connect to {path}: {}", errtext(&e)));
-            false
-        }
-    }
-}
-
 /// Write a trigger to a public service; false when nobody listens.
 fn trigger(service: &str, bytes: &[u8]) -> bool {
     use std::io::Write;
@@ -431,23 +417,6 @@ fn trigger(service: &str, bytes: &[u8]) -> bool {
             }
         }
     }
-}
-
-/// Is `site` eligible for fast flush (fast_flush_domains)? Plain domain
-/// names and their subdomains only; table lookups are not supported yet.
-fn flush_domain_match(conf: &MailConf, site: &str) -> bool {
-    let list = conf
-        .lookup_eval("fast_flush_domains")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let site = site.to_ascii_lowercase();
-    list.split([',', ' ', '\t', '\r', '\n'])
-        .filter(|s| !s.is_empty())
-        .any(|pat| {
-            let pat = pat.to_ascii_lowercase();
-            site == pat || site.ends_with(&format!(".{}", pat.trim_start_matches('.')))
-        })
 }
 
 /// postqueue's entry point (`mailq` passes `-p`).
@@ -585,18 +554,29 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
         Mode::FlushSite => {
             let s = site.unwrap_or_default();
-            if !flush_domain_match(&conf, &s) {
-                fatal(&format!(
+            let mut list = crate::global::flush_clnt::flush_domains(&conf);
+            match crate::global::flush_clnt::send_site(&conf, &mut list, &s) {
+                crate::global::flush_clnt::STAT_OK => {}
+                crate::global::flush_clnt::STAT_BAD => fatal(&format!("Invalid request: \"{s}\"")),
+                crate::global::flush_clnt::STAT_FAIL => {
+                    fatal("Cannot flush mail queue - mail system is down")
+                }
+                crate::global::flush_clnt::STAT_DENY => fatal(&format!(
                     "Flush service is not configured for destination \"{s}\""
-                ));
+                )),
+                n => fatal(&format!("Unknown flush server reply status {n}")),
             }
-            // No flush service yet: as when Postfix's is not running.
-            let _ = connect(&svc("flush_service_name", "flush"));
-            fatal("Cannot flush mail queue - mail system is down");
         }
         Mode::FlushFile => {
-            let _ = connect(&svc("flush_service_name", "flush"));
-            fatal("Cannot flush mail queue - mail system is down");
+            let id = id.unwrap_or_default();
+            match crate::global::flush_clnt::send_file(&conf, &id) {
+                crate::global::flush_clnt::STAT_OK => {}
+                crate::global::flush_clnt::STAT_BAD => fatal(&format!("Invalid request: \"{id}\"")),
+                crate::global::flush_clnt::STAT_FAIL => {
+                    fatal("Cannot flush mail queue - mail system is down")
+                }
+                n => fatal(&format!("Unexpected flush server reply status {n}")),
+            }
         }
         Mode::Default => usage(),
     }

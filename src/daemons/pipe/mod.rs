@@ -20,8 +20,8 @@ use crate::global::mbox::{self, CopyAttr, CopyError, copy};
 use crate::global::msg;
 use crate::global::pipe_command::{PipeArgs, PipeStatus, pipe_command};
 use crate::global::quote_822_local::{SplitParams, quote_822_local, split_addr};
-use crate::global::record::{QueueStream, Rec, rec_get};
 use crate::global::rec_type;
+use crate::global::record::{QueueStream, Rec, rec_get};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -223,9 +223,8 @@ pub struct PipeConf {
 
 impl PipeConf {
     pub fn from_conf(conf: &MailConf, service: &str) -> Result<PipeConf, ConfError> {
-        let s = |n: &str| -> Result<String, ConfError> {
-            Ok(conf.lookup_eval(n)?.unwrap_or_default())
-        };
+        let s =
+            |n: &str| -> Result<String, ConfError> { Ok(conf.lookup_eval(n)?.unwrap_or_default()) };
         let base = conf.get_time("command_time_limit", 's', 1, 0)?;
         let name = format!("{service}_time_limit");
         let time_limit = if conf.raw(&name).is_some() {

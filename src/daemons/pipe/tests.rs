@@ -56,7 +56,10 @@ fn attributes() {
         ("flags=Z user=nobody argv=x", "unknown flag: Z (ignored)"),
         ("user=nobody", "missing argv= command-line attribute"),
         ("argv=x", "missing user= command-line attribute"),
-        ("user=bogus argv=x", "get_service_attr: unknown username: bogus"),
+        (
+            "user=bogus argv=x",
+            "get_service_attr: unknown username: bogus",
+        ),
         (
             "user=nobody:bogus argv=x",
             "get_service_attr: unknown group: bogus",
@@ -81,7 +84,10 @@ fn attributes() {
             "user=nobody size=1k argv=x",
             "get_service_attr: bad size= value: 1k",
         ),
-        ("bogus=1 user=nobody argv=x", "unknown attribute name: bogus=1"),
+        (
+            "bogus=1 user=nobody argv=x",
+            "unknown attribute name: bogus=1",
+        ),
     ] {
         assert_eq!(attr(line).unwrap_err(), err, "{line}");
     }
@@ -135,7 +141,12 @@ fn argv_expansion() {
         v("/p u=joe u=+bb")
     );
     assert_eq!(
-        expand("/p e=${extension},m=${mailbox},d=$domain", &r, flag::FOLD_USER).unwrap(),
+        expand(
+            "/p e=${extension},m=${mailbox},d=$domain",
+            &r,
+            flag::FOLD_USER
+        )
+        .unwrap(),
         v("/p e=ext,m=joe+ext,d=Example.COM e=,m=+bb,d=y e=,m=,d=z")
     );
     assert_eq!(
@@ -250,8 +261,7 @@ fn differential_against_postfix() {
             "dovecot.test" => "dovecot",
             _ => "rec1",
         };
-        let r =
-            DeliveryRequest::from_queue_file(f, "deferred", &id, transport, &domain).unwrap();
+        let r = DeliveryRequest::from_queue_file(f, "deferred", &id, transport, &domain).unwrap();
         let a = parse_attr(&svcs[transport], &FakeIds, forbid(), "postfix", "postdrop").unwrap();
         let conf = PipeConf {
             service: transport.to_string(),

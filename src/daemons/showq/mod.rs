@@ -41,7 +41,11 @@ pub fn encode_entry(e: &QueueEntry) -> Vec<u8> {
     put(&mut b, "queue_id", &e.id);
     put(&mut b, "time", &e.arrival_time.to_string());
     put(&mut b, "size", &e.size.to_string());
-    put(&mut b, "forced_expire", if e.forced_expire { "1" } else { "0" });
+    put(
+        &mut b,
+        "forced_expire",
+        if e.forced_expire { "1" } else { "0" },
+    );
     put(&mut b, "sender", &e.sender);
     for (r, why) in &e.recipients {
         put(&mut b, "recipient", r);
