@@ -461,11 +461,11 @@ maillog_file_prefixes = {d}\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\
     }
     let _ = master.kill();
     let _ = master.wait();
-    if let Ok(pid) = std::fs::read_to_string(qdir.join("pid/master.pid")) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            // SAFETY: kill has no memory arguments; the pid is our master's.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+    if let Ok(pid) = std::fs::read_to_string(qdir.join("pid/master.pid"))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        // SAFETY: kill has no memory arguments; the pid is our master's.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     if let Some(f) = failure {
         panic!("{f}");

@@ -288,13 +288,13 @@ impl Flush {
                     .as_secs()
             };
             if st.len() == 0 {
-                if age(st.modified()) >= self.purge_time {
-                    if let Err(e) = std::fs::remove_file(e.path()) {
-                        msg::warn(&format!(
-                            "remove logfile {name}: {}",
-                            crate::global::config_file::errno_text(&e)
-                        ));
-                    }
+                if age(st.modified()) >= self.purge_time
+                    && let Err(e) = std::fs::remove_file(e.path())
+                {
+                    msg::warn(&format!(
+                        "remove logfile {name}: {}",
+                        crate::global::config_file::errno_text(&e)
+                    ));
                 }
                 continue;
             }

@@ -488,11 +488,7 @@ fn delivered_headers(fp: &mut QueueStream, offset: u64) -> Vec<String> {
     let mut buf = Vec::new();
     let mut line = Vec::new();
     let mut count = 0;
-    loop {
-        let t = match rec_get(fp, &mut buf, 0) {
-            Rec::Type(t) => t,
-            _ => break,
-        };
+    while let Rec::Type(t) = rec_get(fp, &mut buf, 0) {
         if t != rec_type::NORM && t != rec_type::CONT {
             break;
         }

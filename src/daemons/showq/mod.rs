@@ -114,7 +114,7 @@ mod tests {
         b.push(0);
         assert_eq!(
             b,
-            b"protocol\0mail_queue_list_protocol\0\0queue_name\0deferred\0queue_id\0ABC\0time\05\0size\010\0forced_expire\00\0sender\0s@x\0recipient\0r@y\0reason\0why\0\0\0"
+            b"protocol\0mail_queue_list_protocol\0\0queue_name\0deferred\0queue_id\0ABC\0time\x005\0size\x0010\0forced_expire\x000\0sender\0s@x\0recipient\0r@y\0reason\0why\0\0\0"
         );
     }
 }
