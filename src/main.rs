@@ -14,7 +14,10 @@ type Entry = fn(Vec<OsString>) -> i32;
 const PROGRAMS: &[(&str, Entry)] = &[
     ("cleanup", daemons::cleanup::main),
     ("demo", commands::demo::main),
+    ("discard", daemons::agents::discard_main),
+    ("error", daemons::agents::error_main),
     ("flush", daemons::flush::main),
+    ("local", daemons::agents::local_main),
     ("mailq", commands::sendmail::main),
     ("master", master::main),
     ("newaliases", commands::sendmail::main),
@@ -28,11 +31,13 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postmulti", commands::postmulti::main),
     ("postqueue", commands::postqueue::main),
     ("postsuper", commands::postsuper::main),
+    ("qmgr", daemons::qmgr::main),
     ("sendmail", commands::sendmail::main),
     ("showq", daemons::showq::main),
     ("smtpd", daemons::smtpd::main),
     ("testd", master::testd::main),
     ("trivial-rewrite", daemons::trivial_rewrite::server::main),
+    ("virtual", daemons::agents::virtual_main),
 ];
 
 fn usage() -> i32 {

@@ -1,12 +1,14 @@
 //! The Postfix daemons, one module each. Daemons that run with the same
 //! privilege as their callers are also libraries (DESIGN.md §2).
 
+pub mod agents;
 pub mod cleanup;
 pub mod flush;
 pub mod local;
 pub mod logsink;
 pub mod pickup;
 pub mod pipe;
+pub mod qmgr;
 pub mod showq;
 pub mod smtpd;
 pub mod trivial_rewrite;

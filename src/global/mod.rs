@@ -5,6 +5,7 @@ pub mod attr0;
 pub mod cfg_parser;
 pub mod config_file;
 pub mod db_common;
+pub mod deliver_proto;
 pub mod deliver_request;
 pub mod dict;
 pub mod expand;

@@ -125,6 +125,7 @@ pub struct Server {
 enum Listener {
     Tcp(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
+    Fifo(OwnedFd),
 }
 
 fn notify(generation: u32, status: i32) -> bool {
@@ -144,11 +145,24 @@ pub fn single_server(args: Vec<std::ffi::OsString>, service: fn(&mut Conn, &Serv
 /// [`single_server`] with a pre-jail hook: `pre_init` runs with the
 /// configuration after the chdir to the queue directory and before the
 /// chroot and privilege drop (where Postfix daemons open their tables).
-pub fn single_server_init(
+struct Setup {
+    server: Server,
+    /// The status channel to master, kept open while serving.
+    _status: Option<OwnedFd>,
+    listeners: Vec<Listener>,
+    lock: Option<std::fs::File>,
+    generation: u32,
+    max_idle: i64,
+    max_use: i64,
+}
+
+/// What every skeleton does before serving: options, configuration,
+/// logging, the lock file, chdir, privileges, the inherited descriptors.
+fn setup(
     args: Vec<std::ffi::OsString>,
     pre_init: Option<fn(&MailConf)>,
-    service: fn(&mut Conn, &Server),
-) -> i32 {
+    allow_fifo: bool,
+) -> Setup {
     let argv: Vec<String> = args
         .iter()
         .map(|a| crate::util::latin1::from_os(a))
@@ -184,10 +198,12 @@ pub fn single_server_init(
         msg::fatal("no transport type specified");
     };
     let is_inet = transport.eq_ignore_ascii_case("inet");
-    if !is_inet
-        && !transport.eq_ignore_ascii_case("unix")
-        && !transport.eq_ignore_ascii_case("pass")
-    {
+    let is_fifo = transport.eq_ignore_ascii_case("fifo");
+    let known = is_inet
+        || transport.eq_ignore_ascii_case("unix")
+        || transport.eq_ignore_ascii_case("pass")
+        || (allow_fifo && is_fifo);
+    if !known {
         msg::fatal(&format!("unsupported transport type: {transport}"));
     }
     let generation = match std::env::var(super::GEN_NAME) {
@@ -279,13 +295,15 @@ pub fn single_server_init(
         };
         let _ = process::set_cloexec(fd, true);
         listen_fds.push(fd);
-        listeners.push(if is_inet {
+        listeners.push(if is_fifo {
+            Listener::Fifo(owned)
+        } else if is_inet {
             Listener::Tcp(std::net::TcpListener::from(owned))
         } else {
             Listener::Unix(std::os::unix::net::UnixListener::from(owned))
         });
     }
-    let _status: Option<OwnedFd> = process::take_fd(STATUS_FD);
+    let status: Option<OwnedFd> = process::take_fd(STATUS_FD);
     let _ = process::set_cloexec(STATUS_FD, true);
     let _ = process::set_cloexec(super::FLOW_READ, true);
     let _ = process::set_cloexec(super::FLOW_WRITE, true);
@@ -295,6 +313,31 @@ pub fn single_server_init(
         progname,
         listen_fds,
     };
+    Setup {
+        server,
+        _status: status,
+        listeners,
+        lock,
+        generation,
+        max_idle,
+        max_use,
+    }
+}
+
+pub fn single_server_init(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    service: fn(&mut Conn, &Server),
+) -> i32 {
+    let Setup {
+        server,
+        _status,
+        listeners,
+        lock,
+        generation,
+        max_idle,
+        max_use,
+    } = setup(args, pre_init, false);
     let mut use_count = 0i64;
     let mut idle_since = Instant::now();
     while max_use == 0 || use_count < max_use {
@@ -346,6 +389,7 @@ pub fn single_server_init(
                     let _ = s.set_nonblocking(false);
                     Conn::Unix(s)
                 }),
+                Listener::Fifo(_) => None,
             };
             if conn.is_some() {
                 break;
@@ -378,6 +422,114 @@ pub fn single_server_init(
         idle_since = Instant::now();
     }
     0
+}
+
+/// A trigger-driven service (Postfix's trigger_server): master's wakeup
+/// and the `postqueue`/`postsuper`/`sendmail` kicks arrive as a few bytes
+/// on the listener (a FIFO, or a UNIX socket that the client writes and
+/// closes).
+pub trait TriggerService {
+    /// Handle one trigger's bytes.
+    fn trigger(&mut self, data: &[u8], server: &Server);
+    /// Do pending work; return how long the skeleton may wait for the next
+    /// trigger before calling again (`None`: indefinitely).
+    fn tick(&mut self, server: &Server) -> Option<Duration>;
+    /// Whether max_idle and max_use do not apply (qmgr).
+    fn unlimited(&self) -> bool {
+        false
+    }
+}
+
+/// Read what one trigger client sends, briefly and boundedly.
+fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 1024];
+    match l {
+        Listener::Fifo(fd) => {
+            use std::os::fd::AsRawFd;
+            match process::read_fd(fd.as_raw_fd(), &mut buf) {
+                Ok(n) if n > 0 => Some(buf[..n].to_vec()),
+                _ => None,
+            }
+        }
+        Listener::Unix(u) => {
+            let (mut s, _) = u.accept().ok()?;
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let n = s.read(&mut buf).unwrap_or(0);
+            Some(buf[..n].to_vec())
+        }
+        Listener::Tcp(t) => {
+            let (mut s, _) = t.accept().ok()?;
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let n = s.read(&mut buf).unwrap_or(0);
+            Some(buf[..n].to_vec())
+        }
+    }
+}
+
+/// Run a trigger server. Returns the exit status.
+pub fn trigger_server(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    service: &mut dyn TriggerService,
+) -> i32 {
+    let Setup {
+        server,
+        _status,
+        listeners,
+        lock: _lock,
+        generation,
+        max_idle,
+        max_use,
+    } = setup(args, pre_init, true);
+    let unlimited = service.unlimited();
+    let mut use_count = 0i64;
+    let mut idle_since = Instant::now();
+    loop {
+        let next = service.tick(&server);
+        if !unlimited && max_use > 0 && use_count >= max_use {
+            return 0;
+        }
+        let mut wait: Option<Duration> = next;
+        if !unlimited && max_idle > 0 {
+            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
+            if left.is_zero() {
+                if msg::verbose() > 0 {
+                    msg::info("idle timeout -- exiting");
+                }
+                return 0;
+            }
+            wait = Some(wait.map_or(left, |w| w.min(left)));
+        }
+        let ms = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
+        let mut fds: Vec<i32> = server.listen_fds.clone();
+        fds.push(STATUS_FD);
+        let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
+            msg::fatal(&format!(
+                "select: {}",
+                crate::global::config_file::errno_text(&e)
+            ))
+        });
+        if ready.last() == Some(&true) {
+            if msg::verbose() > 0 {
+                msg::info("master disconnect -- exiting");
+            }
+            return 0;
+        }
+        for (k, r) in ready.iter().enumerate().take(listeners.len()) {
+            if !r {
+                continue;
+            }
+            if let Some(data) = read_trigger(&listeners[k]) {
+                notify(generation, STAT_TAKEN);
+                service.trigger(&data, &server);
+                notify(generation, STAT_AVAIL);
+                use_count += 1;
+                idle_since = Instant::now();
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -513,6 +513,11 @@ fn copy_segment(
 /// `-w` it serves one request (one scan of maildrop/) and exits; with it,
 /// it scans again every SECONDS (what master's wakeup timer does).
 pub fn main(args: Vec<OsString>) -> i32 {
+    // Started by master (it always passes the transport type): run on the
+    // trigger-server skeleton.
+    if args.iter().any(|a| a == "-t") {
+        return master_main(args);
+    }
     let args: Vec<String> = args.iter().map(|a| latin1::from_os(a)).collect();
     msg::init("pickup");
     let mut config_dir: Option<String> = None;
@@ -555,4 +560,70 @@ pub fn main(args: Vec<OsString>) -> i32 {
             None => return 0,
         }
     }
+}
+
+/// pickup as master runs it: a trigger service on public/pickup, woken by
+/// master's timer and by postdrop; after queueing mail it wakes the queue
+/// manager (mail_stream_finish's trigger).
+struct MasterPickup {
+    p: Option<(Pickup, MailLog)>,
+    pending: bool,
+}
+
+impl crate::master::server::TriggerService for MasterPickup {
+    fn trigger(&mut self, _data: &[u8], _s: &crate::master::server::Server) {
+        self.pending = true;
+    }
+    fn tick(&mut self, s: &crate::master::server::Server) -> Option<std::time::Duration> {
+        if !self.pending {
+            return None;
+        }
+        self.pending = false;
+        if self.p.is_none() {
+            let p = Pickup::new(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
+            let name = s
+                .conf
+                .get_str("syslog_name", 1, 0)
+                .unwrap_or_else(|_| "postfix".into());
+            self.p = Some((p, MailLog::daemon(&name)));
+        }
+        if let Some((p, log)) = self.p.as_mut()
+            && p.scan(log, &mut cleanup::NoBouncer) > 0
+        {
+            let svc = s
+                .conf
+                .get_str("queue_service_name", 1, 0)
+                .unwrap_or_else(|_| "qmgr".into());
+            wake(&format!("public/{svc}"));
+        }
+        None
+    }
+}
+
+/// Send a wakeup (`W`) to a public trigger service, FIFO or socket.
+fn wake(path: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(m) = std::fs::metadata(path) else {
+        return;
+    };
+    if m.file_type().is_fifo() {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            let _ = f.write_all(b"W");
+        }
+    } else if let Ok(mut c) = std::os::unix::net::UnixStream::connect(path) {
+        let _ = c.write_all(b"W");
+    }
+}
+
+fn master_main(args: Vec<OsString>) -> i32 {
+    let mut svc = MasterPickup {
+        p: None,
+        pending: true,
+    };
+    crate::master::server::trigger_server(args, None, &mut svc)
 }

@@ -1,0 +1,130 @@
+//! The daemon entries of the delivery agents that run on the single-server
+//! skeleton and speak the delivery protocol ([`deliver_proto::serve`]):
+//! local(8), virtual(8), and error(8)/retry and discard(8) of Postfix 3.7.
+//!
+//! error: every recipient bounces (`retry`: is deferred) with the reason
+//! in the next-hop field (`5.0.0`/`4.0.0` unless it starts with a status
+//! code), `relay=none`. discard: every recipient is reported sent with the
+//! next-hop text (`2.0.0`), `relay=none`.
+//!
+//! Trust: requests come from the queue manager over private/<service>.
+//! Privilege: local runs as root (as master.cf says) and writes mailboxes in
+//! child processes as the recipient; the others drop to mail_owner.
+//! Parameters: delay_logging_resolution_limit, and each agent's own.
+
+use crate::daemons::local::{LocalAgent, LocalConfig, SystemEnv};
+use crate::daemons::virtual_agent::{VirtualAgent, VirtualConfig};
+use crate::global::deliver_proto::{self, all_recipients, dsn_split};
+use crate::global::deliver_request::{DeliveryRequest, Dsn, Outcome, RecipientResult};
+use crate::global::mail_conf::MailConf;
+use crate::global::mail_queue::QueueConf;
+use crate::global::msg;
+use crate::master::server::{self, Conn, Server};
+use std::ffi::OsString;
+
+fn queue_conf(conf: &MailConf) -> QueueConf {
+    QueueConf::from_conf(conf).unwrap_or_else(|e| msg::fatal(&e.0))
+}
+
+fn max_res(conf: &MailConf) -> u32 {
+    conf.get_int("delay_logging_resolution_limit", 0, 0)
+        .unwrap_or(2)
+        .clamp(0, 6) as u32
+}
+
+fn no_args(s: &Server) {
+    if let Some(a) = s.options.args.first() {
+        msg::fatal(&format!("unexpected command-line argument: {a}"));
+    }
+}
+
+fn serve_with(
+    conn: &mut Conn,
+    s: &Server,
+    deliver: &mut dyn FnMut(&DeliveryRequest) -> Vec<RecipientResult>,
+) {
+    let qc = queue_conf(&s.conf);
+    deliver_proto::serve(conn, &qc, &s.options.service_name, deliver);
+}
+
+fn check_nexthop(req: &DeliveryRequest) {
+    if req.nexthop.is_empty() {
+        msg::fatal("empty nexthop hostname");
+    }
+}
+
+fn error_service(conn: &mut Conn, s: &Server) {
+    no_args(s);
+    let res = max_res(&s.conf);
+    let service = s.options.service_name.clone();
+    // Postfix picks the behaviour by the master.cf service name.
+    let (def, outcome) = match service.as_str() {
+        "error" => ("5.0.0", Outcome::Bounced),
+        "retry" => ("4.0.0", Outcome::Deferred),
+        other => msg::fatal(&format!("bad error service name: {other}")),
+    };
+    serve_with(conn, s, &mut |req| {
+        check_nexthop(req);
+        let (status, text) = dsn_split(def, &req.nexthop);
+        all_recipients(req, outcome, &Dsn::new(&status, text), "none", res)
+    });
+}
+
+fn discard_service(conn: &mut Conn, s: &Server) {
+    no_args(s);
+    let res = max_res(&s.conf);
+    serve_with(conn, s, &mut |req| {
+        check_nexthop(req);
+        let (status, text) = dsn_split("2.0.0", &req.nexthop);
+        all_recipients(req, Outcome::Sent, &Dsn::new(&status, text), "none", res)
+    });
+}
+
+fn local_service(conn: &mut Conn, s: &Server) {
+    no_args(s);
+    let cfg = LocalConfig::from_conf(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
+    let s_ = |n: &str| {
+        s.conf
+            .lookup_eval(n)
+            .unwrap_or_else(|e| msg::fatal(&e.0))
+            .unwrap_or_default()
+    };
+    let mut env = SystemEnv {
+        relay: s.options.service_name.clone(),
+        myorigin: s_("myorigin"),
+        mydestination: s_("mydestination")
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.to_string())
+            .collect(),
+    };
+    let mut agent = LocalAgent::new(cfg, &s.options.service_name, &mut env);
+    serve_with(conn, s, &mut |req| agent.deliver(req));
+}
+
+fn virtual_service(conn: &mut Conn, s: &Server) {
+    no_args(s);
+    let cfg = VirtualConfig::from_conf(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
+    let mut agent = VirtualAgent::new(cfg, &s.options.service_name);
+    serve_with(conn, s, &mut |req| agent.deliver(req));
+}
+
+/// error(8) and its `retry` personality.
+pub fn error_main(args: Vec<OsString>) -> i32 {
+    server::single_server(args, error_service)
+}
+
+/// discard(8).
+pub fn discard_main(args: Vec<OsString>) -> i32 {
+    server::single_server(args, discard_service)
+}
+
+/// local(8).
+pub fn local_main(args: Vec<OsString>) -> i32 {
+    server::single_server(args, local_service)
+}
+
+/// virtual(8).
+pub fn virtual_main(args: Vec<OsString>) -> i32 {
+    server::single_server(args, virtual_service)
+}

@@ -1,0 +1,686 @@
+//! The queue manager ↔ delivery agent protocol of Postfix 3.7
+//! (deliver_request.c on the agent side, qmgr_deliver.c / deliver_pass.c on
+//! the client side), in the null-terminated attribute encoding of
+//! [`crate::global::attr0`]:
+//!
+//! 1. the agent announces `protocol=delivery_request_protocol`;
+//! 2. the client sends one group with the message attributes (the time
+//!    stamps as `time`, the binary MSG_STATS structure in BASE64) ending
+//!    with `recipient_count`, then one group per recipient
+//!    (`original_recipient recipient offset dsn_orig_rcpt notify_flags`);
+//! 3. the agent delivers, marks finished recipients done in the queue file
+//!    itself, appends deferred/bounced recipients to the defer/bounce logs,
+//!    and answers one group: the hop status (`status diag_type diag_text
+//!    mta_type mta_mname action reason`) and the integer `status` (0: all
+//!    bookkeeping done, otherwise [`DEL_STAT_DEFER`]);
+//! 4. the agent waits for the client to close.
+//!
+//! Per-recipient outcomes never travel on the wire: the queue file (done
+//! marks) and the defer/bounce logs carry them, as in Postfix.
+//!
+//! [`serve`] is the agent side every delivery agent calls.
+
+use crate::global::attr0;
+use crate::global::deliver_request::{
+    DeliveryRequest, Dsn, MsgStats, Outcome, Recipient, RecipientResult, TimeVal, log_line, now,
+};
+use crate::global::mail_queue::{self, QueueConf};
+use crate::global::msg;
+use crate::global::rec_type;
+use crate::util::stringops::{base64_decode, base64_encode};
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// The protocol name the agent announces.
+pub const PROTO_DELIVER: &str = "delivery_request_protocol";
+/// The final status: everything recorded.
+pub const DEL_STAT_FINAL: i32 = 0;
+/// The final status: some bookkeeping failed, try again.
+pub const DEL_STAT_DEFER: i32 = 1;
+/// The size of Postfix's MSG_STATS on LP64 (5 timevals and an int, padded).
+const MSG_STATS_SIZE: usize = 88;
+
+/// A site- or transport-level status the agent reports (dsn_print).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HopStatus {
+    pub status: String,
+    pub dtype: String,
+    pub dtext: String,
+    pub mtype: String,
+    pub mname: String,
+    pub action: String,
+    pub reason: String,
+}
+
+/// What the agent answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub hop: HopStatus,
+    pub status: i32,
+}
+
+/// The MSG_STATS structure as Postfix sends it (native byte order).
+pub fn stats_encode(s: &MsgStats) -> String {
+    let mut b = Vec::with_capacity(MSG_STATS_SIZE);
+    for t in [
+        s.incoming_arrival,
+        s.active_arrival,
+        s.agent_handoff,
+        s.conn_setup_done,
+        s.deliver_done,
+    ] {
+        b.extend_from_slice(&t.0.to_ne_bytes());
+        b.extend_from_slice(&t.1.to_ne_bytes());
+    }
+    b.resize(MSG_STATS_SIZE, 0);
+    base64_encode(&b)
+}
+
+/// The inverse of [`stats_encode`].
+pub fn stats_decode(text: &str) -> Option<MsgStats> {
+    let b = base64_decode(text)?;
+    if b.len() != MSG_STATS_SIZE {
+        return None;
+    }
+    let tv = |i: usize| -> TimeVal {
+        let o = i * 16;
+        let s = i64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+        let u = i64::from_ne_bytes(b[o + 8..o + 16].try_into().unwrap_or([0; 8]));
+        (s, u)
+    };
+    Some(MsgStats {
+        incoming_arrival: tv(0),
+        active_arrival: tv(1),
+        agent_handoff: tv(2),
+        conn_setup_done: tv(3),
+        deliver_done: tv(4),
+    })
+}
+
+/// Encode a request as the client sends it (the common group and one group
+/// per recipient).
+pub fn encode_request(req: &DeliveryRequest) -> Vec<u8> {
+    let flags = req.flags.to_string();
+    let off = req.data_offset.to_string();
+    let size = req.data_size.to_string();
+    let utf8 = if req.smtputf8 { "1" } else { "0" };
+    let ret = req.dsn_ret.to_string();
+    let stats = stats_encode(&req.stats);
+    let count = req.rcpt.len().to_string();
+    let mut out = attr0::encode(&[
+        ("flags", &flags),
+        ("queue_name", &req.queue_name),
+        ("queue_id", &req.queue_id),
+        ("offset", &off),
+        ("size", &size),
+        ("nexthop", &req.nexthop),
+        ("encoding", &req.encoding),
+        ("smtputf8", utf8),
+        ("sender", &req.sender),
+        ("envelope_id", &req.dsn_envid),
+        ("ret_flags", &ret),
+        ("time", &stats),
+        ("log_client_name", &req.client.name),
+        ("log_client_address", &req.client.addr),
+        ("log_client_port", ""),
+        ("log_protocol_name", &req.client.proto),
+        ("log_helo_name", &req.client.helo),
+        ("sasl_method", &req.client.sasl_method),
+        ("sasl_username", &req.client.sasl_username),
+        ("sasl_sender", &req.client.sasl_sender),
+        ("log_ident", &req.queue_id),
+        ("rewrite_context", "remote"),
+        ("recipient_count", &count),
+    ]);
+    for r in &req.rcpt {
+        let off = r.offset.to_string();
+        let notify = r.dsn_notify.to_string();
+        out.extend(attr0::encode(&[
+            ("original_recipient", &r.orig_addr),
+            ("recipient", &r.address),
+            ("offset", &off),
+            ("dsn_orig_rcpt", &r.dsn_orcpt),
+            ("notify_flags", &notify),
+        ]));
+    }
+    out
+}
+
+fn strict<'a>(g: &'a [(String, String)], names: &[&str]) -> Result<Vec<&'a str>, String> {
+    if g.len() != names.len() {
+        return Err(format!(
+            "expected {} attributes, got {}",
+            names.len(),
+            g.len()
+        ));
+    }
+    let mut v = Vec::new();
+    for ((n, val), want) in g.iter().zip(names) {
+        if n != want {
+            return Err(format!("unexpected attribute {n} (expected {want})"));
+        }
+        v.push(val.as_str());
+    }
+    Ok(v)
+}
+
+fn num<T: std::str::FromStr>(s: &str, name: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("bad numerical attribute {name}: {s}"))
+}
+
+/// Read a request as the agent receives it (deliver_request_get), without
+/// the queue file checks. Postfix's warning text on failure.
+pub fn read_request<R: BufRead + ?Sized>(r: &mut R) -> Result<DeliveryRequest, String> {
+    const COMMON: [&str; 23] = [
+        "flags",
+        "queue_name",
+        "queue_id",
+        "offset",
+        "size",
+        "nexthop",
+        "encoding",
+        "smtputf8",
+        "sender",
+        "envelope_id",
+        "ret_flags",
+        "time",
+        "log_client_name",
+        "log_client_address",
+        "log_client_port",
+        "log_protocol_name",
+        "log_helo_name",
+        "sasl_method",
+        "sasl_username",
+        "sasl_sender",
+        "log_ident",
+        "rewrite_context",
+        "recipient_count",
+    ];
+    let bad = || "deliver_request_get: error receiving common attributes".to_string();
+    let g = attr0::scan(r).map_err(|_| bad())?.ok_or_else(bad)?;
+    let v = strict(&g, &COMMON).map_err(|_| bad())?;
+    let mut req = DeliveryRequest {
+        flags: num(v[0], "flags").map_err(|_| bad())?,
+        queue_name: v[1].to_string(),
+        queue_id: v[2].to_string(),
+        data_offset: num(v[3], "offset").map_err(|_| bad())?,
+        data_size: num(v[4], "size").map_err(|_| bad())?,
+        nexthop: v[5].to_string(),
+        encoding: v[6].to_string(),
+        smtputf8: v[7] != "0",
+        sender: v[8].to_string(),
+        dsn_envid: v[9].to_string(),
+        dsn_ret: num(v[10], "ret_flags").map_err(|_| bad())?,
+        stats: stats_decode(v[11]).ok_or_else(bad)?,
+        ..Default::default()
+    };
+    req.client.name = v[12].to_string();
+    req.client.addr = v[13].to_string();
+    req.client.proto = v[15].to_string();
+    req.client.helo = v[16].to_string();
+    req.client.sasl_method = v[17].to_string();
+    req.client.sasl_username = v[18].to_string();
+    req.client.sasl_sender = v[19].to_string();
+    let count: i64 = num(v[22], "recipient_count").map_err(|_| bad())?;
+    let rbad = || "deliver_request_get: error receiving recipient attributes".to_string();
+    for _ in 0..count.clamp(0, 100_000) {
+        let g = attr0::scan(r).map_err(|_| rbad())?.ok_or_else(rbad)?;
+        let v = strict(
+            &g,
+            &[
+                "original_recipient",
+                "recipient",
+                "offset",
+                "dsn_orig_rcpt",
+                "notify_flags",
+            ],
+        )
+        .map_err(|_| rbad())?;
+        req.rcpt.push(Recipient {
+            orig_addr: v[0].to_string(),
+            address: v[1].to_string(),
+            offset: num(v[2], "offset").map_err(|_| rbad())?,
+            dsn_orcpt: v[3].to_string(),
+            dsn_notify: num(v[4], "notify_flags").map_err(|_| rbad())?,
+        });
+    }
+    if req.rcpt.is_empty() {
+        return Err(format!(
+            "{}: no recipients in delivery request for destination {}",
+            req.queue_id, req.nexthop
+        ));
+    }
+    Ok(req)
+}
+
+/// Encode the agent's final answer.
+pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+    let st = reply.status.to_string();
+    let h = &reply.hop;
+    attr0::encode(&[
+        ("status", &h.status),
+        ("diag_type", &h.dtype),
+        ("diag_text", &h.dtext),
+        ("mta_type", &h.mtype),
+        ("mta_mname", &h.mname),
+        ("action", &h.action),
+        ("reason", &h.reason),
+        ("status", &st),
+    ])
+}
+
+/// Decode the agent's final answer.
+pub fn read_reply<R: BufRead + ?Sized>(r: &mut R) -> Result<Reply, String> {
+    let g = attr0::scan(r)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "unexpected end of input".to_string())?;
+    let v = strict(
+        &g,
+        &[
+            "status",
+            "diag_type",
+            "diag_text",
+            "mta_type",
+            "mta_mname",
+            "action",
+            "reason",
+            "status",
+        ],
+    )?;
+    Ok(Reply {
+        hop: HopStatus {
+            status: v[0].into(),
+            dtype: v[1].into(),
+            dtext: v[2].into(),
+            mtype: v[3].into(),
+            mname: v[4].into(),
+            action: v[5].into(),
+            reason: v[6].into(),
+        },
+        status: num(v[7], "status")?,
+    })
+}
+
+/// The client side over a connected stream (qmgr_deliver): check the
+/// greeting, send the request, wait for the reply.
+pub fn deliver_via<S: Read + Write>(stream: S, req: &DeliveryRequest) -> Result<Reply, String> {
+    let mut r = BufReader::new(stream);
+    let g = attr0::scan(&mut r)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "unexpected end of input".to_string())?;
+    if g.len() != 1 || g[0].0 != "protocol" || g[0].1 != PROTO_DELIVER {
+        return Err("bad protocol greeting".into());
+    }
+    r.get_mut()
+        .write_all(&encode_request(req))
+        .and_then(|_| r.get_mut().flush())
+        .map_err(|e| e.to_string())?;
+    read_reply(&mut r)
+}
+
+/// Append one recipient to a defer/bounce log (bounce_append_service's
+/// format: a blank line, the legacy `<rcpt>: reason` line, the key=value
+/// lines, a blank line). `service` is `defer` or `bounce`.
+pub fn log_append(
+    qc: &QueueConf,
+    service: &str,
+    id: &str,
+    rcpt: &Recipient,
+    dsn: &Dsn,
+    action: &str,
+) -> io::Result<()> {
+    use crate::global::quote_822_local::quote_822_local;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let rel = qc.path(service, id);
+    // Files and directories belong to the owner of the log's queue
+    // directory (mail_owner), also when a root agent such as local writes.
+    let owner = std::fs::metadata(service).ok().map(|m| (m.uid(), m.gid()));
+    let chown = |p: &str| {
+        if crate::sys::geteuid() == 0
+            && let Some((u, g)) = owner
+        {
+            let _ = crate::sys::process::chown(p, Some(u), Some(g));
+        }
+    };
+    if let Some(dir) = std::path::Path::new(&rel).parent()
+        && !dir.exists()
+    {
+        let _ = std::fs::create_dir_all(dir);
+        chown(&dir.to_string_lossy());
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&rel)?;
+    chown(&rel);
+    crate::sys::lock::flock(&f, crate::sys::lock::LockOp::Exclusive)?;
+    let q = |a: &str| {
+        if a.is_empty() {
+            String::new()
+        } else {
+            quote_822_local(a)
+        }
+    };
+    let mut s = String::from("\n");
+    s.push_str(&format!("<{}>: {}\n", q(&rcpt.address), dsn.reason));
+    s.push_str(&format!(
+        "recipient={}\n",
+        if rcpt.address.is_empty() {
+            "<>".to_string()
+        } else {
+            q(&rcpt.address)
+        }
+    ));
+    if !rcpt.orig_addr.is_empty() && !rcpt.orig_addr.eq_ignore_ascii_case(&rcpt.address) {
+        s.push_str(&format!("original_recipient={}\n", q(&rcpt.orig_addr)));
+    }
+    if rcpt.offset > 0 {
+        s.push_str(&format!("offset={}\n", rcpt.offset));
+    }
+    if !rcpt.dsn_orcpt.is_empty() {
+        s.push_str(&format!("dsn_orig_rcpt={}\n", rcpt.dsn_orcpt));
+    }
+    if rcpt.dsn_notify != 0 {
+        s.push_str(&format!("notify_flags={}\n", rcpt.dsn_notify));
+    }
+    if !dsn.status.is_empty() {
+        s.push_str(&format!("status={}\n", dsn.status));
+    }
+    s.push_str(&format!("action={action}\n"));
+    if !dsn.reason.is_empty() {
+        s.push_str(&format!("reason={}\n", dsn.reason));
+    }
+    s.push('\n');
+    f.write_all(&crate::util::latin1::encode(&s))?;
+    f.sync_all()
+}
+
+/// Mark a recipient done in the queue file (deliver_completed).
+pub fn mark_done(file: &mut std::fs::File, offset: i64) -> io::Result<()> {
+    if offset <= 0 {
+        return Ok(());
+    }
+    crate::global::record::rec_put_type(file, rec_type::DONE, offset as u64)?;
+    file.flush()
+}
+
+/// Record what a delivery agent did (the agent halves of sent(),
+/// defer_append(), bounce_append() and deliver_completed()): defer/bounce
+/// log entries, and done marks for every request recipient none of whose
+/// results was deferred. The agents log their own lines. Returns the final
+/// status for the client.
+pub fn record_results(qc: &QueueConf, req: &DeliveryRequest, results: &[RecipientResult]) -> i32 {
+    let mut status = DEL_STAT_FINAL;
+    let mut deferred = vec![false; req.rcpt.len()];
+    let mut failed = vec![false; req.rcpt.len()];
+    for r in results {
+        let (service, action) = match r.outcome {
+            Outcome::Sent => continue,
+            Outcome::Deferred => ("defer", "delayed"),
+            Outcome::Bounced => ("bounce", "failed"),
+        };
+        if r.outcome == Outcome::Deferred
+            && let Some(d) = deferred.get_mut(r.index)
+        {
+            *d = true;
+        }
+        if let Err(e) = log_append(qc, service, &req.queue_id, &r.rcpt, &r.dsn, action) {
+            msg::warn(&format!(
+                "{}: append file {service} {}: {e}",
+                req.queue_id, req.queue_id
+            ));
+            status = DEL_STAT_DEFER;
+            if let Some(f) = failed.get_mut(r.index) {
+                *f = true;
+            }
+        }
+    }
+    let path = qc.path(&req.queue_name, &req.queue_id);
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            for (i, r) in req.rcpt.iter().enumerate() {
+                if deferred[i] || failed[i] {
+                    continue;
+                }
+                if let Err(e) = mark_done(&mut f, r.offset) {
+                    msg::warn(&format!("{}: update queue file: {e}", req.queue_id));
+                    status = DEL_STAT_DEFER;
+                }
+            }
+            let _ = f.sync_all();
+        }
+        Err(e) => {
+            msg::warn(&format!("open {path}: {e}"));
+            status = DEL_STAT_DEFER;
+        }
+    }
+    status
+}
+
+/// Check the queue name and ID (mail_open_ok) and point the request at the
+/// file.
+pub fn check_queue_file(qc: &QueueConf, req: &mut DeliveryRequest) -> Result<(), String> {
+    if !mail_queue::name_ok(&req.queue_name) || !mail_queue::id_ok(&req.queue_id) {
+        return Err(format!(
+            "mail_open_ok: bad queue file name: {}/{}",
+            req.queue_name, req.queue_id
+        ));
+    }
+    let path = qc.path(&req.queue_name, &req.queue_id);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(format!("mail_open_ok: {path}: not a regular file")),
+        Err(e) => return Err(format!("mail_open_ok: {path}: {e}")),
+    }
+    req.queue_file = std::path::PathBuf::from(path);
+    Ok(())
+}
+
+/// The agent side of one connection: greet, read the request, let
+/// `deliver` do the work and return the per-recipient results (the agent
+/// logs them), record them, answer, wait for the client to close. A
+/// malformed request is logged and the connection dropped, as Postfix does.
+pub fn serve<S: Read + Write>(
+    stream: &mut S,
+    qc: &QueueConf,
+    transport: &str,
+    deliver: &mut dyn FnMut(&DeliveryRequest) -> Vec<RecipientResult>,
+) {
+    if stream
+        .write_all(&attr0::encode(&[("protocol", PROTO_DELIVER)]))
+        .and_then(|_| stream.flush())
+        .is_err()
+    {
+        return;
+    }
+    let mut r = BufReader::new(&mut *stream);
+    let mut req = match read_request(&mut r) {
+        Ok(q) => q,
+        Err(e) => {
+            msg::warn(&e);
+            return;
+        }
+    };
+    drop(r);
+    if let Err(e) = check_queue_file(qc, &mut req) {
+        msg::warn(&e);
+        return;
+    }
+    req.transport = transport.to_string();
+    if req.stats.agent_handoff.0 == 0 {
+        req.stats.agent_handoff = now();
+    }
+    let results = deliver(&req);
+    let status = record_results(qc, &req, &results);
+    let reply = Reply {
+        hop: HopStatus::default(),
+        status,
+    };
+    if stream
+        .write_all(&encode_reply(&reply))
+        .and_then(|_| stream.flush())
+        .is_ok()
+    {
+        let mut b = [0u8; 1];
+        let _ = stream.read(&mut b);
+    }
+}
+
+/// Split `4.x.y text` in a nexthop into (status, text), or use `def`
+/// (dsn_split).
+pub fn dsn_split(def: &str, text: &str) -> (String, String) {
+    let t = text.trim_start();
+    let code_len = {
+        let b = t.as_bytes();
+        let mut i = 0;
+        let mut ok = matches!(b.first(), Some(b'2' | b'4' | b'5')) && b.get(1) == Some(&b'.');
+        if ok {
+            i = 2;
+            for part in 0..2 {
+                let s = i;
+                while i < b.len() && b[i].is_ascii_digit() && i - s < 3 {
+                    i += 1;
+                }
+                if i == s {
+                    ok = false;
+                    break;
+                }
+                if part == 0 {
+                    if b.get(i) != Some(&b'.') {
+                        ok = false;
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            if ok && i < b.len() && !b[i].is_ascii_whitespace() {
+                ok = false;
+            }
+        }
+        if ok { i } else { 0 }
+    };
+    if code_len > 0 {
+        (
+            t[..code_len].to_string(),
+            t[code_len..].trim_start().to_string(),
+        )
+    } else {
+        (def.to_string(), t.to_string())
+    }
+}
+
+/// A result for every request recipient with the same outcome (the
+/// error, retry and discard agents), logged as Postfix logs it.
+pub fn all_recipients(
+    req: &DeliveryRequest,
+    outcome: Outcome,
+    dsn: &Dsn,
+    relay: &str,
+    max_res: u32,
+) -> Vec<RecipientResult> {
+    let t = now();
+    req.rcpt
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let log = log_line(
+                &req.queue_id,
+                &req.stats,
+                r,
+                relay,
+                dsn,
+                outcome.status_word(),
+                t,
+                max_res,
+            );
+            msg::info(&log);
+            RecipientResult {
+                rcpt: r.clone(),
+                index: i,
+                outcome,
+                dsn: dsn.clone(),
+                relay: relay.to_string(),
+                bounce_to: None,
+                log,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip() {
+        let req = DeliveryRequest {
+            flags: 1,
+            queue_name: "active".into(),
+            queue_id: "ABCDEF123".into(),
+            data_offset: 300,
+            data_size: 42,
+            nexthop: "example.com".into(),
+            sender: "s@example.org".into(),
+            stats: MsgStats {
+                incoming_arrival: (1_700_000_000, 5),
+                active_arrival: (1_700_000_001, 6),
+                ..Default::default()
+            },
+            rcpt: vec![Recipient {
+                orig_addr: "o@x".into(),
+                address: "r@x".into(),
+                offset: 200,
+                dsn_orcpt: "rfc822;o@x".into(),
+                dsn_notify: 6,
+            }],
+            ..Default::default()
+        };
+        let b = encode_request(&req);
+        assert!(b.starts_with(b"flags\x001\x00queue_name\x00active\x00"));
+        let got = read_request(&mut &b[..]).unwrap();
+        assert_eq!(got.queue_id, "ABCDEF123");
+        assert_eq!(got.data_offset, 300);
+        assert_eq!(got.stats, req.stats);
+        assert_eq!(got.rcpt, req.rcpt);
+        // A truncated request is refused.
+        assert!(read_request(&mut &b[..b.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn reply_round_trip() {
+        let r = Reply {
+            hop: HopStatus {
+                status: "4.4.1".into(),
+                reason: "connect failed".into(),
+                ..Default::default()
+            },
+            status: 1,
+        };
+        let b = encode_reply(&r);
+        assert!(b.starts_with(b"status\x004.4.1\x00diag_type\x00\x00"));
+        assert!(b.ends_with(b"status\x001\x00\x00"));
+        assert_eq!(read_reply(&mut &b[..]).unwrap(), r);
+    }
+
+    #[test]
+    fn dsn_split_forms() {
+        assert_eq!(
+            dsn_split("5.0.0", "5.1.1 User unknown"),
+            ("5.1.1".into(), "User unknown".into())
+        );
+        assert_eq!(
+            dsn_split("4.0.0", "5.1.1 gone"),
+            ("5.1.1".into(), "gone".into())
+        );
+        assert_eq!(
+            dsn_split("5.0.0", "mail for x loops back"),
+            ("5.0.0".into(), "mail for x loops back".into())
+        );
+    }
+}
