@@ -454,10 +454,15 @@ impl Qmgr {
         };
         base.stats.active_arrival = now();
         base.flags = DEL_REQ_FLAG_DEFLT;
+        // nrcpt is the recipient count of the SIZE record (all recipients,
+        // delivered ones included), as Postfix logs it.
+        let nrcpt = match sizes.get(2) {
+            Some(&n) if n > 0 => n,
+            _ => base.rcpt.len() as i64,
+        };
         msg::info(&format!(
-            "{id}: from=<{}>, size={cont_length}, nrcpt={} (queue active)",
-            base.sender,
-            base.rcpt.len()
+            "{id}: from=<{}>, size={cont_length}, nrcpt={nrcpt} (queue active)",
+            base.sender
         ));
         let create_time = if base.stats.incoming_arrival.0 > 0 {
             base.stats.incoming_arrival.0
