@@ -64,10 +64,16 @@ impl MailLog {
             });
             return;
         }
+        // The line carries the name of the program whose work it reports;
+        // the host program's own lines keep their tag.
+        let saved = maillog::tag();
         maillog::set_tag(&format!("{}/{program}", self.syslog_name));
         match text.strip_prefix("warning: ") {
             Some(rest) => maillog::log("warning", rest),
             None => maillog::log("info", &text),
+        }
+        if let Some(t) = saved {
+            maillog::set_tag(&t);
         }
     }
 

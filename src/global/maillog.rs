@@ -104,7 +104,11 @@ pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
             ));
         }
         // Open now, before a daemon drops privileges.
-        let f = open_log(&file);
+        let f = if file == "/dev/stdout" || file == "/dev/stderr" {
+            None
+        } else {
+            open_log(&file)
+        };
         Target::File(file, f)
     };
     *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
@@ -114,6 +118,12 @@ pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
     });
     msg::set_sink(Some(sink));
     Ok(())
+}
+
+/// The current tag, if the log is set up.
+pub fn tag() -> Option<String> {
+    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().map(|st| st.tag.clone())
 }
 
 /// Change the tag (a server learns its service name after start-up).
@@ -189,6 +199,20 @@ pub fn log(level: &str, text: &str) {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             let line = format_line(now, &st.host, &st.tag, std::process::id(), level, text);
+            // The standard streams are the ones this process has (master
+            // -s passes its own on): reopening /dev/stdout would need
+            // permission on whatever it is, which an unprivileged process
+            // may lack.
+            if path == "/dev/stdout" || path == "/dev/stderr" {
+                let b = crate::util::latin1::encode(&line);
+                let _ = if path == "/dev/stdout" {
+                    let mut o = std::io::stdout().lock();
+                    o.write_all(&b).and_then(|_| o.flush())
+                } else {
+                    std::io::stderr().write_all(&b)
+                };
+                return;
+            }
             if file.is_none() {
                 *file = open_log(path);
             }

@@ -58,6 +58,25 @@ fn link(target: &Path, link: &Path) -> std::io::Result<()> {
 }
 
 /// Lay out the demo directory. Returns the absolute config directory.
+/// Run by someone other than root, everything runs as that user: mail_owner
+/// and setgid_group name them so that the programs' ownership checks agree.
+fn owner_settings() -> String {
+    let uid = crate::sys::ids::geteuid();
+    if uid == 0 {
+        return String::new();
+    }
+    let user = crate::sys::process::getpwuid(uid).map(|p| p.name);
+    let group = crate::sys::process::getgrgid(crate::sys::getegid()).map(|g| g.name);
+    let mut s = String::from("# The invoking user owns the demo.\n");
+    if let Some(u) = user.filter(|u| u != "nobody") {
+        s.push_str(&format!("mail_owner = {u}\n"));
+    }
+    if let Some(g) = group.filter(|_| uid != 65534) {
+        s.push_str(&format!("setgid_group = {g}\n"));
+    }
+    s
+}
+
 pub fn prepare(dir: &Path, exe: &Path) -> Result<PathBuf, String> {
     let dir = std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for sub in ["", "libexec", "bin", "mail"] {
@@ -67,6 +86,10 @@ pub fn prepare(dir: &Path, exe: &Path) -> Result<PathBuf, String> {
     for (name, text) in [("main.cf", MAIN_CF), ("master.cf", MASTER_CF)] {
         let path = dir.join(name);
         if !path.exists() {
+            let mut text = text.to_string();
+            if name == "main.cf" {
+                text.push_str(&owner_settings());
+            }
             std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
         }
     }

@@ -345,7 +345,7 @@ impl Session<'_> {
     fn check_lookup(&mut self, class: Option<HeaderClass>, key: &str) -> Option<(String, String)> {
         let mut warns = Vec::new();
         let maps = match class {
-            Some(c) => which_maps(self.cf, c),
+            Some(c) => which_maps(&mut self.cf, c),
             None => self.cf.body_checks.as_mut(),
         }?;
         let r = maps.find(key, false, &mut |w| warns.push(w.to_string()));

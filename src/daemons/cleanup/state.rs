@@ -47,10 +47,36 @@ pub(super) struct Dst {
     pub off: u64,
 }
 
+/// Borrowed by the caller (pickup) or owned by the session (smtpd, whose
+/// transaction outlives any borrow): the configuration and the log.
+pub enum Own<'a, T> {
+    Ref(&'a mut T),
+    Boxed(Box<T>),
+}
+
+impl<T> std::ops::Deref for Own<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Own::Ref(r) => r,
+            Own::Boxed(b) => b,
+        }
+    }
+}
+
+impl<T> std::ops::DerefMut for Own<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        match self {
+            Own::Ref(r) => r,
+            Own::Boxed(b) => b,
+        }
+    }
+}
+
 /// Per-message state (Postfix's CLEANUP_STATE).
 pub struct Session<'a> {
-    pub(super) cf: &'a mut Config,
-    pub(super) log: &'a mut MailLog,
+    pub(super) cf: Own<'a, Config>,
+    pub(super) log: Own<'a, MailLog>,
     pub(super) dst: Option<Dst>,
     pub(super) queue_name: String,
     pub queue_id: String,
@@ -152,18 +178,53 @@ impl<'a> Session<'a> {
         log: &'a mut MailLog,
         flags: u32,
     ) -> std::io::Result<Session<'a>> {
-        let nq = cf.queue.enter(INCOMING, 0o600)?;
+        Session::open_with(Own::Ref(cf), Own::Ref(log), flags).map_err(|(e, _, _)| e)
+    }
+
+    /// [`Session::open`] with the configuration and log owned by the
+    /// session; on failure they come back with the error.
+    pub fn open_owned(
+        cf: Box<Config>,
+        log: Box<MailLog>,
+        flags: u32,
+    ) -> Result<Session<'static>, (std::io::Error, Box<Config>, Box<MailLog>)> {
+        match Session::open_with(Own::Boxed(cf), Own::Boxed(log), flags) {
+            Ok(s) => Ok(s),
+            Err((e, Own::Boxed(c), Own::Boxed(l))) => Err((e, c, l)),
+            Err(_) => unreachable!("owned parts come back owned"),
+        }
+    }
+
+    /// The owned configuration and log back (after finish or abort).
+    pub fn into_owned(self) -> Option<(Box<Config>, Box<MailLog>)> {
+        match (self.cf, self.log) {
+            (Own::Boxed(c), Own::Boxed(l)) => Some((c, l)),
+            _ => None,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_with(
+        cf: Own<'a, Config>,
+        mut log: Own<'a, MailLog>,
+        flags: u32,
+    ) -> Result<Session<'a>, (std::io::Error, Own<'a, Config>, Own<'a, MailLog>)> {
+        let nq = match cf.queue.enter(INCOMING, 0o600) {
+            Ok(nq) => nq,
+            Err(e) => return Err((e, cf, log)),
+        };
         for q in [mail_queue::DEFER, mail_queue::BOUNCE, mail_queue::TRACE] {
             match cf.queue.remove(q, &nq.id) {
                 Ok(()) => log.warn("cleanup", &format!("{q}: removed spurious {} log", nq.id)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     let _ = cf.queue.remove(INCOMING, &nq.id);
-                    return Err(std::io::Error::other(format!(
+                    let e = std::io::Error::other(format!(
                         "{q}: remove {} log: {}",
                         nq.id,
                         record::errtext(&e)
-                    )));
+                    ));
+                    return Err((e, cf, log));
                 }
             }
         }

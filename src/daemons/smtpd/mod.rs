@@ -19,6 +19,7 @@
 //! until master hands it sockets (rostfix extension, for tests).
 
 pub mod check;
+pub mod cleanup_sink;
 pub mod conf;
 pub mod proto;
 pub mod resolve;
@@ -132,14 +133,30 @@ impl Sink for NoCleanup {
     }
 }
 
-fn make_sink() -> Box<dyn Sink> {
-    match std::env::var_os("ROSTFIX_SMTPD_DUMP") {
-        Some(d) => Box::new(DumpSink {
+fn make_sink(smtpd: &MailConf) -> Box<dyn Sink> {
+    if let Some(d) = std::env::var_os("ROSTFIX_SMTPD_DUMP") {
+        return Box::new(DumpSink {
             dir: d.into(),
             seq: 0,
-        }),
-        None => Box::new(NoCleanup),
+        });
     }
+    let base = MailConf::read(None).unwrap_or_else(|_| smtpd.clone());
+    match cleanup_sink::CleanupSink::new(cleanup_sink::cleanup_conf(&base), smtpd) {
+        Ok(s) => Box::new(s),
+        Err(e) => msg::fatal(&e),
+    }
+}
+
+thread_local! {
+    /// The cleanup service of this smtpd process, opened before the
+    /// privilege drop (as Postfix's cleanup opens its tables) and kept
+    /// across connections.
+    static SINK: std::cell::RefCell<Option<Box<dyn Sink>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn pre_init(conf: &MailConf) {
+    let sink = make_sink(conf);
+    SINK.with(|s| *s.borrow_mut() = Some(sink));
 }
 
 fn logger(c: &conf::Conf) -> server::FileLogger {
@@ -162,8 +179,10 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
     let c = conf::Conf::new(srv.conf.clone());
     let mut cfg = proto::Config::from_conf(&c);
     let mut ck = check::Checker::from_conf(&c);
-    let mut sink = make_sink();
-    let mut log = server::MaillogLogger;
+    let mut sink = SINK
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_else(|| make_sink(&srv.conf));
+    let mut log = server::MaillogLogger::new(&srv.conf);
     match conn {
         crate::master::server::Conn::Tcp(s) => {
             let peer = server::tcp_peer(s, &mut log);
@@ -181,6 +200,7 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
             );
         }
     }
+    SINK.with(|s| *s.borrow_mut() = Some(sink));
 }
 
 /// `smtpd -S` (stdin/stdout), `smtpd -L host:port` (listen by itself), or,
@@ -192,7 +212,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .map(|a| crate::util::latin1::from_os(a))
         .collect();
     if !args.iter().any(|a| a == "-S" || a == "-L") {
-        return crate::master::server::single_server(raw, service_conn);
+        return crate::master::server::single_server_init(raw, Some(pre_init), service_conn);
     }
     msg::init("smtpd");
     let mut stream = false;
@@ -244,7 +264,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     let mut cfg = proto::Config::from_conf(&c);
     let mut ck = check::Checker::from_conf(&c);
-    let mut sink = make_sink();
+    let mut sink = make_sink(&c.mc);
     let mut log = logger(&c);
     let mut conn = server::StdioConn;
     server::serve(
@@ -271,7 +291,7 @@ fn listen_loop(c: &conf::Conf, addr: &str) -> i32 {
             let c = conf::Conf::new((*mc).clone());
             let mut cfg = proto::Config::from_conf(&c);
             let mut ck = check::Checker::from_conf(&c);
-            let mut sink = make_sink();
+            let mut sink = make_sink(&c.mc);
             let mut log = logger(&c);
             let peer = server::tcp_peer(&s, &mut log);
             server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, &mut s, &mut log);

@@ -51,11 +51,25 @@ impl Logger for FileLogger {
     }
 }
 
-/// The mail log of master-run daemons (syslog or maillog_file).
-pub struct MaillogLogger;
+/// The mail log of master-run daemons (syslog or maillog_file), under
+/// smtpd's own tag.
+pub struct MaillogLogger {
+    tag: String,
+}
+
+impl MaillogLogger {
+    pub fn new(conf: &crate::global::mail_conf::MailConf) -> MaillogLogger {
+        MaillogLogger {
+            tag: crate::global::maillog::mail_task(Some(conf), "smtpd"),
+        }
+    }
+}
 
 impl Logger for MaillogLogger {
     fn log(&mut self, text: &str) {
+        if crate::global::maillog::tag().as_deref() != Some(self.tag.as_str()) {
+            crate::global::maillog::set_tag(&self.tag);
+        }
         match text.strip_prefix("warning: ") {
             Some(w) => crate::global::maillog::log("warning", w),
             None => crate::global::maillog::log("info", text),
