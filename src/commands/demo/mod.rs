@@ -133,20 +133,47 @@ pub fn main(args: Vec<OsString>) -> i32 {
     println!("  {d}/bin/sendmail -C {d} you@localhost < message.txt");
     println!("  {d}/bin/mailq -C {d}          # the queue");
     println!("  {d}/bin/postconf -c {d} -n    # the settings");
-    let status = std::process::Command::new(&exe)
+    // Ctrl-C or SIGTERM stops the whole system: master runs in its own
+    // session (as Postfix's does), so the signal is not enough by itself.
+    if let Err(e) = crate::sys::process::master_signals() {
+        eprintln!("rostfix demo: signals: {e}");
+        return 1;
+    }
+    let mut child = match std::process::Command::new(&exe)
         .arg("postfix")
         .arg("-c")
         .arg(&dir)
         .arg("start-fg")
         .env("MAIL_CONFIG", &dir)
-        .status();
-    match status {
-        Ok(s) if s.success() => 0,
-        Ok(s) => s.code().unwrap_or(0),
+        .spawn()
+    {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("rostfix demo: run postfix start-fg: {e}");
-            1
+            return 1;
         }
+    };
+    let mut stopping = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return if stopping { 0 } else { st.code().unwrap_or(1) },
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("rostfix demo: wait: {e}");
+                return 1;
+            }
+        }
+        if !stopping && crate::sys::process::take_signals().death != 0 {
+            stopping = true;
+            let _ = std::process::Command::new(&exe)
+                .arg("postfix")
+                .arg("-c")
+                .arg(&dir)
+                .arg("stop")
+                .env("MAIL_CONFIG", &dir)
+                .status();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

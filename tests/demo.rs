@@ -1,0 +1,199 @@
+//! `rostfix demo` end to end, as the README tells a newcomer to run it: it
+//! must start, accept a message over SMTP on 127.0.0.1, put it in the queue,
+//! and stop cleanly on SIGTERM. The listener's port is moved to a free one
+//! by writing the demo's master.cf before the first start (the demo keeps
+//! existing files).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MASTER_CF: &str = include_str!("../src/commands/demo/master.cf");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Demo {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_rostfix"))
+            .arg("postfix")
+            .arg("-c")
+            .arg(&self.dir)
+            .arg("stop")
+            .env("MAIL_CONFIG", &self.dir)
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn connect(port: u16, limit: Duration) -> TcpStream {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "demo never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        all.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return all;
+        }
+    }
+}
+
+#[test]
+fn demo_accepts_mail_and_stops() {
+    let dir = std::env::temp_dir().join(format!("rostfix-demo-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let master_cf = MASTER_CF.replace("127.0.0.1:2525 ", &format!("127.0.0.1:{port} "));
+    assert_ne!(master_cf, MASTER_CF);
+    std::fs::write(dir.join("master.cf"), master_cf).unwrap();
+    let exe = env!("CARGO_BIN_EXE_rostfix");
+    // The demo is for a non-root user (README). Under root (as in CI), run
+    // it as nobody, in a directory nobody owns, reaching the binary through a
+    // world-readable copy.
+    let root = unsafe_free_getuid() == 0;
+    let (exe, mut cmd) = if root {
+        let bin = dir.join("rostfix-bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let copy = bin.join("rostfix");
+        std::fs::copy(exe, &copy).unwrap();
+        for p in [&dir, &bin] {
+            Command::new("chown")
+                .arg("65534:65534")
+                .arg(p)
+                .status()
+                .unwrap();
+        }
+        Command::new("chown")
+            .arg("65534:65534")
+            .arg(dir.join("master.cf"))
+            .status()
+            .unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&copy)
+            .arg("demo")
+            .arg(&dir);
+        (copy.to_string_lossy().into_owned(), c)
+    } else {
+        let mut c = Command::new(exe);
+        c.arg("demo").arg(&dir);
+        (exe.to_string(), c)
+    };
+    let exe = exe.as_str();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo = Demo {
+        dir: dir.clone(),
+        child: Some(child),
+    };
+
+    let s = connect(port, Duration::from_secs(20));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    assert!(reply(&mut r).starts_with("220 demo.rostfix.invalid ESMTP"));
+    for (cmd, want) in [
+        ("EHLO client.example", "250"),
+        ("MAIL FROM:<a@example.com>", "250 2.1.0 Ok"),
+        ("RCPT TO:<you@localhost>", "250 2.1.5 Ok"),
+        ("DATA", "354 "),
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let got = reply(&mut r);
+        assert!(got.starts_with(want), "{cmd}: {got}");
+    }
+    w.write_all(b"Subject: hi\r\n\r\nhello\r\n.\r\n").unwrap();
+    let got = reply(&mut r);
+    assert!(got.starts_with("250 2.0.0 Ok: queued as "), "{got}");
+    let id = got.trim_end().rsplit(' ').next().unwrap().to_string();
+    w.write_all(b"QUIT\r\n").unwrap();
+    assert!(reply(&mut r).starts_with("221 "));
+
+    // The message is a complete queue file (0700) named by its queue ID.
+    let queued = ["incoming", "active", "deferred", "hold"]
+        .iter()
+        .map(|q| dir.join("queue").join(q).join(&id))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("queue file {id} not found"));
+    let out = Command::new(exe)
+        .args(["postcat", "-c"])
+        .arg(&dir)
+        .arg(&queued)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sender: a@example.com"), "{text}");
+    assert!(text.contains("recipient: you@localhost"), "{text}");
+    assert!(text.contains("Subject: hi"), "{text}");
+
+    // SIGTERM stops master and everything it started.
+    let mut child = demo.child.take().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "demo did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "listener still open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(demo);
+}
+
+/// The real uid, from /proc (no unsafe in tests).
+fn unsafe_free_getuid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
