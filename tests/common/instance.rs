@@ -142,6 +142,15 @@ impl Instance {
         }
     }
 
+    /// An instance that already exists on disk (not started by us).
+    pub fn attach(side: Side, dir: &Path) -> Instance {
+        Instance {
+            side,
+            dir: dir.to_path_buf(),
+            running: false,
+        }
+    }
+
     pub fn conf(&self) -> String {
         self.dir.join("conf").display().to_string()
     }
