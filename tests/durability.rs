@@ -103,7 +103,9 @@ fn whole(bytes: &[u8]) -> Option<usize> {
 }
 
 fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+    std::fs::metadata(p)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
 }
 
 /// Check every complete-looking file; return the messages found whole in
@@ -181,10 +183,16 @@ fn sigkill_never_leaves_partial_complete_files_or_loses_acknowledged_mail() {
         }
         let (md, _) = audit(&inst);
         for a in &acked {
-            assert!(md.contains(a), "acknowledged message {a} is not in maildrop/");
+            assert!(
+                md.contains(a),
+                "acknowledged message {a} is not in maildrop/"
+            );
         }
     }
-    assert!(acked.len() >= 10, "too few completed submissions: {acked:?}");
+    assert!(
+        acked.len() >= 10,
+        "too few completed submissions: {acked:?}"
+    );
     // 2. pickup (+ cleanup), killed at random points, until maildrop/ is
     // drained.
     let mut pending: BTreeSet<usize> = audit(&inst).0;
@@ -196,7 +204,11 @@ fn sigkill_never_leaves_partial_complete_files_or_loses_acknowledged_mail() {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = c.spawn().unwrap();
-        let delay = if runs > 40 { 1_000_000 } else { rng.next(15000) };
+        let delay = if runs > 40 {
+            1_000_000
+        } else {
+            rng.next(15000)
+        };
         let t = Instant::now();
         while t.elapsed() < Duration::from_micros(delay) {
             if child.try_wait().unwrap().is_some() {

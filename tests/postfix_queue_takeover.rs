@@ -15,10 +15,14 @@ use std::time::Duration;
 
 fn tree(q: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    for d in ["incoming", "active", "deferred", "hold", "maildrop", "defer", "corrupt"] {
+    for d in [
+        "incoming", "active", "deferred", "hold", "maildrop", "defer", "corrupt",
+    ] {
         let mut stack = vec![q.join(d)];
         while let Some(p) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&p) else { continue };
+            let Ok(rd) = std::fs::read_dir(&p) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let p = e.path();
                 if p.is_dir() {
@@ -42,11 +46,13 @@ fn tree(q: &Path) -> Vec<String> {
 
 fn copy_instance(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
-    assert!(std::process::Command::new("cp")
-        .args(["-a", from.to_str().unwrap(), to.to_str().unwrap()])
-        .status()
-        .unwrap()
-        .success());
+    assert!(
+        std::process::Command::new("cp")
+            .args(["-a", from.to_str().unwrap(), to.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let cf = to.join("conf/main.cf");
     let t = std::fs::read_to_string(&cf)
         .unwrap()
@@ -55,8 +61,14 @@ fn copy_instance(from: &Path, to: &Path) {
     // Postfix's postsuper appends to maillog_file as mail_owner.
     let (user, _) = common::queue::owner_and_group();
     let log = to.join("maillog");
-    let _ = std::fs::OpenOptions::new().create(true).append(true).open(&log);
-    let _ = std::process::Command::new("chown").arg(&user).arg(&log).status();
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log);
+    let _ = std::process::Command::new("chown")
+        .arg(&user)
+        .arg(&log)
+        .status();
     let f = std::fs::File::options().write(true).open(&cf).unwrap();
     f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
@@ -95,7 +107,13 @@ fn our_tools_handle_a_postfix_queue_like_postfix() {
         let input = format!("{h}Subject: m{i}\n\nbody {i}\n");
         let (st, _, err) = pf.run(
             "sendmail",
-            &["-C", &pf.conf(), "-f", "alice", &format!("r{i}@example.com")],
+            &[
+                "-C",
+                &pf.conf(),
+                "-f",
+                "alice",
+                &format!("r{i}@example.com"),
+            ],
             input.as_bytes(),
         );
         assert_eq!(st, 0, "{err}");
@@ -149,12 +167,15 @@ fn our_tools_handle_a_postfix_queue_like_postfix() {
             full.extend(args.iter().cloned());
             let fa: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
             let (st, out, err) = inst.run(prog, &fa, b"");
-            let text = String::from_utf8_lossy(&out)
-                .replace(&inst.dir.display().to_string(), "DIR");
+            let text =
+                String::from_utf8_lossy(&out).replace(&inst.dir.display().to_string(), "DIR");
             let err = err.replace(&inst.dir.display().to_string(), "DIR");
             outs.push((st, text, err, tree(&inst.queue())));
         }
-        assert_eq!(outs[1], outs[0], "{prog} {args:?}: ours (left) vs Postfix (right)");
+        assert_eq!(
+            outs[1], outs[0],
+            "{prog} {args:?}: ours (left) vs Postfix (right)"
+        );
     }
     let _ = q;
     drop(ia);
