@@ -431,7 +431,7 @@ fn pickup_wakeup_timer_finds_unannounced_mail() {
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o744)).unwrap();
     std::fs::rename(&tmp, dir.join("q/maildrop/ABCDEF12345")).unwrap();
     let second = inst
-        .wait_new(&[first.clone()], Duration::from_secs(5))
+        .wait_new(std::slice::from_ref(&first), Duration::from_secs(5))
         .expect("wakeup pickup");
     assert_ne!(first, second);
     assert!(!dir.join("q/maildrop/ABCDEF12345").exists());
