@@ -450,7 +450,10 @@ fn pickup_wakeup_timer_finds_unannounced_mail() {
         .wait_new(std::slice::from_ref(&first), Duration::from_secs(5))
         .expect("wakeup pickup");
     assert_ne!(first, second);
-    assert!(!dir.join("q/maildrop/ABCDEF12345").exists());
+    // Removed right after cleanup's fsync.
+    common::instance::wait_for("maildrop file removed", Duration::from_secs(5), || {
+        !dir.join("q/maildrop/ABCDEF12345").exists()
+    });
     assert!(
         inst.log().contains("uid=0 from=<x>") || !is_root(),
         "{}",
