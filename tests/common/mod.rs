@@ -1,2 +1,3 @@
+pub mod instance;
 pub mod pm;
 pub mod queue;

@@ -378,6 +378,9 @@ impl<'a> Session<'a> {
     /// cleanup_out_header: a multi-line header as records, continuation
     /// lines indented, cut at header_size_limit.
     pub(super) fn out_header(&mut self, header: &str) {
+        // Postfix handles the collected header as a C string: whatever
+        // follows a NUL byte is not written (its lines included).
+        let header = header.split('\0').next().unwrap_or("");
         if self.cf.smtputf8_enable && !header.is_empty() && !header.is_ascii() {
             self.smtputf8 |= SMTPUTF8_HEADER;
             if self.flags & flag::AUTOUTF8 != 0 {

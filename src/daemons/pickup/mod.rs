@@ -49,6 +49,9 @@ pub enum Disposition {
 pub struct Pickup {
     pub cleanup: Cleanup,
     queue_directory: String,
+    /// Where queue paths are resolved: queue_directory, or "." once the
+    /// working directory is the queue (a master-run pickup, maybe chrooted).
+    base: String,
     filter_xport: String,
     line_limit: i64,
     myhostname: String,
@@ -74,6 +77,7 @@ impl Pickup {
             autoutf8: cleanup.cf.autoutf8_sendmail,
             cleanup,
             queue_directory: conf.get_str("queue_directory", 1, 0)?,
+            base: conf.get_str("queue_directory", 1, 0)?,
             filter_xport: conf.get_str("content_filter", 0, 0)?,
             line_limit: conf.get_int("line_length_limit", 2, 0)?,
             myhostname: conf.get_str("myhostname", 1, 0)?,
@@ -83,7 +87,7 @@ impl Pickup {
     }
 
     fn abs(&self, rel: &str) -> PathBuf {
-        latin1::to_path(&self.queue_directory).join(latin1::to_path(rel))
+        latin1::to_path(&self.base).join(latin1::to_path(rel))
     }
 
     /// One service request: scan maildrop/ until a pass removes nothing.
@@ -509,9 +513,11 @@ fn copy_segment(
     }
 }
 
-/// The `pickup` program: `pickup [-c DIR] [-v] [-w SECONDS]`. Without
-/// `-w` it serves one request (one scan of maildrop/) and exits; with it,
-/// it scans again every SECONDS (what master's wakeup timer does).
+/// The `pickup` program. Run by master (`pickup -l -t unix ...`), it is a
+/// trigger server: every connection to public/pickup (master's wakeup
+/// timer, postdrop) makes it scan maildrop/. By hand, `pickup [-c DIR]
+/// [-v] [-w SECONDS]` serves one request (one scan) and exits; with `-w`
+/// it scans again every SECONDS.
 pub fn main(args: Vec<OsString>) -> i32 {
     // Started by master (it always passes the transport type): run on the
     // trigger-server skeleton.
