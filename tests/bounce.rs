@@ -1,0 +1,248 @@
+//! bounce notices against Postfix 3.7.11.
+//!
+//! tests/golden/bounce/*.eml are notices that Postfix 3.7.11 delivered
+//! (postfix-3.7-samples.txt: a mail from testuser@mx.example.test to the
+//! unknown local user nosuchuser, with notify_classes including bounce;
+//! the three headers local(8) prepends are dropped). Here the same message
+//! goes through our cleanup, its recipient is logged in bounce/ as local
+//! logs it, our bounce builds the notices and submits them through our
+//! cleanup, and the queued notices must equal the golden ones once queue
+//! IDs, dates and the boundary time are normalised.
+
+mod common;
+
+use common::queue::Scratch;
+use rostfix::daemons::bounce::log::{self as blog, DsnInfo};
+use rostfix::daemons::bounce::notify::{self, CleanupPoster, Notifier, Request};
+use rostfix::daemons::cleanup::{Cleanup, NoBouncer};
+use rostfix::daemons::logsink::MailLog;
+use rostfix::global::deliver_request::DeliveryRequest;
+use rostfix::global::mail_conf::MailConf;
+use rostfix::global::mail_date::mail_date;
+use rostfix::global::rec_type;
+use rostfix::global::record::{QueueStream, Rec, rec_get};
+use std::path::{Path, PathBuf};
+
+fn golden(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bounce").join(name);
+    std::fs::read_to_string(p).unwrap()
+}
+
+fn setup(s: &Scratch, extra: &str) -> (MailConf, PathBuf) {
+    let conf = s.path("conf");
+    let spool = s.path("spool");
+    for d in ["incoming", "active", "deferred", "defer", "bounce", "trace", "hold"] {
+        std::fs::create_dir_all(spool.join(d)).unwrap();
+    }
+    common::queue::write_conf(
+        &conf,
+        spool.to_str().unwrap(),
+        &format!(
+            "myhostname = mx.example.test\nmydomain = example.test\n\
+             notify_classes = resource, software, bounce\n{extra}"
+        ),
+    );
+    let mc = MailConf::read(Some(conf.to_str().unwrap())).unwrap();
+    (mc, spool)
+}
+
+/// Queue the message of the sample through our cleanup, as pickup hands
+/// it over; returns its queue ID.
+fn queue_original(cleanup: &mut Cleanup, log: &mut MailLog, rcpt: &str, body: &str) -> String {
+    let mut s = cleanup
+        .open(log, rostfix::daemons::cleanup::flag::MASK_EXTERNAL)
+        .unwrap();
+    let id = s.queue_id.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = mail_date(now);
+    let recs: Vec<(u8, String)> = vec![
+        (rec_type::TIME, format!("{now} 0")),
+        (rec_type::FROM, "testuser@mx.example.test".into()),
+        (rec_type::RCPT, rcpt.into()),
+        (rec_type::MESG, String::new()),
+        (
+            rec_type::NORM,
+            "Received: by mx.example.test (Postfix, from userid 0)".into(),
+        ),
+        (rec_type::NORM, format!("\tid {id}; {date}")),
+        (
+            rec_type::NORM,
+            format!("Message-Id: <20261125163048.{id}@mx.example.test>"),
+        ),
+        (rec_type::NORM, format!("Date: {date}")),
+        (rec_type::NORM, "From: root <testuser@mx.example.test>".into()),
+        (rec_type::NORM, String::new()),
+        (rec_type::NORM, body.into()),
+        (rec_type::XTRA, String::new()),
+        (rec_type::END, String::new()),
+    ];
+    for (t, d) in recs {
+        s.record(t, d.as_bytes());
+    }
+    let out = s.finish(&mut NoBouncer);
+    assert_eq!(out.status, 0, "{:?}", out.reason);
+    id
+}
+
+/// The message content of a queue file, as a delivery would write it.
+fn content(path: &Path) -> String {
+    let mut fp = QueueStream::open(path.to_str().unwrap()).unwrap();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut envelope = Vec::new();
+    loop {
+        match rec_get(&mut fp, &mut buf, 0) {
+            Rec::Type(t) => {
+                if t == rec_type::MESG {
+                    inside = true;
+                } else if t == rec_type::XTRA || t == rec_type::END {
+                    if t == rec_type::END {
+                        break;
+                    }
+                    inside = false;
+                } else if inside {
+                    out.extend_from_slice(&buf);
+                    if t == rec_type::NORM {
+                        out.push(b'\n');
+                    }
+                } else if t == rec_type::FROM || t == rec_type::RCPT {
+                    envelope.push(format!(
+                        "{}={}",
+                        t as char,
+                        String::from_utf8_lossy(&buf)
+                    ));
+                }
+            }
+            _ => break,
+        }
+    }
+    format!(
+        "{}\n{}",
+        envelope.join(" "),
+        String::from_utf8(out).unwrap()
+    )
+}
+
+/// Replace queue IDs (in order of appearance), dates and the boundary
+/// time with place holders.
+fn normalise(text: &str, ids: &[&str]) -> String {
+    let mut t = text.to_string();
+    for (i, id) in ids.iter().enumerate() {
+        t = t.replace(id, &format!("QID{i}"));
+    }
+    // RFC 5322 dates: "Wed, 25 Nov 2026 16:30:48 +0000 (UTC)".
+    let mut out = String::new();
+    for line in t.split_inclusive('\n') {
+        let mut l = line.to_string();
+        for day in ["Mon, ", "Tue, ", "Wed, ", "Thu, ", "Fri, ", "Sat, ", "Sun, "] {
+            if let Some(i) = l.find(day) {
+                let end = l[i..].find(')').map(|j| i + j + 1).unwrap_or(l.len());
+                l = format!("{}DATE{}", &l[..i], &l[end..]);
+            }
+        }
+        // Message-Id: <20261125163048.QIDn@host>
+        if let Some(i) = l.find("<2026").or_else(|| l.find("<20")) {
+            if let Some(d) = l[i..].find('.') {
+                l = format!("{}<STAMP{}", &l[..i], &l[i + d..]);
+            }
+        }
+        // boundary: QIDn.EPOCH/host
+        if let Some(i) = l.find(".1") {
+            let rest = &l[i + 1..];
+            let n = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+            if n >= 9 && rest[n..].starts_with('/') {
+                l = format!("{}.TIME{}", &l[..i], &rest[n..]);
+            }
+        }
+        out.push_str(&l);
+    }
+    out
+}
+
+fn incoming(spool: &Path, id: &str) -> PathBuf {
+    spool.join("incoming").join(id)
+}
+
+#[test]
+fn failure_notice_and_postmaster_copy_match_postfix() {
+    let s = Scratch::new("bounce-failure");
+    let (conf, spool) = setup(&s, "");
+    let mut cleanup = Cleanup::new(&conf).unwrap();
+    let mut log = MailLog::capture();
+    let id = queue_original(&mut cleanup, &mut log, "nosuchuser@mx.example.test", "bounce test");
+    // What local does: log the bounced recipient.
+    let req = DeliveryRequest::from_queue_file(&incoming(&spool, &id), "incoming", &id, "local", "")
+        .unwrap();
+    assert_eq!(req.rcpt.len(), 1);
+    let mut n = Notifier::new(&conf).unwrap();
+    blog::append(
+        &n.queue,
+        "bounce",
+        &id,
+        &req.rcpt[0],
+        &DsnInfo::new("5.1.1", "failed", "unknown user: \"nosuchuser\""),
+        n.oldlog_compat,
+    )
+    .unwrap();
+    log.take();
+    let mut poster = CleanupPoster {
+        cleanup: &mut cleanup,
+        myhostname: "mx.example.test".into(),
+        mail_name: "Postfix".into(),
+    };
+    let st = n.flush(
+        &mut poster,
+        &mut log,
+        &Request {
+            flags: notify::FLAG_DELRCPT,
+            queue_name: "incoming".into(),
+            queue_id: id.clone(),
+            encoding: "8bit".into(),
+            sender: "testuser@mx.example.test".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(st, 0);
+    let lines: Vec<String> = log
+        .take()
+        .into_iter()
+        .map(|l| l.display())
+        .filter(|l| l.contains("bounce"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let new_ids: Vec<String> = lines
+        .iter()
+        .map(|l| l.rsplit(": ").next().unwrap().to_string())
+        .collect();
+    assert!(lines[0].ends_with(&format!("{id}: sender non-delivery notification: {}", new_ids[0])));
+    assert!(lines[1].ends_with(&format!("{id}: postmaster non-delivery notification: {}", new_ids[1])));
+    // The bounce log is gone, the recipient is marked done.
+    assert!(!spool.join("bounce").join(&id).exists());
+    let after = DeliveryRequest::from_queue_file(&incoming(&spool, &id), "incoming", &id, "local", "")
+        .unwrap();
+    assert!(after.rcpt.is_empty());
+
+    let ids = [id.as_str(), new_ids[0].as_str(), new_ids[1].as_str()];
+    let got = content(&incoming(&spool, &new_ids[0]));
+    if std::env::var_os("BOUNCE_SHOW").is_some() {
+        eprintln!("{got}");
+    }
+    let (env, body) = got.split_once('\n').unwrap();
+    assert_eq!(env, "S= R=testuser@mx.example.test");
+    let want_ids = ["621FE9900A2", "87F689900B6", "88FF69900B7"];
+    assert_eq!(
+        normalise(body, &ids),
+        normalise(&golden("failure-sender.eml"), &want_ids)
+    );
+    let got = content(&incoming(&spool, &new_ids[1]));
+    let (env, body) = got.split_once('\n').unwrap();
+    assert_eq!(env, "S=double-bounce@mx.example.test R=postmaster@mx.example.test");
+    assert_eq!(
+        normalise(body, &ids),
+        normalise(&golden("failure-postmaster.eml"), &want_ids)
+    );
+}
