@@ -24,14 +24,18 @@ use rostfix::global::record::{QueueStream, Rec, rec_get};
 use std::path::{Path, PathBuf};
 
 fn golden(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bounce").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/bounce")
+        .join(name);
     std::fs::read_to_string(p).unwrap()
 }
 
 fn setup(s: &Scratch, extra: &str) -> (MailConf, PathBuf) {
     let conf = s.path("conf");
     let spool = s.path("spool");
-    for d in ["incoming", "active", "deferred", "defer", "bounce", "trace", "hold"] {
+    for d in [
+        "incoming", "active", "deferred", "defer", "bounce", "trace", "hold",
+    ] {
         std::fs::create_dir_all(spool.join(d)).unwrap();
     }
     common::queue::write_conf(
@@ -73,7 +77,10 @@ fn queue_original(cleanup: &mut Cleanup, log: &mut MailLog, rcpt: &str, body: &s
             format!("Message-Id: <20261125163048.{id}@mx.example.test>"),
         ),
         (rec_type::NORM, format!("Date: {date}")),
-        (rec_type::NORM, "From: root <testuser@mx.example.test>".into()),
+        (
+            rec_type::NORM,
+            "From: root <testuser@mx.example.test>".into(),
+        ),
         (rec_type::NORM, String::new()),
         (rec_type::NORM, body.into()),
         (rec_type::XTRA, String::new()),
@@ -94,30 +101,20 @@ fn content(path: &Path) -> String {
     let mut out = Vec::new();
     let mut inside = false;
     let mut envelope = Vec::new();
-    loop {
-        match rec_get(&mut fp, &mut buf, 0) {
-            Rec::Type(t) => {
-                if t == rec_type::MESG {
-                    inside = true;
-                } else if t == rec_type::XTRA || t == rec_type::END {
-                    if t == rec_type::END {
-                        break;
-                    }
-                    inside = false;
-                } else if inside {
-                    out.extend_from_slice(&buf);
-                    if t == rec_type::NORM {
-                        out.push(b'\n');
-                    }
-                } else if t == rec_type::FROM || t == rec_type::RCPT {
-                    envelope.push(format!(
-                        "{}={}",
-                        t as char,
-                        String::from_utf8_lossy(&buf)
-                    ));
-                }
+    while let Rec::Type(t) = rec_get(&mut fp, &mut buf, 0) {
+        if t == rec_type::MESG {
+            inside = true;
+        } else if t == rec_type::END {
+            break;
+        } else if t == rec_type::XTRA {
+            inside = false;
+        } else if inside {
+            out.extend_from_slice(&buf);
+            if t == rec_type::NORM {
+                out.push(b'\n');
             }
-            _ => break,
+        } else if t == rec_type::FROM || t == rec_type::RCPT {
+            envelope.push(format!("{}={}", t as char, String::from_utf8_lossy(&buf)));
         }
     }
     format!(
@@ -138,17 +135,19 @@ fn normalise(text: &str, ids: &[&str]) -> String {
     let mut out = String::new();
     for line in t.split_inclusive('\n') {
         let mut l = line.to_string();
-        for day in ["Mon, ", "Tue, ", "Wed, ", "Thu, ", "Fri, ", "Sat, ", "Sun, "] {
+        for day in [
+            "Mon, ", "Tue, ", "Wed, ", "Thu, ", "Fri, ", "Sat, ", "Sun, ",
+        ] {
             if let Some(i) = l.find(day) {
                 let end = l[i..].find(')').map(|j| i + j + 1).unwrap_or(l.len());
                 l = format!("{}DATE{}", &l[..i], &l[end..]);
             }
         }
         // Message-Id: <20261125163048.QIDn@host>
-        if let Some(i) = l.find("<2026").or_else(|| l.find("<20")) {
-            if let Some(d) = l[i..].find('.') {
-                l = format!("{}<STAMP{}", &l[..i], &l[i + d..]);
-            }
+        if let Some(i) = l.find("<20")
+            && let Some(d) = l[i..].find('.')
+        {
+            l = format!("{}<STAMP{}", &l[..i], &l[i + d..]);
         }
         // boundary: QIDn.EPOCH/host
         if let Some(i) = l.find(".1") {
@@ -173,10 +172,16 @@ fn failure_notice_and_postmaster_copy_match_postfix() {
     let (conf, spool) = setup(&s, "");
     let mut cleanup = Cleanup::new(&conf).unwrap();
     let mut log = MailLog::capture();
-    let id = queue_original(&mut cleanup, &mut log, "nosuchuser@mx.example.test", "bounce test");
+    let id = queue_original(
+        &mut cleanup,
+        &mut log,
+        "nosuchuser@mx.example.test",
+        "bounce test",
+    );
     // What local does: log the bounced recipient.
-    let req = DeliveryRequest::from_queue_file(&incoming(&spool, &id), "incoming", &id, "local", "")
-        .unwrap();
+    let req =
+        DeliveryRequest::from_queue_file(&incoming(&spool, &id), "incoming", &id, "local", "")
+            .unwrap();
     assert_eq!(req.rcpt.len(), 1);
     let mut n = Notifier::new(&conf).unwrap();
     blog::append(
@@ -218,12 +223,19 @@ fn failure_notice_and_postmaster_copy_match_postfix() {
         .iter()
         .map(|l| l.rsplit(": ").next().unwrap().to_string())
         .collect();
-    assert!(lines[0].ends_with(&format!("{id}: sender non-delivery notification: {}", new_ids[0])));
-    assert!(lines[1].ends_with(&format!("{id}: postmaster non-delivery notification: {}", new_ids[1])));
+    assert!(lines[0].ends_with(&format!(
+        "{id}: sender non-delivery notification: {}",
+        new_ids[0]
+    )));
+    assert!(lines[1].ends_with(&format!(
+        "{id}: postmaster non-delivery notification: {}",
+        new_ids[1]
+    )));
     // The bounce log is gone, the recipient is marked done.
     assert!(!spool.join("bounce").join(&id).exists());
-    let after = DeliveryRequest::from_queue_file(&incoming(&spool, &id), "incoming", &id, "local", "")
-        .unwrap();
+    let after =
+        DeliveryRequest::from_queue_file(&incoming(&spool, &id), "incoming", &id, "local", "")
+            .unwrap();
     assert!(after.rcpt.is_empty());
 
     let ids = [id.as_str(), new_ids[0].as_str(), new_ids[1].as_str()];
@@ -240,7 +252,10 @@ fn failure_notice_and_postmaster_copy_match_postfix() {
     );
     let got = content(&incoming(&spool, &new_ids[1]));
     let (env, body) = got.split_once('\n').unwrap();
-    assert_eq!(env, "S=double-bounce@mx.example.test R=postmaster@mx.example.test");
+    assert_eq!(
+        env,
+        "S=double-bounce@mx.example.test R=postmaster@mx.example.test"
+    );
     assert_eq!(
         normalise(body, &ids),
         normalise(&golden("failure-postmaster.eml"), &want_ids)

@@ -15,8 +15,8 @@
 use super::core::Pcf;
 use super::mode::EXP_DSN_TEMPL;
 use crate::daemons::bounce::template::{
-    BOUNCE_PARAMS, DELAY, Dict, Expander, FAILURE, SUCCESS, Template, VERIFY, dict_eval,
-    is_space, load_template_file,
+    BOUNCE_PARAMS, DELAY, Dict, Expander, FAILURE, SUCCESS, Template, VERIFY, dict_eval, is_space,
+    load_template_file,
 };
 use crate::global::hostinfo;
 use crate::global::msg;
@@ -24,7 +24,6 @@ use crate::global::params;
 use crate::util::latin1;
 use std::collections::HashMap;
 use std::io::Write;
-
 
 /// The configuration dictionary: the bounce parameters' defaults (host
 /// defaults computed), overlaid with main.cf settings.

@@ -101,10 +101,16 @@ pub fn format_entry(rcpt: &Recipient, dsn: &DsnInfo, oldlog_compat: bool) -> Str
         out.push_str(&format!("action={}\n", dsn.action));
     }
     if !dsn.dtype.is_empty() && !dsn.dtext.is_empty() {
-        out.push_str(&format!("diag_type={}\ndiag_text={}\n", dsn.dtype, dsn.dtext));
+        out.push_str(&format!(
+            "diag_type={}\ndiag_text={}\n",
+            dsn.dtype, dsn.dtext
+        ));
     }
     if !dsn.mtype.is_empty() && !dsn.mname.is_empty() {
-        out.push_str(&format!("mta_type={}\nmta_mname={}\n", dsn.mtype, dsn.mname));
+        out.push_str(&format!(
+            "mta_type={}\nmta_mname={}\n",
+            dsn.mtype, dsn.mname
+        ));
     }
     if !dsn.reason.is_empty() {
         out.push_str(&format!("reason={}\n", dsn.reason));
@@ -320,12 +326,7 @@ pub fn read(
     };
     let mut data = Vec::new();
     f.read_to_end(&mut data)?;
-    Ok(Some(parse(
-        &data,
-        service == mail_queue::DEFER,
-        &rel,
-        warn,
-    )))
+    Ok(Some(parse(&data, service == mail_queue::DEFER, &rel, warn)))
 }
 
 #[cfg(test)]
@@ -407,8 +408,7 @@ mod tests {
         assert_eq!(
             warns,
             vec![
-                "defer/A/ABC: malformed record: missing '=' after attribute name"
-                    .to_string(),
+                "defer/A/ABC: malformed record: missing '=' after attribute name".to_string(),
                 "defer/A/ABC: unknown attribute name: foo, ignored".to_string()
             ]
         );
@@ -437,7 +437,11 @@ mod tests {
             .unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].rcpt.address, "b@x");
-        assert!(read(&q, "bounce", "9A5B5990152", &mut |_| {}).unwrap().is_none());
+        assert!(
+            read(&q, "bounce", "9A5B5990152", &mut |_| {})
+                .unwrap()
+                .is_none()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

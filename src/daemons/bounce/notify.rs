@@ -42,8 +42,8 @@ pub const RET_FULL: i32 = 1;
 pub const RET_HDRS: i32 = 2;
 
 /// Delivery request flags that select the verify template for `trace`.
-const NON_DSN_FLAGS: u32 = crate::global::deliver_request::flags::USR_VRFY
-    | crate::global::deliver_request::flags::RECORD;
+const NON_DSN_FLAGS: u32 =
+    crate::global::deliver_request::flags::USR_VRFY | crate::global::deliver_request::flags::RECORD;
 
 /// DSN_NOTIFY_OVERRIDE: every recipient, whatever it asked for.
 const NOTIFY_OVERRIDE: i32 = notify::NEVER | notify::SUCCESS | notify::FAILURE | notify::DELAY;
@@ -269,10 +269,8 @@ impl Original {
                     o.message_size = o.message_size.max(0);
                     o.orig_offs = o.orig_offs.max(0);
                 }
-                rec_type::TIME => {
-                    if o.arrival_time == 0 {
-                        o.arrival_time = rec_type::time_scan(&buf).0.max(0);
-                    }
+                rec_type::TIME if o.arrival_time == 0 => {
+                    o.arrival_time = rec_type::time_scan(&buf).0.max(0);
                 }
                 rec_type::FROM => {
                     let s = if text.is_empty() {
@@ -294,7 +292,10 @@ impl Original {
                     if !n.threaded || all_headers_seen || prev_type == rec_type::CONT {
                     } else if crate::daemons::cleanup::headers::is_header(&text) {
                         let name_len = text.find(':').unwrap_or(0);
-                        if text[..name_len].trim_end().eq_ignore_ascii_case("message-id") {
+                        if text[..name_len]
+                            .trim_end()
+                            .eq_ignore_ascii_case("message-id")
+                        {
                             let v = text[name_len + 1..]
                                 .trim_end_matches([' ', '\t', '\r', '\n'])
                                 .trim_start_matches([' ', '\t', '\r', '\n']);
@@ -774,6 +775,9 @@ impl Notifier {
     }
 }
 
+/// Content records (type, payload).
+pub type Records = Vec<(u8, Vec<u8>)>;
+
 /// SMTPUTF8_FLAG_REQUESTED.
 pub const SMTPUTF8_REQUESTED: i32 = 1 << 0;
 
@@ -787,7 +791,7 @@ pub trait Poster {
         sender: &str,
         recipient: &str,
         smtputf8: i32,
-        content: &dyn Fn(&str) -> Vec<(u8, Vec<u8>)>,
+        content: Records,
     ) -> Result<String, String>;
 }
 
@@ -805,7 +809,7 @@ impl Poster for CleanupPoster<'_> {
         sender: &str,
         recipient: &str,
         smtputf8: i32,
-        content: &dyn Fn(&str) -> Vec<(u8, Vec<u8>)>,
+        content: Records,
     ) -> Result<String, String> {
         let mut flags = cleanup::flag::MASK_INTERNAL;
         if smtputf8 & SMTPUTF8_REQUESTED != 0 {
@@ -835,10 +839,13 @@ impl Poster for CleanupPoster<'_> {
                     self.myhostname, self.mail_name
                 )),
             ),
-            (rec_type::NORM, latin1::encode(&format!("\tid {id}; {date}"))),
+            (
+                rec_type::NORM,
+                latin1::encode(&format!("\tid {id}; {date}")),
+            ),
             (rec_type::NORM, latin1::encode(&format!("Date: {date}"))),
         ];
-        recs.extend(content(&id));
+        recs.extend(content);
         recs.push((rec_type::XTRA, Vec::new()));
         recs.push((rec_type::END, Vec::new()));
         for (t, d) in &recs {
@@ -919,7 +926,7 @@ impl Notifier {
             return 0;
         };
         let recs = body.recs;
-        match poster.post(log, env_sender, dest, job.smtputf8, &|_| recs.clone()) {
+        match poster.post(log, env_sender, dest, job.smtputf8, recs) {
             Ok(new_id) => {
                 log.info("bounce", &format!("{}: {what}: {new_id}", job.queue_id));
                 0
@@ -1038,11 +1045,7 @@ impl Notifier {
                 Err(e) => {
                     log.warn(
                         "bounce",
-                        &format!(
-                            "remove {service} {}: {}",
-                            req.queue_id,
-                            record::errtext(&e)
-                        ),
+                        &format!("remove {service} {}: {}", req.queue_id, record::errtext(&e)),
                     );
                     bounce_status = 1;
                 }

@@ -966,7 +966,6 @@ impl Expander {
             &tp.std_from
         }
     }
-
 }
 
 #[cfg(test)]
