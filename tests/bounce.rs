@@ -261,3 +261,151 @@ fn failure_notice_and_postmaster_copy_match_postfix() {
         normalise(&golden("failure-postmaster.eml"), &want_ids)
     );
 }
+
+/// The MESSAGE CONTENTS of `postcat -e -h -b` output, with the envelope
+/// sender and recipient as [`content`] shows them.
+fn postcat_content(text: &str) -> String {
+    let mut sender = String::new();
+    let mut rcpt = String::new();
+    let mut body = String::new();
+    let mut inside = false;
+    for l in text.split_inclusive('\n') {
+        if l.starts_with("*** MESSAGE CONTENTS") {
+            inside = true;
+        } else if l.starts_with("*** ") {
+            inside = false;
+        } else if inside {
+            body.push_str(l);
+        } else if let Some(v) = l.strip_prefix("sender: ") {
+            sender = v.trim_end().to_string();
+        } else if let Some(v) = l.strip_prefix("recipient: ") {
+            rcpt = v.trim_end().to_string();
+        }
+    }
+    format!("S={sender} R={rcpt}\n{body}")
+}
+
+#[test]
+fn delay_and_success_notices_match_postfix() {
+    // Recorded by compat/bounce-record.py from a Postfix 3.7.11 instance.
+    let s = Scratch::new("bounce-delay");
+    let (conf, spool) = setup(
+        &s,
+        "notify_classes = resource, software, bounce, delay, 2bounce\ndelay_warning_time = 1h\n",
+    );
+    let maillog = golden("maillog.txt");
+    let want: Vec<&str> = maillog
+        .lines()
+        .map(|l| l.split("]: ").nth(1).unwrap())
+        .collect();
+    let orig_id = want[0].split(':').next().unwrap().to_string();
+    let golden_ids: Vec<String> = std::iter::once(orig_id.clone())
+        .chain(
+            want.iter()
+                .map(|l| l.rsplit(": ").next().unwrap().to_string()),
+        )
+        .collect();
+    // The queue file Postfix's cleanup wrote; our bounce reads it.
+    let qf = incoming(&spool, &orig_id);
+    let golden_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bounce");
+    std::fs::copy(golden_dir.join("original.queue"), &qf).unwrap();
+    let req = DeliveryRequest::from_queue_file(&qf, "incoming", &orig_id, "smtp", "").unwrap();
+    assert_eq!(req.rcpt.len(), 1);
+    let mut n = Notifier::new(&conf).unwrap();
+    let delayed = DsnInfo::new(
+        "4.4.1",
+        "delayed",
+        "connect to mx.remote.example[192.0.2.1]:25: Connection timed out",
+    );
+    blog::append(
+        &n.queue,
+        "defer",
+        &orig_id,
+        &req.rcpt[0],
+        &delayed,
+        n.oldlog_compat,
+    )
+    .unwrap();
+    let defer_log = spool.join("defer").join(&orig_id[..1]).join(&orig_id);
+    assert_eq!(
+        std::fs::read_to_string(&defer_log).unwrap(),
+        golden("defer-log.txt")
+    );
+
+    let mut cleanup = Cleanup::new(&conf).unwrap();
+    let mut log = MailLog::capture();
+    let mut poster = CleanupPoster {
+        cleanup: &mut cleanup,
+        myhostname: "mx.example.test".into(),
+        mail_name: "Postfix".into(),
+    };
+    let request = Request {
+        queue_name: "incoming".into(),
+        queue_id: orig_id.clone(),
+        encoding: "8bit".into(),
+        sender: "testuser@mx.example.test".into(),
+        ..Default::default()
+    };
+    assert_eq!(n.warn(&mut poster, &mut log, &request), 0);
+    // The delay warning leaves the defer log alone.
+    assert!(defer_log.exists());
+    let relayed = DsnInfo {
+        status: "2.0.0".into(),
+        action: "relayed".into(),
+        reason: "delivered via mx.remote.example[192.0.2.1]:25: 250 2.0.0 Ok: queued as 4ABC"
+            .into(),
+        dtype: "smtp".into(),
+        dtext: "250 2.0.0 Ok: queued as 4ABC".into(),
+        mtype: "dns".into(),
+        mname: "mx.remote.example".into(),
+    };
+    blog::append(
+        &n.queue,
+        "trace",
+        &orig_id,
+        &req.rcpt[0],
+        &relayed,
+        n.oldlog_compat,
+    )
+    .unwrap();
+    assert_eq!(n.trace(&mut poster, &mut log, &request), 0);
+    assert!(!spool.join("trace").join(&orig_id).exists());
+
+    let got: Vec<String> = log
+        .take()
+        .into_iter()
+        .map(|l| l.display())
+        .filter(|l| l.contains("notification"))
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let ids: Vec<String> = std::iter::once(orig_id.clone())
+        .chain(
+            got.iter()
+                .map(|l| l.rsplit(": ").next().unwrap().to_string()),
+        )
+        .collect();
+    let ids_ref: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+    let gids_ref: Vec<&str> = golden_ids.iter().map(|s| s.as_str()).collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            normalise(g, &ids_ref).ends_with(&normalise(w, &gids_ref)),
+            "{g} / {w}"
+        );
+    }
+    for (i, name) in [
+        "delay-sender.txt",
+        "delay-postmaster.txt",
+        "success-sender.txt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ours = content(&incoming(&spool, &ids[i + 1]));
+        let theirs = postcat_content(&golden(name));
+        assert_eq!(
+            normalise(&ours, &ids_ref),
+            normalise(&theirs, &gids_ref),
+            "{name}"
+        );
+    }
+}
