@@ -12,6 +12,7 @@ use std::ffi::OsString;
 type Entry = fn(Vec<OsString>) -> i32;
 
 const PROGRAMS: &[(&str, Entry)] = &[
+    ("bounce", daemons::bounce::main),
     ("cleanup", daemons::cleanup::main),
     ("demo", commands::demo::main),
     ("discard", daemons::agents::discard_main),

@@ -409,3 +409,119 @@ fn delay_and_success_notices_match_postfix() {
         );
     }
 }
+
+/// A connection: the client's bytes in, the server's bytes out.
+struct Pipe {
+    input: std::io::Cursor<Vec<u8>>,
+    output: Vec<u8>,
+}
+
+impl std::io::Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl std::io::BufRead for Pipe {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.input.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.input.consume(n)
+    }
+}
+
+impl std::io::Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn protocol_append_and_malformed_requests() {
+    use rostfix::daemons::bounce::service;
+    use rostfix::global::attr0;
+    let s = Scratch::new("bounce-proto");
+    let (conf, spool) = setup(&s, "");
+    let mut n = Notifier::new(&conf).unwrap();
+    let mut cleanup = Cleanup::new(&conf).unwrap();
+    let mut log = MailLog::capture();
+    let mut poster = CleanupPoster {
+        cleanup: &mut cleanup,
+        myhostname: "mx.example.test".into(),
+        mail_name: "Postfix".into(),
+    };
+    // The request compat/bounce-record.py sent to Postfix's defer service.
+    let id = "6AC29210306";
+    let req = attr0::encode(&[
+        ("nrequest", "0"),
+        ("flags", "0"),
+        ("queue_id", id),
+        ("original_recipient", "someone@remote.example"),
+        ("recipient", "someone@remote.example"),
+        ("offset", "281"),
+        ("dsn_orig_rcpt", "rfc822;someone@remote.example"),
+        ("notify_flags", "0"),
+        ("status", "4.4.1"),
+        ("diag_type", ""),
+        ("diag_text", ""),
+        ("mta_type", ""),
+        ("mta_mname", ""),
+        ("action", "delayed"),
+        (
+            "reason",
+            "connect to mx.remote.example[192.0.2.1]:25: Connection timed out",
+        ),
+    ]);
+    let mut p = Pipe {
+        input: std::io::Cursor::new(req),
+        output: Vec::new(),
+    };
+    assert_eq!(
+        service::serve(&mut p, "defer", &mut n, &mut poster, &mut log),
+        0
+    );
+    assert_eq!(
+        p.output,
+        b"protocol\0delivery_status_protocol\0\0status\x000\0\0".to_vec()
+    );
+    assert_eq!(
+        std::fs::read_to_string(spool.join("defer/6").join(id)).unwrap(),
+        golden("defer-log.txt")
+    );
+    // Postfix 3.7.11 answered this (a notify request without envelope_id
+    // and ret_flags) with these warnings and status 4294967295.
+    let bad = attr0::encode(&[
+        ("nrequest", "2"),
+        ("flags", "0"),
+        ("queue_name", "incoming"),
+        ("queue_id", id),
+        ("encoding", "8bit"),
+        ("smtputf8", "0"),
+        ("sender", "testuser@mx.example.test"),
+        ("dsn_envid", ""),
+        ("dsn_ret", "0"),
+    ]);
+    log.take();
+    let mut p = Pipe {
+        input: std::io::Cursor::new(bad),
+        output: Vec::new(),
+    };
+    assert_eq!(
+        service::serve(&mut p, "defer", &mut n, &mut poster, &mut log),
+        -1
+    );
+    assert!(p.output.ends_with(b"status\x004294967295\0\0"));
+    let lines: Vec<String> = log.take().into_iter().map(|l| l.display()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "bounce: warning: missing attribute envelope_id in input from defer socket",
+            "bounce: warning: malformed request"
+        ]
+    );
+}

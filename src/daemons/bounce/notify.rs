@@ -868,6 +868,9 @@ impl Poster for CleanupPoster<'_> {
 /// bounce_flush / bounce_warn / bounce_trace requests).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
+    /// The service whose log is used (`bounce`, `defer`, `trace`); empty:
+    /// the usual one for the command.
+    pub service: String,
     pub flags: u32,
     pub queue_name: String,
     pub queue_id: String,
@@ -877,6 +880,14 @@ pub struct Request {
     pub sender: String,
     pub dsn_envid: String,
     pub dsn_ret: i32,
+}
+
+fn service_or<'a>(req: &'a Request, def: &'a str) -> &'a str {
+    if req.service.is_empty() {
+        def
+    } else {
+        &req.service
+    }
 }
 
 /// Delete-recipients flag of a flush request (BOUNCE_FLAG_DELRCPT).
@@ -941,7 +952,7 @@ impl Notifier {
     /// bounce_notify_service: return the failed recipients of the bounce
     /// log to the sender (and the postmaster copies). 0 when done.
     pub fn flush(&mut self, poster: &mut dyn Poster, log: &mut MailLog, req: &Request) -> i32 {
-        let service = mail_queue::BOUNCE;
+        let service = service_or(req, mail_queue::BOUNCE);
         let entries = self.read_log(service, &req.queue_id, log);
         let mut orig = match Original::read(self, &req.queue_name, &req.queue_id) {
             Ok(o) => o,
@@ -1056,7 +1067,7 @@ impl Notifier {
 
     /// bounce_warn_service: the delay warning from the defer log.
     pub fn warn(&mut self, poster: &mut dyn Poster, log: &mut MailLog, req: &Request) -> i32 {
-        let entries = self.read_log(mail_queue::DEFER, &req.queue_id, log);
+        let entries = self.read_log(service_or(req, mail_queue::DEFER), &req.queue_id, log);
         let mut orig = match Original::read(self, &req.queue_name, &req.queue_id) {
             Ok(o) => o,
             Err(e) => {
@@ -1147,7 +1158,7 @@ impl Notifier {
     /// bounce_trace_service: the success (or `sendmail -bv` / `-v`)
     /// report from the trace log.
     pub fn trace(&mut self, poster: &mut dyn Poster, log: &mut MailLog, req: &Request) -> i32 {
-        let service = mail_queue::TRACE;
+        let service = service_or(req, mail_queue::TRACE);
         let (sender, recipient) = if self.is_double_bounce(&req.sender) {
             log.info(
                 "bounce",
