@@ -146,11 +146,19 @@ def main():
                 ("reason", "delivered via mx.remote.example[192.0.2.1]:25: 250 2.0.0 Ok: queued as 4ABC")]
         print(request("trace", [("nrequest", 0), ("flags", 0), ("queue_id", qid)] + rcpt + dsn2))
         print(request("trace", [("nrequest", 5)] + common))
+        time.sleep(0.2)
+        dsn5 = [("status", "5.1.1"), ("diag_type", ""), ("diag_text", ""),
+                ("mta_type", ""), ("mta_mname", ""), ("action", "failed"),
+                ("reason", "unknown user: \"someone\"")]
+        print(request("bounce", [("nrequest", 4)] + common + rcpt + dsn5))
+        time.sleep(0.2)
+        print(request("defer", [("nrequest", 1)] + common))
         time.sleep(1)
         notices = sorted((os.path.getmtime(f), f) for f in glob.glob(SPOOL + "/incoming/**", recursive=True)
                          if os.path.isfile(f) and os.path.basename(f) != qid)
         shutil.copy(path, OUT + "/original.queue")
-        names = ["delay-sender", "delay-postmaster", "success-sender"]
+        names = ["delay-sender", "delay-postmaster", "success-sender",
+                 "one-sender", "one-postmaster", "expired-sender", "expired-postmaster"]
         assert len(notices) == len(names), notices
         for n, (_, f) in enumerate(notices):
             out = subprocess.run(["postcat", "-c", CONF, "-e", "-h", "-b", f], capture_output=True, check=True).stdout

@@ -371,13 +371,63 @@ fn delay_and_success_notices_match_postfix() {
     assert_eq!(n.trace(&mut poster, &mut log, &request), 0);
     assert!(!spool.join("trace").join(&orig_id).exists());
 
+    // One recipient in no log (bounce_one), then the defer log returned
+    // as a non-delivery notice (what qmgr asks when mail expires): sent
+    // over the protocol as compat/bounce-record.py sent them to Postfix.
+    let common = [
+        ("flags", "0"),
+        ("queue_name", "incoming"),
+        ("queue_id", orig_id.as_str()),
+        ("encoding", "8bit"),
+        ("smtputf8", "0"),
+        ("sender", "testuser@mx.example.test"),
+        ("envelope_id", ""),
+        ("ret_flags", "0"),
+    ];
+    let offset = req.rcpt[0].offset.to_string();
+    let mut one = vec![("nrequest", "4")];
+    one.extend(common);
+    one.extend([
+        ("original_recipient", "someone@remote.example"),
+        ("recipient", "someone@remote.example"),
+        ("offset", offset.as_str()),
+        ("dsn_orig_rcpt", "rfc822;someone@remote.example"),
+        ("notify_flags", "0"),
+        ("status", "5.1.1"),
+        ("diag_type", ""),
+        ("diag_text", ""),
+        ("mta_type", ""),
+        ("mta_mname", ""),
+        ("action", "failed"),
+        ("reason", "unknown user: \"someone\""),
+    ]);
+    let mut flush = vec![("nrequest", "1")];
+    flush.extend(common);
+    for (service_name, request) in [("bounce", one), ("defer", flush)] {
+        let mut p = Pipe {
+            input: std::io::Cursor::new(rostfix::global::attr0::encode(&request)),
+            output: Vec::new(),
+        };
+        assert_eq!(
+            rostfix::daemons::bounce::service::serve(
+                &mut p,
+                service_name,
+                &mut n,
+                &mut poster,
+                &mut log
+            ),
+            0
+        );
+    }
+    assert!(!defer_log.exists());
+
     let got: Vec<String> = log
         .take()
         .into_iter()
         .map(|l| l.display())
         .filter(|l| l.contains("notification"))
         .collect();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 7, "{got:?}");
     let ids: Vec<String> = std::iter::once(orig_id.clone())
         .chain(
             got.iter()

@@ -1065,6 +1065,117 @@ impl Notifier {
         bounce_status
     }
 
+    /// bounce_one_service: a non-delivery notice for one recipient that
+    /// is not in any log (a delivery agent's bounce_one, e.g. local's
+    /// owner- alias handling). 0 when done.
+    pub fn one(
+        &mut self,
+        poster: &mut dyn Poster,
+        log: &mut MailLog,
+        req: &Request,
+        entry: &Entry,
+    ) -> i32 {
+        let mut orig = match Original::read(self, &req.queue_name, &req.queue_id) {
+            Ok(o) => o,
+            Err(e) => {
+                log.warn("bounce", &e.to_string());
+                return 1;
+            }
+        };
+        let job = self.job(
+            Kind::Failure,
+            &req.queue_id,
+            &req.encoding,
+            req.smtputf8,
+            &req.dsn_envid,
+            log,
+        );
+        let ents = std::slice::from_ref(entry);
+        let db = self.double_bounce.clone();
+        let bounce_status = if self.is_double_bounce(&req.sender) {
+            log.warn(
+                "bounce",
+                &format!(
+                    "{}: undeliverable postmaster notification discarded",
+                    req.queue_id
+                ),
+            );
+            0
+        } else if req.sender.is_empty() {
+            if self.notify_mask & (class::BOUNCE | class::BOUNCE2) == 0 {
+                0
+            } else {
+                let pm = self.bounce2_rcpt.clone();
+                self.send(
+                    poster,
+                    log,
+                    &job,
+                    &mut orig,
+                    Some(ents),
+                    &db,
+                    &pm,
+                    true,
+                    NOTIFY_OVERRIDE,
+                    RET_FULL,
+                    "postmaster non-delivery notification",
+                )
+            }
+        } else {
+            let n = entry.rcpt.dsn_notify;
+            let st = if n != 0 && n & notify::FAILURE == 0 {
+                0
+            } else {
+                self.send(
+                    poster,
+                    log,
+                    &job,
+                    &mut orig,
+                    Some(ents),
+                    "",
+                    &req.sender,
+                    false,
+                    NOTIFY_OVERRIDE,
+                    if req.dsn_ret != 0 {
+                        req.dsn_ret
+                    } else {
+                        RET_FULL
+                    },
+                    "sender non-delivery notification",
+                )
+            };
+            if st == 0 && self.notify_mask & class::BOUNCE != 0 {
+                let pm = self.bounce_rcpt.clone();
+                let ps = self.send(
+                    poster,
+                    log,
+                    &job,
+                    &mut orig,
+                    Some(ents),
+                    &db,
+                    &pm,
+                    true,
+                    NOTIFY_OVERRIDE,
+                    RET_HDRS,
+                    "postmaster non-delivery notification",
+                );
+                if ps != 0 {
+                    log.warn(
+                        "bounce",
+                        &format!(
+                            "{}: postmaster notice failed while bouncing to {}",
+                            req.queue_id, req.sender
+                        ),
+                    );
+                }
+            }
+            st
+        };
+        if bounce_status == 0 && req.flags & FLAG_DELRCPT != 0 {
+            orig.delete_recipients(ents);
+        }
+        bounce_status
+    }
+
     /// bounce_warn_service: the delay warning from the defer log.
     pub fn warn(&mut self, poster: &mut dyn Poster, log: &mut MailLog, req: &Request) -> i32 {
         let entries = self.read_log(service_or(req, mail_queue::DEFER), &req.queue_id, log);

@@ -7,10 +7,11 @@
 //!
 //! Commands: APPEND (0) adds a recipient to the service's log; FLUSH (1)
 //! returns the log to the sender as a non-delivery notice; WARN (2) sends a
-//! delay warning; TRACE (5) sends a success or verification report. VERP
-//! (3) and ONE (4) are answered with a failure status for now.
+//! delay warning; TRACE (5) sends a success or verification report; ONE
+//! (4) returns one recipient that is in no log. VERP (3) is answered with
+//! a failure status for now.
 
-use super::log::{self as blog, DsnInfo};
+use super::log::{self as blog, DsnInfo, Entry};
 use super::notify::{Notifier, Poster, Request};
 use crate::daemons::logsink::MailLog;
 use crate::global::attr0;
@@ -186,7 +187,8 @@ fn dispatch(
                 _ => n.trace(poster, log, &req),
             })
         }
-        CMD_VERP | CMD_ONE => {
+        CMD_ONE => one(rest, service, n, poster, log),
+        CMD_VERP => {
             log.warn("bounce", &format!("unsupported command: {command}"));
             -1
         }
@@ -195,6 +197,75 @@ fn dispatch(
             -1
         }
     }
+}
+
+fn one(
+    attrs: &[(String, String)],
+    service: &str,
+    n: &mut Notifier,
+    poster: &mut dyn Poster,
+    log: &mut MailLog,
+) -> i64 {
+    let names: Vec<&str> = NOTIFY_ATTRS
+        .iter()
+        .chain(APPEND_ATTRS[2..].iter())
+        .copied()
+        .collect();
+    let Some(v) = expect(attrs, &names, service, log) else {
+        log.warn("bounce", "malformed request");
+        return -1;
+    };
+    let (Some(flags), Some(smtputf8), Some(ret), Some(offset), Some(notify)) =
+        (int(v[0]), int(v[4]), int(v[7]), int(v[10]), int(v[12]))
+    else {
+        log.warn("bounce", "malformed request");
+        return -1;
+    };
+    if service != mail_queue::BOUNCE {
+        log.warn(
+            "bounce",
+            &format!("wrong service name \"{service}\" for one-recipient bouncing"),
+        );
+        return -1;
+    }
+    if !mail_queue::name_ok(v[1]) {
+        log.warn("bounce", &format!("malformed queue name: {}", neuter(v[1])));
+        return -1;
+    }
+    if !mail_queue::id_ok(v[2]) {
+        log.warn("bounce", &format!("malformed queue id: {}", neuter(v[2])));
+        return -1;
+    }
+    let req = Request {
+        service: service.to_string(),
+        flags: flags as u32,
+        queue_name: v[1].to_string(),
+        queue_id: v[2].to_string(),
+        encoding: neuter(v[3]),
+        smtputf8: smtputf8 as i32,
+        sender: neuter(v[5]),
+        dsn_envid: neuter(v[6]),
+        dsn_ret: ret as i32,
+    };
+    let entry = Entry {
+        rcpt: Recipient {
+            orig_addr: neuter(v[8]),
+            address: neuter(v[9]),
+            offset,
+            dsn_orcpt: neuter(v[11]),
+            dsn_notify: notify as i32,
+        },
+        dsn: DsnInfo {
+            status: neuter(v[13]),
+            dtype: neuter(v[14]),
+            dtext: neuter(v[15]),
+            mtype: neuter(v[16]),
+            mname: neuter(v[17]),
+            action: neuter(v[18]),
+            reason: neuter(v[19]),
+        },
+    };
+    i64::from(n.one(poster, log, &req, &entry))
 }
 
 fn append(attrs: &[(String, String)], service: &str, n: &Notifier, log: &mut MailLog) -> i64 {
