@@ -575,3 +575,174 @@ fn protocol_append_and_malformed_requests() {
         ]
     );
 }
+
+/// The bounce program run by master (non-root mode when not root, else
+/// with mail_owner nobody): the defer service on private/defer takes an
+/// append request and a delay-warning request, and the notice is queued
+/// and logged as `postfix/bounce[pid]: ID: sender delay notification: ID`.
+#[test]
+fn master_runs_the_bounce_services() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    const BIN: &str = env!("CARGO_BIN_EXE_rostfix");
+    let s = Scratch::new("bounce-master");
+    let d = s.0.clone();
+    for sub in ["conf", "q", "data", "bin"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in ["master", "bounce"] {
+        std::os::unix::fs::symlink(BIN, d.join("bin").join(p)).unwrap();
+    }
+    let dd = d.display();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut main_cf = format!(
+        "compatibility_level = 3.6\nqueue_directory = {dd}/q\ndata_directory = {dd}/data\n\
+         daemon_directory = {dd}/bin\nmaillog_file = {dd}/maillog\nmaillog_file_prefixes = {dd}\n\
+         inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmyhostname = mx.example.test\n\
+         mydomain = example.test\ndelay_warning_time = 1h\n"
+    );
+    if root {
+        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
+    }
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::write(d.join("conf/main.cf"), main_cf).unwrap();
+    std::fs::write(
+        d.join("conf/master.cf"),
+        "bounce unix - - n - 0 bounce\ndefer unix - - n - 0 bounce\ntrace unix - - n - 0 bounce\n",
+    )
+    .unwrap();
+    for f in ["main.cf", "master.cf"] {
+        std::fs::File::options()
+            .write(true)
+            .open(d.join("conf").join(f))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let conf = d.join("conf").display().to_string();
+    let out = Command::new(BIN)
+        .args(["postfix", "-c", &conf, "set-permissions"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The original message, as Postfix's cleanup wrote it.
+    let maillog = golden("maillog.txt");
+    let id = maillog.lines().next().unwrap().split("]: ").nth(1).unwrap();
+    let id = id.split(':').next().unwrap().to_string();
+    std::fs::create_dir_all(d.join("q/incoming")).unwrap();
+    let golden_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bounce");
+    std::fs::copy(
+        golden_dir.join("original.queue"),
+        d.join("q/incoming").join(&id),
+    )
+    .unwrap();
+    if root {
+        let _ = Command::new("chown")
+            .args(["-R", "nobody", &format!("{dd}/q/incoming")])
+            .status();
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _master = Kill(
+        Command::new(d.join("bin/master"))
+            .args(["-d", "-c", &conf])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let sock = d.join("q/private/defer");
+    let start = Instant::now();
+    while !sock.exists() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ask = |pairs: &[(&str, &str)]| -> Vec<u8> {
+        let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        use std::io::{Read, Write};
+        c.write_all(&rostfix::global::attr0::encode(pairs)).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        out
+    };
+    let reply = ask(&[
+        ("nrequest", "0"),
+        ("flags", "0"),
+        ("queue_id", &id),
+        ("original_recipient", "someone@remote.example"),
+        ("recipient", "someone@remote.example"),
+        ("offset", "281"),
+        ("dsn_orig_rcpt", "rfc822;someone@remote.example"),
+        ("notify_flags", "0"),
+        ("status", "4.4.1"),
+        ("diag_type", ""),
+        ("diag_text", ""),
+        ("mta_type", ""),
+        ("mta_mname", ""),
+        ("action", "delayed"),
+        (
+            "reason",
+            "connect to mx.remote.example[192.0.2.1]:25: Connection timed out",
+        ),
+    ]);
+    assert_eq!(
+        reply,
+        b"protocol\0delivery_status_protocol\0\0status\x000\0\0".to_vec()
+    );
+    let log_path = d.join("q/defer").join(&id[..1]).join(&id);
+    assert_eq!(
+        std::fs::read_to_string(&log_path).unwrap(),
+        golden("defer-log.txt")
+    );
+    let reply = ask(&[
+        ("nrequest", "2"),
+        ("flags", "0"),
+        ("queue_name", "incoming"),
+        ("queue_id", &id),
+        ("encoding", "8bit"),
+        ("smtputf8", "0"),
+        ("sender", "testuser@mx.example.test"),
+        ("envelope_id", ""),
+        ("ret_flags", "0"),
+    ]);
+    assert!(reply.ends_with(b"status\x000\0\0"), "{reply:?}");
+    let start = Instant::now();
+    let mut log = String::new();
+    while start.elapsed() < Duration::from_secs(5) {
+        log = std::fs::read_to_string(d.join("maillog")).unwrap_or_default();
+        if log.contains("sender delay notification: ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = log
+        .lines()
+        .find(|l| l.contains("sender delay notification: "))
+        .unwrap_or_else(|| panic!("no notification logged:\n{log}"));
+    assert!(
+        line.contains(" postfix/bounce[") && line.contains(&format!("]: {id}: ")),
+        "{line}"
+    );
+    if std::env::var_os("BOUNCE_SHOW").is_some() {
+        eprintln!("{log}");
+    }
+    let new_id = line.rsplit(": ").next().unwrap();
+    let notice = content(&d.join("q/incoming").join(new_id));
+    assert!(
+        notice.starts_with("S= R=testuser@mx.example.test\n"),
+        "{notice}"
+    );
+    assert!(notice.contains("Subject: Delayed Mail (still being retried)\n"));
+}
