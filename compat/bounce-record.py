@@ -153,12 +153,29 @@ def main():
         print(request("bounce", [("nrequest", 4)] + common + rcpt + dsn5))
         time.sleep(0.2)
         print(request("defer", [("nrequest", 1)] + common))
+        time.sleep(0.2)
+        # sendmail -bv style report (DEL_REQ_FLAG_USR_VRFY).
+        dsnv = [("status", "2.0.0"), ("diag_type", ""), ("diag_text", ""),
+                ("mta_type", ""), ("mta_mname", ""), ("action", "deliverable"),
+                ("reason", "delivers to maildir")]
+        print(request("trace", [("nrequest", 0), ("flags", 512), ("queue_id", qid)] + rcpt + dsnv))
+        vcommon = [("flags", 512)] + common[1:]
+        print(request("trace", [("nrequest", 5)] + vcommon))
+        time.sleep(0.2)
+        # Threaded bounces and a bounce_size_limit below the message size.
+        pf("postconf", "-c", CONF, "-e", "enable_threaded_bounces = yes", "bounce_size_limit = 100")
+        os.utime(CONF + "/main.cf", (old, old))
+        pf("postfix", "-c", CONF, "reload")
+        time.sleep(2)
+        print(request("defer", [("nrequest", 0), ("flags", 0), ("queue_id", qid)] + rcpt + dsn))
+        print(request("defer", [("nrequest", 1)] + common))
         time.sleep(1)
         notices = sorted((os.path.getmtime(f), f) for f in glob.glob(SPOOL + "/incoming/**", recursive=True)
                          if os.path.isfile(f) and os.path.basename(f) != qid)
         shutil.copy(path, OUT + "/original.queue")
         names = ["delay-sender", "delay-postmaster", "success-sender",
-                 "one-sender", "one-postmaster", "expired-sender", "expired-postmaster"]
+                 "one-sender", "one-postmaster", "expired-sender", "expired-postmaster",
+                 "verify-sender", "threaded-sender", "threaded-postmaster"]
         assert len(notices) == len(names), notices
         for n, (_, f) in enumerate(notices):
             out = subprocess.run(["postcat", "-c", CONF, "-e", "-h", "-b", f], capture_output=True, check=True).stdout

@@ -162,6 +162,16 @@ fn normalise(text: &str, ids: &[&str]) -> String {
     out
 }
 
+/// The recipient offset in the recorded defer log (that of the recorded
+/// original queue file).
+fn golden_offset() -> String {
+    golden("defer-log.txt")
+        .lines()
+        .find_map(|l| l.strip_prefix("offset="))
+        .unwrap()
+        .to_string()
+}
+
 fn incoming(spool: &Path, id: &str) -> PathBuf {
     spool.join("incoming").join(id)
 }
@@ -421,13 +431,50 @@ fn delay_and_success_notices_match_postfix() {
     }
     assert!(!defer_log.exists());
 
+    // A sendmail -bv report (DEL_REQ_FLAG_USR_VRFY) from the trace log.
+    let deliverable = DsnInfo::new("2.0.0", "deliverable", "delivers to maildir");
+    blog::append(
+        &n.queue,
+        "trace",
+        &orig_id,
+        &req.rcpt[0],
+        &deliverable,
+        n.oldlog_compat,
+    )
+    .unwrap();
+    let verify = Request {
+        flags: rostfix::global::deliver_request::flags::USR_VRFY,
+        ..request.clone()
+    };
+    assert_eq!(n.trace(&mut poster, &mut log, &verify), 0);
+
+    // Threaded bounces, and a bounce_size_limit below the message size.
+    let mut conf2 = conf.clone();
+    conf2.set("enable_threaded_bounces", "yes");
+    conf2.set("bounce_size_limit", "100");
+    let mut n2 = Notifier::new(&conf2).unwrap();
+    blog::append(
+        &n2.queue,
+        "defer",
+        &orig_id,
+        &req.rcpt[0],
+        &delayed,
+        n2.oldlog_compat,
+    )
+    .unwrap();
+    let expired = Request {
+        service: "defer".into(),
+        ..request.clone()
+    };
+    assert_eq!(n2.flush(&mut poster, &mut log, &expired), 0);
+
     let got: Vec<String> = log
         .take()
         .into_iter()
         .map(|l| l.display())
         .filter(|l| l.contains("notification"))
         .collect();
-    assert_eq!(got.len(), 7, "{got:?}");
+    assert_eq!(got.len(), 10, "{got:?}");
     let ids: Vec<String> = std::iter::once(orig_id.clone())
         .chain(
             got.iter()
@@ -506,14 +553,16 @@ fn protocol_append_and_malformed_requests() {
         mail_name: "Postfix".into(),
     };
     // The request compat/bounce-record.py sent to Postfix's defer service.
-    let id = "6AC29210306";
+    let maillog = golden("maillog.txt");
+    let id = maillog.lines().next().unwrap().split("]: ").nth(1).unwrap();
+    let id = id.split(':').next().unwrap();
     let req = attr0::encode(&[
         ("nrequest", "0"),
         ("flags", "0"),
         ("queue_id", id),
         ("original_recipient", "someone@remote.example"),
         ("recipient", "someone@remote.example"),
-        ("offset", "281"),
+        ("offset", golden_offset().as_str()),
         ("dsn_orig_rcpt", "rfc822;someone@remote.example"),
         ("notify_flags", "0"),
         ("status", "4.4.1"),
@@ -540,7 +589,7 @@ fn protocol_append_and_malformed_requests() {
         b"protocol\0delivery_status_protocol\0\0status\x000\0\0".to_vec()
     );
     assert_eq!(
-        std::fs::read_to_string(spool.join("defer/6").join(id)).unwrap(),
+        std::fs::read_to_string(spool.join("defer").join(&id[..1]).join(id)).unwrap(),
         golden("defer-log.txt")
     );
     // Postfix 3.7.11 answered this (a notify request without envelope_id
@@ -683,7 +732,7 @@ fn master_runs_the_bounce_services() {
         ("queue_id", &id),
         ("original_recipient", "someone@remote.example"),
         ("recipient", "someone@remote.example"),
-        ("offset", "281"),
+        ("offset", golden_offset().as_str()),
         ("dsn_orig_rcpt", "rfc822;someone@remote.example"),
         ("notify_flags", "0"),
         ("status", "4.4.1"),
