@@ -169,13 +169,18 @@ def main():
         time.sleep(2)
         print(request("defer", [("nrequest", 0), ("flags", 0), ("queue_id", qid)] + rcpt + dsn))
         print(request("defer", [("nrequest", 1)] + common))
+        time.sleep(0.2)
+        # VERP: one notice per logged recipient, to prefix+user=domain@origin.
+        print(request("bounce", [("nrequest", 0), ("flags", 0), ("queue_id", qid)] + rcpt + dsn5))
+        print(request("bounce", [("nrequest", 3)] + common + [("verp_delimiters", "+=")]))
         time.sleep(1)
         notices = sorted((os.path.getmtime(f), f) for f in glob.glob(SPOOL + "/incoming/**", recursive=True)
                          if os.path.isfile(f) and os.path.basename(f) != qid)
         shutil.copy(path, OUT + "/original.queue")
         names = ["delay-sender", "delay-postmaster", "success-sender",
                  "one-sender", "one-postmaster", "expired-sender", "expired-postmaster",
-                 "verify-sender", "threaded-sender", "threaded-postmaster"]
+                 "verify-sender", "threaded-sender", "threaded-postmaster",
+                 "verp-sender", "verp-postmaster"]
         assert len(notices) == len(names), notices
         for n, (_, f) in enumerate(notices):
             out = subprocess.run(["postcat", "-c", CONF, "-e", "-h", "-b", f], capture_output=True, check=True).stdout

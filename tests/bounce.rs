@@ -468,13 +468,36 @@ fn delay_and_success_notices_match_postfix() {
     };
     assert_eq!(n2.flush(&mut poster, &mut log, &expired), 0);
 
+    // VERP: the bounce log returned to testuser+someone=remote.example@...
+    let failed = DsnInfo::new("5.1.1", "failed", "unknown user: \"someone\"");
+    blog::append(
+        &n2.queue,
+        "bounce",
+        &orig_id,
+        &req.rcpt[0],
+        &failed,
+        n2.oldlog_compat,
+    )
+    .unwrap();
+    let mut verp = vec![("nrequest", "3")];
+    verp.extend(common);
+    verp.push(("verp_delimiters", "+="));
+    let mut p = Pipe {
+        input: std::io::Cursor::new(rostfix::global::attr0::encode(&verp)),
+        output: Vec::new(),
+    };
+    assert_eq!(
+        rostfix::daemons::bounce::service::serve(&mut p, "bounce", &mut n2, &mut poster, &mut log),
+        0
+    );
+
     let got: Vec<String> = log
         .take()
         .into_iter()
         .map(|l| l.display())
         .filter(|l| l.contains("notification"))
         .collect();
-    assert_eq!(got.len(), 10, "{got:?}");
+    assert_eq!(got.len(), 12, "{got:?}");
     let ids: Vec<String> = std::iter::once(orig_id.clone())
         .chain(
             got.iter()

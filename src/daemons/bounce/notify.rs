@@ -396,6 +396,39 @@ pub fn wrap(text: &str, out: &mut Vec<String>) {
     emit(start, b.len(), curr_indent, out);
 }
 
+/// verp_sender: `prefix@origin` becomes `prefix+user=domain@origin` for
+/// the recipient (its original address when known).
+pub fn verp_sender(
+    delims: &str,
+    sender: &str,
+    rcpt: &crate::global::deliver_request::Recipient,
+) -> String {
+    let d: Vec<char> = delims.chars().collect();
+    let (s_local, s_rest) = match sender.rfind('@') {
+        Some(i) => (&sender[..i], &sender[i..]),
+        None => (sender, ""),
+    };
+    let recipient = if rcpt.orig_addr.is_empty() {
+        &rcpt.address
+    } else {
+        &rcpt.orig_addr
+    };
+    let (r_local, r_rest) = match recipient.rfind('@') {
+        Some(i) => (&recipient[..i], &recipient[i..]),
+        None => (recipient.as_str(), ""),
+    };
+    let mut out = format!("{s_local}{}{r_local}", d.first().copied().unwrap_or('+'));
+    if r_rest.len() > 1 {
+        out.push(d.get(1).copied().unwrap_or('='));
+        out.push_str(&r_rest[1..]);
+    }
+    if s_rest.len() > 1 {
+        out.push('@');
+        out.push_str(&s_rest[1..]);
+    }
+    out
+}
+
 /// A notice being built: content records for cleanup.
 struct Body {
     recs: Vec<(u8, Vec<u8>)>,
@@ -1176,6 +1209,137 @@ impl Notifier {
         bounce_status
     }
 
+    /// bounce_notify_verp: one non-delivery notice per logged recipient,
+    /// each to the VERP form of the sender (`prefix+user=domain@origin`
+    /// with `delims`). 0 when done.
+    pub fn flush_verp(
+        &mut self,
+        poster: &mut dyn Poster,
+        log: &mut MailLog,
+        req: &Request,
+        delims: &str,
+    ) -> i32 {
+        let service = service_or(req, mail_queue::BOUNCE);
+        let Some(entries) = self.read_log(service, &req.queue_id, log) else {
+            let entry = Entry {
+                rcpt: crate::global::deliver_request::Recipient {
+                    address: "(recipient address unavailable)".into(),
+                    ..Default::default()
+                },
+                dsn: super::log::DsnInfo::new("5.0.0", "failed", "(error report unavailable)"),
+            };
+            return self.one(poster, log, req, &entry);
+        };
+        let mut orig = match Original::read(self, &req.queue_name, &req.queue_id) {
+            Ok(o) => o,
+            Err(e) => {
+                log.warn("bounce", &e.to_string());
+                return 1;
+            }
+        };
+        let job = self.job(
+            Kind::Failure,
+            &req.queue_id,
+            &req.encoding,
+            req.smtputf8,
+            &req.dsn_envid,
+            log,
+        );
+        let db = self.double_bounce.clone();
+        let mut bounce_status = 0;
+        for entry in &entries {
+            let ents = std::slice::from_ref(entry);
+            let n = entry.rcpt.dsn_notify;
+            if n != 0 && n & notify::FAILURE == 0 {
+                bounce_status = 0;
+            } else {
+                let to = verp_sender(delims, &req.sender, &entry.rcpt);
+                bounce_status = self.send(
+                    poster,
+                    log,
+                    &job,
+                    &mut orig,
+                    Some(ents),
+                    "",
+                    &to,
+                    false,
+                    NOTIFY_OVERRIDE,
+                    if req.dsn_ret != 0 {
+                        req.dsn_ret
+                    } else {
+                        RET_FULL
+                    },
+                    "sender non-delivery notification",
+                );
+                if bounce_status != 0 {
+                    break;
+                }
+                if req.flags & FLAG_DELRCPT != 0 {
+                    orig.delete_recipients(ents);
+                }
+            }
+            if self.notify_mask & class::BOUNCE != 0 {
+                let pm = self.bounce_rcpt.clone();
+                let ps = self.send(
+                    poster,
+                    log,
+                    &job,
+                    &mut orig,
+                    Some(ents),
+                    &db,
+                    &pm,
+                    true,
+                    NOTIFY_OVERRIDE,
+                    RET_HDRS,
+                    "postmaster non-delivery notification",
+                );
+                if ps != 0 {
+                    log.warn(
+                        "bounce",
+                        &format!(
+                            "{}: postmaster notice failed while bouncing to {}",
+                            req.queue_id, req.sender
+                        ),
+                    );
+                }
+            }
+        }
+        if bounce_status == 0 {
+            match self.queue.remove(service, &req.queue_id) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log.warn(
+                        "bounce",
+                        &format!("remove {service} {}: {}", req.queue_id, record::errtext(&e)),
+                    );
+                    bounce_status = 1;
+                }
+            }
+        }
+        bounce_status
+    }
+
+    /// A VERP request from the null or double-bounce sender is served as
+    /// a plain flush, with Postfix's warning.
+    pub fn verp_request(
+        &mut self,
+        poster: &mut dyn Poster,
+        log: &mut MailLog,
+        req: &Request,
+        delims: &str,
+    ) -> i32 {
+        if req.sender.is_empty() || self.is_double_bounce(&req.sender) {
+            log.warn(
+                "bounce",
+                "request to send VERP-style notification of bounced mail",
+            );
+            self.flush(poster, log, req)
+        } else {
+            self.flush_verp(poster, log, req, delims)
+        }
+    }
+
     /// bounce_warn_service: the delay warning from the defer log.
     pub fn warn(&mut self, poster: &mut dyn Poster, log: &mut MailLog, req: &Request) -> i32 {
         let entries = self.read_log(service_or(req, mail_queue::DEFER), &req.queue_id, log);
@@ -1373,6 +1537,24 @@ mod tests {
                 "    to RCPT TO command)",
             ]
         );
+    }
+
+    #[test]
+    fn verp_addresses() {
+        let r = crate::global::deliver_request::Recipient {
+            address: "user@example.com".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            verp_sender("+=", "owner-list@lists.example", &r),
+            "owner-list+user=example.com@lists.example"
+        );
+        let r2 = crate::global::deliver_request::Recipient {
+            address: "x@y".into(),
+            orig_addr: "alias".into(),
+            ..Default::default()
+        };
+        assert_eq!(verp_sender("+=", "bare", &r2), "bare+alias");
     }
 
     #[test]

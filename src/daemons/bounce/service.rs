@@ -8,8 +8,8 @@
 //! Commands: APPEND (0) adds a recipient to the service's log; FLUSH (1)
 //! returns the log to the sender as a non-delivery notice; WARN (2) sends a
 //! delay warning; TRACE (5) sends a success or verification report; ONE
-//! (4) returns one recipient that is in no log. VERP (3) is answered with
-//! a failure status for now.
+//! (4) returns one recipient that is in no log; VERP (3) returns each
+//! logged recipient in its own notice to the VERP form of the sender.
 
 use super::log::{self as blog, DsnInfo, Entry};
 use super::notify::{Notifier, Poster, Request};
@@ -188,15 +188,59 @@ fn dispatch(
             })
         }
         CMD_ONE => one(rest, service, n, poster, log),
-        CMD_VERP => {
-            log.warn("bounce", &format!("unsupported command: {command}"));
-            -1
-        }
+        CMD_VERP => verp(rest, service, n, poster, log),
         _ => {
             log.warn("bounce", &format!("unknown command: {command}"));
             -1
         }
     }
+}
+
+fn verp(
+    attrs: &[(String, String)],
+    service: &str,
+    n: &mut Notifier,
+    poster: &mut dyn Poster,
+    log: &mut MailLog,
+) -> i64 {
+    let mut names = NOTIFY_ATTRS.to_vec();
+    names.push("verp_delimiters");
+    let Some(v) = expect(attrs, &names, service, log) else {
+        log.warn("bounce", "malformed request");
+        return -1;
+    };
+    let (Some(flags), Some(smtputf8), Some(ret)) = (int(v[0]), int(v[4]), int(v[7])) else {
+        log.warn("bounce", "malformed request");
+        return -1;
+    };
+    if !mail_queue::name_ok(v[1]) {
+        log.warn("bounce", &format!("malformed queue name: {}", neuter(v[1])));
+        return -1;
+    }
+    if !mail_queue::id_ok(v[2]) {
+        log.warn("bounce", &format!("malformed queue id: {}", neuter(v[2])));
+        return -1;
+    }
+    let delims = neuter(v[8]);
+    if delims.len() != 2 {
+        log.warn(
+            "bounce",
+            &format!("malformed verp delimiter string: {delims}"),
+        );
+        return -1;
+    }
+    let req = Request {
+        service: service.to_string(),
+        flags: flags as u32,
+        queue_name: v[1].to_string(),
+        queue_id: v[2].to_string(),
+        encoding: neuter(v[3]),
+        smtputf8: smtputf8 as i32,
+        sender: neuter(v[5]),
+        dsn_envid: neuter(v[6]),
+        dsn_ret: ret as i32,
+    };
+    i64::from(n.verp_request(poster, log, &req, &delims))
 }
 
 fn one(
