@@ -818,3 +818,78 @@ fn master_runs_the_bounce_services() {
     );
     assert!(notice.contains("Subject: Delayed Mail (still being retried)\n"));
 }
+
+/// cleanup refusing a message (header_checks REJECT) with the bounce flag:
+/// the sender gets a non-delivery notice through CleanupBouncer, and the
+/// refused message is not queued.
+#[test]
+fn cleanup_returns_refused_mail_through_the_bouncer() {
+    use rostfix::daemons::bounce::CleanupBouncer;
+    use rostfix::daemons::cleanup::flag;
+    let s = Scratch::new("bounce-cleanup");
+    let hc = s.path("header_checks");
+    std::fs::write(&hc, "/^Subject: reject me/ REJECT go away\n").unwrap();
+    let (conf, spool) = setup(&s, &format!("header_checks = regexp:{}\n", hc.display()));
+    let mut cleanup = Cleanup::new(&conf).unwrap();
+    let mut log = MailLog::capture();
+    let mut bouncer = CleanupBouncer::new(&conf, MailLog::capture()).unwrap();
+    let mut sess = cleanup
+        .open(&mut log, flag::BOUNCE | flag::MASK_EXTERNAL)
+        .unwrap();
+    let id = sess.queue_id.clone();
+    for (t, d) in [
+        (rec_type::TIME, "1795624248 0"),
+        (rec_type::FROM, "testuser@mx.example.test"),
+        (rec_type::RCPT, "someone@remote.example"),
+        (rec_type::MESG, ""),
+        (
+            rec_type::NORM,
+            "Received: by mx.example.test (Postfix, from userid 0)",
+        ),
+        (rec_type::NORM, "Subject: reject me"),
+        (rec_type::NORM, ""),
+        (rec_type::NORM, "body"),
+        (rec_type::XTRA, ""),
+        (rec_type::END, ""),
+    ] {
+        if !sess.out_ok() {
+            break;
+        }
+        sess.record(t, d.as_bytes());
+    }
+    let out = sess.finish(&mut bouncer);
+    let cl: Vec<String> = log.take().into_iter().map(|l| l.display()).collect();
+    let bl: Vec<String> = bouncer
+        .log
+        .take()
+        .into_iter()
+        .map(|l| l.display())
+        .collect();
+    assert_eq!(out.status, 0, "{out:?} {cl:?} {bl:?}");
+    assert!(!incoming(&spool, &id).exists());
+    let lines = bl;
+    let line = lines
+        .iter()
+        .find(|l| l.contains(&format!("{id}: sender non-delivery notification: ")))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let new_id = line.rsplit(": ").next().unwrap();
+    let notice = content(&incoming(&spool, new_id));
+    assert!(
+        notice.starts_with("S= R=testuser@mx.example.test\n"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("\n<someone@remote.example>: go away\n"),
+        "{notice}"
+    );
+    assert!(notice.contains("\nStatus: 5.7.1\n"), "{notice}");
+    // Refused content is returned as headers only (cleanup asks RET=HDRS).
+    assert!(
+        notice.contains("\nContent-Description: Undelivered Message Headers\n"),
+        "{notice}"
+    );
+    assert!(notice.contains("\nSubject: reject me\n"), "{notice}");
+    assert!(!notice.contains("\nbody\n"), "{notice}");
+    // The bounce log is gone.
+    assert!(!spool.join("bounce").join(&id).exists());
+}

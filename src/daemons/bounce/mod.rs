@@ -123,3 +123,100 @@ fn serve(conn: &mut Conn, server: &Server) {
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::master::server::single_server_init(args, Some(pre_init), serve)
 }
+
+/// The bounce service as cleanup uses it for mail it must return
+/// (cleanup_bounce): every recipient of the refused queue file goes to the
+/// bounce log with the refusal's status and text, and the log is returned
+/// to the sender at once (VERP style when the message asked for it).
+/// Notices go through a cleanup of their own.
+pub struct CleanupBouncer {
+    pub notifier: notify::Notifier,
+    pub cleanup: Cleanup,
+    pub log: MailLog,
+    pub myhostname: String,
+    pub mail_name: String,
+}
+
+impl CleanupBouncer {
+    pub fn new(
+        conf: &MailConf,
+        log: MailLog,
+    ) -> Result<CleanupBouncer, crate::global::mail_conf::ConfError> {
+        Ok(CleanupBouncer {
+            notifier: notify::Notifier::new(conf)?,
+            cleanup: Cleanup::new(conf)?,
+            log,
+            myhostname: conf.get_str("myhostname", 1, 0)?,
+            mail_name: conf.get_str("mail_name", 1, 0)?,
+        })
+    }
+}
+
+impl crate::daemons::cleanup::Bouncer for CleanupBouncer {
+    fn bounce(&mut self, req: &crate::daemons::cleanup::BounceRequest) -> bool {
+        use crate::global::deliver_request::{DeliveryRequest, Recipient};
+        let n = &mut self.notifier;
+        // The recipients with their offsets and DSN attributes, as
+        // cleanup_bounce reads them from the queue file.
+        let path = n.queue.abs_path(&req.queue_name, &req.queue_id);
+        let mut rcpts: Vec<Recipient> =
+            match DeliveryRequest::from_queue_file(&path, &req.queue_name, &req.queue_id, "", "") {
+                Ok(r) => r.rcpt,
+                Err(_) => req
+                    .recipients
+                    .iter()
+                    .map(|(o, r)| Recipient {
+                        orig_addr: if o.is_empty() { r.clone() } else { o.clone() },
+                        address: r.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+        for r in rcpts.iter_mut() {
+            if r.orig_addr.is_empty() {
+                r.orig_addr = r.address.clone();
+            }
+        }
+        if rcpts.is_empty() {
+            rcpts.push(Recipient {
+                address: "unknown".into(),
+                ..Default::default()
+            });
+        }
+        let dsn = log::DsnInfo::new(&req.status, "failed", &req.text);
+        for r in &rcpts {
+            if let Err(e) = log::append(
+                &n.queue,
+                crate::global::mail_queue::BOUNCE,
+                &req.queue_id,
+                r,
+                &dsn,
+                n.oldlog_compat,
+            ) {
+                self.log.warn("cleanup", &format!("{}: {e}", req.queue_id));
+                return false;
+            }
+        }
+        let mut poster = notify::CleanupPoster {
+            cleanup: &mut self.cleanup,
+            myhostname: self.myhostname.clone(),
+            mail_name: self.mail_name.clone(),
+        };
+        let request = notify::Request {
+            service: crate::global::mail_queue::BOUNCE.into(),
+            flags: 0,
+            queue_name: req.queue_name.clone(),
+            queue_id: req.queue_id.clone(),
+            encoding: req.encoding.clone(),
+            smtputf8: req.smtputf8 as i32,
+            sender: req.sender.clone(),
+            dsn_envid: req.dsn_envid.clone(),
+            dsn_ret: req.dsn_ret,
+        };
+        let st = match &req.verp {
+            Some(d) => n.verp_request(&mut poster, &mut self.log, &request, d),
+            None => n.flush(&mut poster, &mut self.log, &request),
+        };
+        st == 0
+    }
+}
