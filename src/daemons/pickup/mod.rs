@@ -559,8 +559,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         msg::fatal(&e);
     }
     let mut log = MailLog::daemon(&syslog_name);
+    // Mail that cleanup refuses is returned by the bounce code in-process.
+    let mut bouncer =
+        crate::daemons::bounce::CleanupBouncer::new(&conf, MailLog::daemon(&syslog_name))
+            .unwrap_or_else(|e| msg::fatal(&e.0));
     loop {
-        p.scan(&mut log, &mut cleanup::NoBouncer);
+        p.scan(&mut log, &mut bouncer);
         match wakeup {
             Some(s) => std::thread::sleep(std::time::Duration::from_secs(s.max(1))),
             None => return 0,
