@@ -17,6 +17,7 @@
 //! enable_threaded_bounces, backwards_bounce_logfile_compatibility,
 //! mail_name, myhostname, myorigin, smtputf8_enable.
 
+pub mod client;
 pub mod log;
 pub mod notify;
 pub mod service;
