@@ -681,9 +681,14 @@ fn master_runs_the_bounce_services() {
     }
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
     std::fs::write(d.join("conf/main.cf"), main_cf).unwrap();
+    // As root, chrooted like Debian's master.cf has it.
+    let chroot = if root { "y" } else { "n" };
     std::fs::write(
         d.join("conf/master.cf"),
-        "bounce unix - - n - 0 bounce\ndefer unix - - n - 0 bounce\ntrace unix - - n - 0 bounce\n",
+        format!(
+            "bounce unix - - {chroot} - 0 bounce\ndefer unix - - {chroot} - 0 bounce\n\
+             trace unix - - {chroot} - 0 bounce\n"
+        ),
     )
     .unwrap();
     for f in ["main.cf", "master.cf"] {

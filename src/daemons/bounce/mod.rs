@@ -45,8 +45,12 @@ thread_local! {
 /// Load the templates and settings before the privilege drop, as Postfix's
 /// bounce does in its pre-jail initialisation.
 fn pre_init(conf: &MailConf) {
-    let notifier = notify::Notifier::new(conf).unwrap_or_else(|e| msg::fatal(&e.0));
-    let cleanup = Cleanup::new(conf).unwrap_or_else(|e| msg::fatal(&e.0));
+    let mut notifier = notify::Notifier::new(conf).unwrap_or_else(|e| msg::fatal(&e.0));
+    let mut cleanup = Cleanup::new(conf).unwrap_or_else(|e| msg::fatal(&e.0));
+    // The skeleton has made the queue directory the current directory and
+    // may chroot to it: queue paths are relative, as in Postfix.
+    notifier.queue.queue_directory = ".".into();
+    cleanup.cf.queue.queue_directory = ".".into();
     let syslog_name = conf
         .get_str("syslog_name", 1, 0)
         .unwrap_or_else(|_| "postfix".into());
