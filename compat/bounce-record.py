@@ -173,20 +173,37 @@ def main():
         # VERP: one notice per logged recipient, to prefix+user=domain@origin.
         print(request("bounce", [("nrequest", 0), ("flags", 0), ("queue_id", qid)] + rcpt + dsn5))
         print(request("bounce", [("nrequest", 3)] + common + [("verp_delimiters", "+=")]))
-        time.sleep(1)
-        notices = sorted((os.path.getmtime(f), f) for f in glob.glob(SPOOL + "/incoming/**", recursive=True)
-                         if os.path.isfile(f) and os.path.basename(f) != qid)
+        time.sleep(0.2)
+        # Mail that cleanup refuses (header_checks REJECT) is returned by
+        # bounce: cleanup logs the recipients in bounce/ and asks for a flush.
+        open(CONF + "/header_checks", "w").write("/^Subject: reject me/ REJECT go away\n")
+        pf("postconf", "-c", CONF, "-e", f"header_checks = regexp:{CONF}/header_checks",
+           "enable_threaded_bounces = no", "bounce_size_limit = 50000")
+        os.utime(CONF + "/main.cf", (old, old))
+        pf("postfix", "-c", CONF, "reload")
+        time.sleep(2)
+        pf("sendmail", "-C", CONF, "-f", "testuser@mx.example.test", "someone@remote.example",
+           input=b"Subject: reject me\nX-Other: kept?\n\nrejected body\n")
+        time.sleep(3)
+        # The notices, in the order bounce logged them.
+        for _ in range(50):
+            logged = [l for l in open(BASE + "/maillog") if "/bounce[" in l and "notification: " in l]
+            if len(logged) >= 14:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        notices = [(0, f"{SPOOL}/incoming/{l.rsplit(': ', 1)[1].strip()}") for l in logged]
         shutil.copy(path, OUT + "/original.queue")
         names = ["delay-sender", "delay-postmaster", "success-sender",
                  "one-sender", "one-postmaster", "expired-sender", "expired-postmaster",
                  "verify-sender", "threaded-sender", "threaded-postmaster",
-                 "verp-sender", "verp-postmaster"]
+                 "verp-sender", "verp-postmaster", "reject-sender", "reject-postmaster"]
         assert len(notices) == len(names), notices
         for n, (_, f) in enumerate(notices):
             out = subprocess.run(["postcat", "-c", CONF, "-e", "-h", "-b", f], capture_output=True, check=True).stdout
             open(f"{OUT}/{names[n]}.txt", "wb").write(out)
         with open(OUT + "/maillog.txt", "w") as f:
-            f.writelines(l for l in open(BASE + "/maillog") if "/bounce[" in l)
+            f.writelines(logged)
     finally:
         pf("postfix", "-c", CONF, "stop")
 
