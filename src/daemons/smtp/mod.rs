@@ -1,0 +1,1100 @@
+//! Replaces smtp(8) and lmtp(8) of Postfix 3.7: delivery over SMTP or LMTP
+//! to the next hop a delivery request names (one implementation; the
+//! program name, `smtp` or `lmtp`, picks the protocol and the parameter
+//! prefix).
+//!
+//! Trust: the request comes from the queue manager; everything the server
+//! says is untrusted (bounded line length, non-printable bytes censored).
+//! Privilege: runs as mail_owner (unprivileged), network-facing.
+//!
+//! Parameters (`smtp_` or `lmtp_` prefix): helo_name (`lmtp_lhlo_name`),
+//! connect_timeout, helo_timeout (`lmtp_lhlo_timeout`), mail_timeout,
+//! rcpt_timeout, data_init_timeout, data_xfer_timeout, data_done_timeout,
+//! rset_timeout, quit_timeout, skip_5xx_greeting, skip_quit_response,
+//! always_send_ehlo, never_send_ehlo, fallback_relay, host_lookup,
+//! dns_support_level, mx_address_limit, mx_session_limit, tcp_port,
+//! discard_ehlo_keywords, tls_security_level, line_length_limit; and
+//! myhostname, disable_dns_lookups, disable_mime_output_conversion,
+//! soft_bounce, delay_logging_resolution_limit, line_length_limit.
+
+pub mod dns;
+pub mod mime;
+pub mod reply;
+
+use crate::global::deliver_request::{
+    DeliveryRequest, Dsn, Outcome, Recipient, RecipientResult, log_line, notify, now,
+};
+use crate::global::mail_conf::{ConfError, MailConf};
+use crate::global::rec_type;
+use crate::global::record::{QueueStream, Rec, rec_get};
+use dns::{Dest, HostAddr, LookupConf};
+use reply::Reply;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// The client's parameters.
+#[derive(Debug, Clone)]
+pub struct Conf {
+    pub lmtp: bool,
+    pub myhostname: String,
+    pub helo_name: String,
+    pub connect_timeout: u64,
+    pub helo_timeout: u64,
+    pub mail_timeout: u64,
+    pub rcpt_timeout: u64,
+    pub data_init_timeout: u64,
+    pub data_xfer_timeout: u64,
+    pub data_done_timeout: u64,
+    pub rset_timeout: u64,
+    pub quit_timeout: u64,
+    pub skip_5xx_greeting: bool,
+    pub skip_quit_response: bool,
+    pub always_ehlo: bool,
+    pub never_ehlo: bool,
+    pub fallback_relay: Vec<String>,
+    pub lookup: LookupConf,
+    pub mx_session_limit: usize,
+    pub tcp_port: String,
+    pub discard_ehlo: Vec<String>,
+    pub tls_level: String,
+    pub line_length_limit: usize,
+    pub disable_mime_oconv: bool,
+    pub soft_bounce: bool,
+    pub delay_max_res: u32,
+}
+
+impl Conf {
+    /// Read the parameters for `smtp` or `lmtp`.
+    pub fn from_conf(conf: &MailConf, lmtp: bool) -> Result<Conf, ConfError> {
+        let pfx = if lmtp { "lmtp_" } else { "smtp_" };
+        let n = |base: &str| -> String {
+            match (lmtp, base) {
+                (true, "helo_name") => "lmtp_lhlo_name".into(),
+                (true, "helo_timeout") => "lmtp_lhlo_timeout".into(),
+                _ => format!("{pfx}{base}"),
+            }
+        };
+        let time = |base: &str| conf.get_time(&n(base), 's', 0, 0).map(|v| v.max(0) as u64);
+        let list = |s: String| -> Vec<String> {
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let host_lookup = conf.get_str(&n("host_lookup"), 0, 0)?.to_ascii_lowercase();
+        let dns_level = conf.get_str(&n("dns_support_level"), 0, 0)?;
+        let disable_dns = conf.get_bool("disable_dns_lookups")?;
+        let dns_off = dns_level == "disabled" || (dns_level.is_empty() && disable_dns);
+        let lookup_words = list(host_lookup);
+        let mut dns = lookup_words.iter().any(|w| w == "dns") && !dns_off;
+        let mut native = lookup_words.iter().any(|w| w == "native");
+        if dns_off && !native {
+            native = true;
+        }
+        if !dns && !native {
+            dns = true;
+        }
+        let (always_ehlo, never_ehlo) = if lmtp {
+            (true, false)
+        } else {
+            (
+                conf.get_bool("smtp_always_send_ehlo")?,
+                conf.get_bool("smtp_never_send_ehlo")?,
+            )
+        };
+        Ok(Conf {
+            lmtp,
+            myhostname: conf.get_str("myhostname", 1, 0)?,
+            helo_name: conf.get_str(&n("helo_name"), 1, 0)?,
+            connect_timeout: time("connect_timeout")?,
+            helo_timeout: time("helo_timeout")?,
+            mail_timeout: time("mail_timeout")?,
+            rcpt_timeout: time("rcpt_timeout")?,
+            data_init_timeout: time("data_init_timeout")?,
+            data_xfer_timeout: time("data_xfer_timeout")?,
+            data_done_timeout: time("data_done_timeout")?,
+            rset_timeout: time("rset_timeout")?,
+            quit_timeout: time("quit_timeout")?,
+            skip_5xx_greeting: conf.get_bool(&n("skip_5xx_greeting"))?,
+            skip_quit_response: conf.get_bool(&n("skip_quit_response"))?,
+            always_ehlo,
+            never_ehlo,
+            fallback_relay: list(conf.get_str(&n("fallback_relay"), 0, 0)?),
+            lookup: LookupConf {
+                dns,
+                native,
+                mx_address_limit: conf.get_int(&n("mx_address_limit"), 0, 0)?.max(0) as usize,
+            },
+            mx_session_limit: conf.get_int(&n("mx_session_limit"), 0, 0)?.max(0) as usize,
+            tcp_port: conf.get_str(&n("tcp_port"), 0, 0)?,
+            discard_ehlo: list(conf.get_str(&n("discard_ehlo_keywords"), 0, 0)?)
+                .into_iter()
+                .map(|w| w.to_ascii_uppercase())
+                .collect(),
+            tls_level: conf
+                .get_str(&n("tls_security_level"), 0, 0)?
+                .to_ascii_lowercase(),
+            line_length_limit: conf.get_int(&n("line_length_limit"), 0, 0)?.max(0) as usize,
+            disable_mime_oconv: conf.get_bool("disable_mime_output_conversion")?,
+            soft_bounce: conf.get_bool("soft_bounce")?,
+            delay_max_res: conf.get_int("delay_logging_resolution_limit", 0, 6)? as u32,
+        })
+    }
+}
+
+/// Session features from the EHLO reply.
+#[derive(Debug, Clone, Default)]
+struct Features {
+    esmtp: bool,
+    pipelining: bool,
+    size: bool,
+    eightbit: bool,
+    dsn: bool,
+    smtputf8: bool,
+    starttls: bool,
+}
+
+/// How an I/O operation failed.
+enum IoErr {
+    Eof,
+    Timeout,
+}
+
+fn classify(e: &io::Error) -> IoErr {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => IoErr::Timeout,
+        _ => IoErr::Eof,
+    }
+}
+
+trait Conn: Read + Write {
+    fn set_timeouts(&self, t: u64);
+}
+
+impl Conn for TcpStream {
+    fn set_timeouts(&self, t: u64) {
+        let d = (t > 0).then(|| Duration::from_secs(t));
+        let _ = self.set_read_timeout(d);
+        let _ = self.set_write_timeout(d);
+    }
+}
+
+impl Conn for UnixStream {
+    fn set_timeouts(&self, t: u64) {
+        let d = (t > 0).then(|| Duration::from_secs(t));
+        let _ = self.set_read_timeout(d);
+        let _ = self.set_write_timeout(d);
+    }
+}
+
+/// An open connection with the names Postfix logs.
+struct Session {
+    rd: BufReader<Box<dyn ConnRead>>,
+    wr: Box<dyn Conn>,
+    out: Vec<u8>,
+    /// `host[addr]`
+    namaddr: String,
+    /// `host[addr]:port` (no port for UNIX sockets)
+    namaddrport: String,
+    features: Features,
+    size_limit: u64,
+}
+
+trait ConnRead: Read {
+    fn set_timeout(&self, t: u64);
+}
+
+impl ConnRead for TcpStream {
+    fn set_timeout(&self, t: u64) {
+        let _ = self.set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
+    }
+}
+
+impl ConnRead for UnixStream {
+    fn set_timeout(&self, t: u64) {
+        let _ = self.set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
+    }
+}
+
+const LINE_LIMIT: usize = 2048;
+
+impl Session {
+    fn cmd(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn flush(&mut self, timeout: u64) -> Result<(), IoErr> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.wr.set_timeouts(timeout);
+        let r = self.wr.write_all(&self.out).and_then(|_| self.wr.flush());
+        self.out.clear();
+        r.map_err(|e| classify(&e))
+    }
+
+    /// Read one reply with the given timeout (flushing pending output first).
+    fn reply(&mut self, timeout: u64) -> Result<Reply, IoErr> {
+        self.flush(timeout)?;
+        self.rd.get_ref().set_timeout(timeout);
+        let mut lines = Vec::new();
+        let mut total = 0;
+        loop {
+            let mut buf = Vec::new();
+            let n = (&mut self.rd)
+                .take(LINE_LIMIT as u64)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| classify(&e))?;
+            if n == 0 {
+                return Err(IoErr::Eof);
+            }
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            } else {
+                // Skip the rest of an over-long line.
+                let mut rest = Vec::new();
+                let _ = (&mut self.rd)
+                    .take(1 << 20)
+                    .read_until(b'\n', &mut rest)
+                    .map_err(|e| classify(&e))?;
+            }
+            while buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            let line = reply::printable(&buf);
+            let last = reply::is_last_line(&line);
+            if total < LINE_LIMIT {
+                total += line.len() + 1;
+                lines.push(line);
+            }
+            if last {
+                break;
+            }
+            if lines.len() > 1000 {
+                break;
+            }
+        }
+        Ok(reply::from_lines(&lines))
+    }
+}
+
+/// Per-request state while delivering.
+struct State<'a> {
+    req: &'a DeliveryRequest,
+    conf: &'a Conf,
+    stats: crate::global::deliver_request::MsgStats,
+    /// Indexes of request recipients not yet finished.
+    pending: Vec<usize>,
+    results: Vec<RecipientResult>,
+    /// Is the current server the last one we will try?
+    final_server: bool,
+    /// Informational log lines (without program prefix).
+    pub info: Vec<String>,
+}
+
+impl State<'_> {
+    fn finish(&mut self, idx: usize, dsn: Dsn, relay: &str) {
+        let mut dsn = dsn;
+        let outcome = if dsn.status.starts_with('2') {
+            Outcome::Sent
+        } else if dsn.status.starts_with('4') {
+            Outcome::Deferred
+        } else if self.conf.soft_bounce {
+            dsn.status.replace_range(0..1, "4");
+            Outcome::Deferred
+        } else {
+            Outcome::Bounced
+        };
+        let rcpt: &Recipient = &self.req.rcpt[idx];
+        let log = log_line(
+            &self.req.queue_id,
+            &self.stats,
+            rcpt,
+            relay,
+            &dsn,
+            outcome.status_word(),
+            now(),
+            self.conf.delay_max_res,
+        );
+        self.info.push(log.clone());
+        self.results.push(RecipientResult {
+            rcpt: rcpt.clone(),
+            index: idx,
+            outcome,
+            dsn,
+            relay: relay.to_string(),
+            bounce_to: None,
+            log,
+        });
+        self.pending.retain(|&i| i != idx);
+    }
+
+    /// A failure for one recipient (smtp_rcpt_fail). Returns true when
+    /// the recipient was kept for the next server.
+    fn rcpt_fail(&mut self, idx: usize, dsn: Dsn, relay: &str) -> bool {
+        let soft =
+            dsn.status.starts_with('4') || (dsn.status.starts_with('5') && self.conf.soft_bounce);
+        if soft && !self.final_server {
+            self.info
+                .push(format!("{}: {}", self.req.queue_id, dsn.reason));
+            return true;
+        }
+        self.finish(idx, dsn, relay);
+        false
+    }
+
+    /// A failure for every unfinished recipient among `which` (smtp_bulk_fail).
+    fn bulk_fail(&mut self, which: &[usize], dsn: Dsn, relay: &str) {
+        let soft =
+            dsn.status.starts_with('4') || (dsn.status.starts_with('5') && self.conf.soft_bounce);
+        if soft && !self.final_server {
+            self.info
+                .push(format!("{}: {}", self.req.queue_id, dsn.reason));
+            return;
+        }
+        let t = now();
+        if self.stats.conn_setup_done.0 == 0 {
+            self.stats.conn_setup_done = t;
+        }
+        self.stats.deliver_done = t;
+        for &i in which {
+            if self.pending.contains(&i) {
+                self.finish(i, dsn.clone(), relay);
+            }
+        }
+    }
+}
+
+/// The text for a reply-based failure, with Postfix's protocol-error rule.
+fn reply_dsn(resp: &Reply, reason: String) -> Dsn {
+    if !resp.dsn.starts_with('4') && !resp.dsn.starts_with('5') {
+        Dsn::new("5.5.0", format!("Protocol error: {reason}"))
+    } else {
+        Dsn::new(&resp.dsn, reason)
+    }
+}
+
+/// Quote an envelope address for MAIL FROM/RCPT TO (smtp_quote_821_address).
+fn quote_addr(addr: &str) -> String {
+    if addr.is_empty() {
+        return String::new();
+    }
+    crate::global::quote_822_local::quote_822_local(addr)
+}
+
+fn xtext(s: &str, special: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b <= b' ' || b >= 0x7f || b == b'+' || special.as_bytes().contains(&b) {
+            out.push_str(&format!("+{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+fn notify_str(mask: i32) -> String {
+    let mut v = Vec::new();
+    for (bit, name) in [
+        (notify::NEVER, "NEVER"),
+        (notify::SUCCESS, "SUCCESS"),
+        (notify::FAILURE, "FAILURE"),
+        (notify::DELAY, "DELAY"),
+    ] {
+        if mask & bit != 0 {
+            v.push(name);
+        }
+    }
+    v.join(",")
+}
+
+/// Read the message content (the `N`/`L` records) from the queue file.
+/// The SMTPUTF8 flags of the queue file (the sixth field of its size record).
+fn smtputf8_flags(req: &DeliveryRequest) -> i32 {
+    let path = req.queue_file.to_string_lossy().to_string();
+    let Ok(mut fp) = QueueStream::open(&path) else {
+        return 0;
+    };
+    let mut buf = Vec::new();
+    match rec_get(&mut fp, &mut buf, 0) {
+        Rec::Type(t) if t == rec_type::SIZE => String::from_utf8_lossy(&buf)
+            .split_whitespace()
+            .nth(5)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn read_content(req: &DeliveryRequest) -> io::Result<Vec<mime::Line>> {
+    let path = req.queue_file.to_string_lossy().to_string();
+    let mut fp = QueueStream::open(&path)?;
+    fp.seek_set(req.data_offset as i64)?;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        match rec_get(&mut fp, &mut buf, 0) {
+            Rec::Type(t) if t == rec_type::NORM || t == rec_type::CONT => {
+                out.push((buf.clone(), t == rec_type::NORM));
+            }
+            Rec::Type(t) if t == rec_type::XTRA || t == rec_type::END => break,
+            Rec::Type(_) => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt queue file",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where a connection goes.
+enum Target {
+    Tcp(HostAddr, u16),
+    Unix(String),
+}
+
+/// The two halves of a connection.
+type Halves = (Box<dyn ConnRead>, Box<dyn Conn>);
+
+fn connect(conf: &Conf, t: &Target) -> Result<Halves, Dsn> {
+    match t {
+        Target::Tcp(h, port) => {
+            let sa = SocketAddr::new(h.addr, *port);
+            let r = if conf.connect_timeout > 0 {
+                TcpStream::connect_timeout(&sa, Duration::from_secs(conf.connect_timeout))
+            } else {
+                TcpStream::connect(sa)
+            };
+            match r {
+                Ok(s) => {
+                    let r2 = s.try_clone().map_err(|e| {
+                        Dsn::new(
+                            "4.4.1",
+                            format!("connect to {}[{}]:{port}: {}", h.name, h.addr, errtext(&e)),
+                        )
+                    })?;
+                    Ok((Box::new(r2), Box::new(s)))
+                }
+                Err(e) => Err(Dsn::new(
+                    "4.4.1",
+                    format!("connect to {}[{}]:{port}: {}", h.name, h.addr, errtext(&e)),
+                )),
+            }
+        }
+        Target::Unix(path) => match UnixStream::connect(path) {
+            Ok(s) => {
+                let r2 = s.try_clone().map_err(|e| {
+                    Dsn::new(
+                        "4.4.1",
+                        format!("connect to {}[{path}]: {}", conf.myhostname, errtext(&e)),
+                    )
+                })?;
+                Ok((Box::new(r2), Box::new(s)))
+            }
+            Err(e) => Err(Dsn::new(
+                "4.4.1",
+                format!("connect to {}[{path}]: {}", conf.myhostname, errtext(&e)),
+            )),
+        },
+    }
+}
+
+/// The C library's text for an I/O error (`Connection refused`).
+fn errtext(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
+        return "Connection timed out".into();
+    }
+    crate::global::record::errtext(e)
+}
+
+/// What a session attempt left behind.
+enum SessEnd {
+    /// The conversation ran (recipients may remain for the next server).
+    Done,
+}
+
+/// Deliver a request: one result per request recipient, in the order they
+/// were decided, plus every log line in order (connect failures, non-final
+/// soft errors, warnings and the per-recipient status lines).
+pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResult>, Vec<String>) {
+    let mut st = State {
+        req,
+        conf,
+        stats: req.stats,
+        pending: (0..req.rcpt.len()).collect(),
+        results: Vec::new(),
+        final_server: false,
+        info: Vec::new(),
+    };
+    let content = match read_content(req) {
+        Ok(c) => c,
+        Err(e) => {
+            st.final_server = true;
+            let all = st.pending.clone();
+            st.bulk_fail(
+                &all,
+                Dsn::new("4.3.0", format!("error reading message: {e}")),
+                "none",
+            );
+            return (st.results, st.info);
+        }
+    };
+    if !matches!(conf.tls_level.as_str(), "" | "none" | "may") {
+        // TLS comes with a later change: a level that requires it can never be met.
+        st.final_server = true;
+        let all = st.pending.clone();
+        st.bulk_fail(
+            &all,
+            Dsn::new("4.7.4", "TLS is required, but was not offered by host"),
+            "none",
+        );
+        return (st.results, st.info);
+    }
+    let def_service = conf.tcp_port.clone();
+    let mut dests = vec![req.nexthop.clone()];
+    if !conf.lmtp {
+        dests.extend(conf.fallback_relay.iter().cloned());
+    }
+    let mut why: Option<Dsn> = None;
+    let ndest = dests.len();
+    for (di, dest) in dests.iter().enumerate() {
+        if st.pending.is_empty() {
+            break;
+        }
+        let last_dest = di + 1 == ndest;
+        let targets: Vec<Target> = match dns::parse_destination(dest, &def_service, conf.lmtp) {
+            Err(e) => {
+                why = Some(Dsn::new("4.3.5", e));
+                continue;
+            }
+            Ok(Dest::Unix(p)) => vec![Target::Unix(p)],
+            Ok(Dest::Inet { host, port, no_mx }) => {
+                match dns::domain_addrs(&host, no_mx, &conf.lookup) {
+                    Ok(v) => v.into_iter().map(|h| Target::Tcp(h, port)).collect(),
+                    Err(d) => {
+                        why = Some(d);
+                        continue;
+                    }
+                }
+            }
+        };
+        let n = targets.len();
+        let mut sessions = 0;
+        for (ti, t) in targets.iter().enumerate() {
+            if st.pending.is_empty() {
+                break;
+            }
+            st.final_server = last_dest
+                && (ti + 1 == n
+                    || (conf.mx_session_limit > 0 && sessions + 1 == conf.mx_session_limit));
+            match connect(conf, t) {
+                Err(d) => {
+                    st.info.push(d.reason.clone());
+                    why = Some(d);
+                }
+                Ok((rd, wr)) => {
+                    sessions += 1;
+                    let (namaddr, namaddrport) = match t {
+                        Target::Tcp(h, port) => (
+                            format!("{}[{}]", h.name, h.addr),
+                            format!("{}[{}]:{port}", h.name, h.addr),
+                        ),
+                        Target::Unix(p) => (
+                            format!("{}[{p}]", conf.myhostname),
+                            format!("{}[{p}]", conf.myhostname),
+                        ),
+                    };
+                    let mut sess = Session {
+                        rd: BufReader::new(rd),
+                        wr,
+                        out: Vec::new(),
+                        namaddr,
+                        namaddrport,
+                        features: Features::default(),
+                        size_limit: 0,
+                    };
+                    let SessEnd::Done = run_session(&mut st, &mut sess, &content);
+                    why = None;
+                    if conf.mx_session_limit > 0 && sessions >= conf.mx_session_limit {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if !st.pending.is_empty() {
+        st.final_server = true;
+        let d = why
+            .unwrap_or_else(|| Dsn::new("4.3.0", "server unavailable or unable to receive mail"));
+        let all = st.pending.clone();
+        st.bulk_fail(&all, d, "none");
+    }
+    (st.results, st.info)
+}
+
+/// Deliver a request; see [`deliver_logged`].
+pub fn deliver(req: &DeliveryRequest, conf: &Conf) -> Vec<RecipientResult> {
+    deliver_logged(req, conf).0
+}
+
+/// A stream exception (smtp_stream_except).
+fn except(st: &mut State, sess: &Session, e: IoErr, where_: &str) {
+    let reason = match e {
+        IoErr::Eof => format!("lost connection with {} while {where_}", sess.namaddr),
+        IoErr::Timeout => format!(
+            "conversation with {} timed out while {where_}",
+            sess.namaddr
+        ),
+    };
+    let all = st.pending.clone();
+    st.bulk_fail(&all, Dsn::new("4.4.2", reason), &sess.namaddrport.clone());
+}
+
+fn said(sess: &Session, resp: &Reply, what: &str) -> String {
+    format!(
+        "host {} said: {} (in reply to {what})",
+        sess.namaddr,
+        resp.flat()
+    )
+}
+
+fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
+    let conf = st.conf;
+    let req = st.req;
+    let relay = sess.namaddrport.clone();
+    let all = st.pending.clone();
+    // Greeting.
+    let resp = match sess.reply(conf.helo_timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            except(st, sess, e, "receiving the initial server greeting");
+            return SessEnd::Done;
+        }
+    };
+    let site_fail = |st: &mut State, sess: &Session, resp: &Reply| {
+        let mut dsn = reply_dsn(
+            resp,
+            format!(
+                "host {} refused to talk to me: {}",
+                sess.namaddr,
+                resp.flat()
+            ),
+        );
+        if resp.code / 100 == 5 && conf.skip_5xx_greeting && dsn.status.starts_with('5') {
+            dsn.status.replace_range(0..1, "4");
+        }
+        st.bulk_fail(&all, dsn, &relay);
+    };
+    if resp.code / 100 != 2 {
+        site_fail(st, sess, &resp);
+        let _ = quit(sess, conf);
+        return SessEnd::Done;
+    }
+    // EHLO / HELO / LHLO.
+    sess.features.esmtp = conf.lmtp || (conf.always_ehlo && !conf.never_ehlo) || {
+        let first = resp.text.lines().next().unwrap_or("");
+        first
+            .split_whitespace()
+            .any(|w| w.eq_ignore_ascii_case("ESMTP"))
+            && !conf.never_ehlo
+    };
+    let mut ehlo_resp = None;
+    if conf.lmtp {
+        sess.cmd(&format!("LHLO {}", conf.helo_name));
+        match sess.reply(conf.helo_timeout) {
+            Err(e) => {
+                except(st, sess, e, "performing the LHLO handshake");
+                return SessEnd::Done;
+            }
+            Ok(r) if r.code / 100 != 2 => {
+                site_fail(st, sess, &r);
+                let _ = quit(sess, conf);
+                return SessEnd::Done;
+            }
+            Ok(r) => ehlo_resp = Some(r),
+        }
+    } else {
+        if sess.features.esmtp {
+            sess.cmd(&format!("EHLO {}", conf.helo_name));
+            match sess.reply(conf.helo_timeout) {
+                Err(e) => {
+                    except(st, sess, e, "performing the EHLO handshake");
+                    return SessEnd::Done;
+                }
+                Ok(r) if r.code == 421 => {
+                    site_fail(st, sess, &r);
+                    let _ = quit(sess, conf);
+                    return SessEnd::Done;
+                }
+                Ok(r) if r.code / 100 != 2 => sess.features.esmtp = false,
+                Ok(r) => ehlo_resp = Some(r),
+            }
+        }
+        if !sess.features.esmtp {
+            sess.cmd(&format!("HELO {}", conf.helo_name));
+            match sess.reply(conf.helo_timeout) {
+                Err(e) => {
+                    except(st, sess, e, "performing the HELO handshake");
+                    return SessEnd::Done;
+                }
+                Ok(r) if r.code / 100 != 2 => {
+                    site_fail(st, sess, &r);
+                    let _ = quit(sess, conf);
+                    return SessEnd::Done;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    if let Some(r) = &ehlo_resp {
+        for (n, line) in r.text.lines().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let rest = line.get(4..).unwrap_or("");
+            let mut words = rest.split([' ', '\t', '=']).filter(|w| !w.is_empty());
+            let Some(kw) = words.next() else { continue };
+            let kw = kw.to_ascii_uppercase();
+            if conf.discard_ehlo.contains(&kw) {
+                continue;
+            }
+            match kw.as_str() {
+                "8BITMIME" => sess.features.eightbit = true,
+                "PIPELINING" => sess.features.pipelining = true,
+                "SIZE" => {
+                    sess.features.size = true;
+                    if let Some(w) = words.next() {
+                        if w.bytes().all(|c| c.is_ascii_digit()) {
+                            sess.size_limit = w.parse().unwrap_or(0);
+                        } else {
+                            st.info.push(format!(
+                                "warning: bad EHLO SIZE limit \"{w}\" from {}",
+                                sess.namaddrport
+                            ));
+                        }
+                    }
+                }
+                "STARTTLS" => sess.features.starttls = true,
+                "DSN" => sess.features.dsn = true,
+                "SMTPUTF8" => sess.features.smtputf8 = true,
+                _ => {}
+            }
+        }
+    }
+    if sess.features.smtputf8 && !sess.features.eightbit {
+        st.info.push(format!(
+            "host {} offers SMTPUTF8 support, but not 8BITMIME",
+            sess.namaddr
+        ));
+        sess.features.eightbit = true;
+    }
+    // Required when the sender asked for SMTPUTF8 and the envelope or a
+    // header has UTF-8 (SMTPUTF8_FLAG_REQUESTED plus any other flag).
+    let utf8_flags = smtputf8_flags(req);
+    let requested = req.smtputf8 || utf8_flags & 1 != 0;
+    let required = requested && (utf8_flags & !1 != 0 || (utf8_flags == 0 && req.smtputf8));
+    if !sess.features.smtputf8 && required {
+        let dsn = Dsn::new(
+            "5.6.7",
+            format!(
+                "SMTPUTF8 is required, but was not offered by host {}",
+                sess.namaddr
+            ),
+        );
+        st.bulk_fail(&all, dsn, &relay);
+        let _ = quit(sess, conf);
+        return SessEnd::Done;
+    }
+    let downgrade = !conf.disable_mime_oconv && !sess.features.eightbit && req.encoding != "7bit";
+    // The message size limit announced by the server.
+    if sess.features.size && sess.size_limit > 0 && req.data_size > sess.size_limit {
+        let dsn = Dsn::new(
+            "5.3.4",
+            format!(
+                "message size {} exceeds size limit {} of server {}",
+                req.data_size, sess.size_limit, sess.namaddr
+            ),
+        );
+        st.bulk_fail(&all, dsn, &relay);
+        let _ = quit(sess, conf);
+        return SessEnd::Done;
+    }
+    // MAIL FROM.
+    st.stats.conn_setup_done = now();
+    let mut mail = format!("MAIL FROM:<{}>", quote_addr(&req.sender));
+    if sess.features.size && !downgrade {
+        mail.push_str(&format!(" SIZE={}", req.data_size));
+    }
+    if sess.features.eightbit {
+        if req.encoding == "8bit" {
+            mail.push_str(" BODY=8BITMIME");
+        } else if req.encoding == "7bit" {
+            mail.push_str(" BODY=7BIT");
+        }
+    }
+    if sess.features.dsn {
+        if !req.dsn_envid.is_empty() {
+            mail.push_str(&format!(" ENVID={}", xtext(&req.dsn_envid, "+=")));
+        }
+        match req.dsn_ret {
+            1 => mail.push_str(" RET=FULL"),
+            2 => mail.push_str(" RET=HDRS"),
+            _ => {}
+        }
+    }
+    if sess.features.smtputf8 && requested {
+        mail.push_str(" SMTPUTF8");
+    }
+    let rcpts: Vec<usize> = st.pending.clone();
+    let has_dsn = sess.features.dsn;
+    let rcpt_cmd = |i: usize| -> String {
+        let r = &req.rcpt[i];
+        let mut c = format!("RCPT TO:<{}>", quote_addr(&r.address));
+        if has_dsn {
+            let mut orcpt = r.dsn_orcpt.clone();
+            if orcpt.is_empty() && !r.orig_addr.is_empty() {
+                let q = crate::global::quote_822_local::quote_822_local(&r.orig_addr);
+                let ty = if requested && !q.is_ascii() {
+                    "utf-8"
+                } else {
+                    "rfc822"
+                };
+                orcpt = format!("{ty};{q}");
+            }
+            if !orcpt.is_empty() {
+                c.push_str(&format!(" ORCPT={}", xtext(&orcpt, "=")));
+            }
+            if r.dsn_notify != 0 {
+                c.push_str(&format!(" NOTIFY={}", notify_str(r.dsn_notify)));
+            }
+        }
+        c
+    };
+    let mut accepted: Vec<usize> = Vec::new();
+    let mut mail_rejected = false;
+    let pipelining = sess.features.pipelining;
+    // Receive the MAIL reply.
+    macro_rules! recv {
+        ($t:expr, $where:expr) => {
+            match sess.reply($t) {
+                Ok(r) => r,
+                Err(e) => {
+                    except(st, sess, e, $where);
+                    return SessEnd::Done;
+                }
+            }
+        };
+    }
+    let abort = |st: &mut State, sess: &mut Session| {
+        sess.cmd("RSET");
+        if sess.reply(conf.rset_timeout).is_ok() {
+            let _ = quit(sess, conf);
+        }
+        let _ = st;
+    };
+    sess.cmd(&mail);
+    if pipelining {
+        for &i in &rcpts {
+            sess.cmd(&rcpt_cmd(i));
+        }
+        sess.cmd("DATA");
+    }
+    let r = recv!(conf.mail_timeout, "sending MAIL FROM");
+    if r.code / 100 != 2 {
+        let dsn = reply_dsn(&r, said(sess, &r, "MAIL FROM command"));
+        st.bulk_fail(&all, dsn, &relay);
+        mail_rejected = true;
+        if !pipelining {
+            abort(st, sess);
+            return SessEnd::Done;
+        }
+    }
+    for &i in &rcpts {
+        if !pipelining {
+            sess.cmd(&rcpt_cmd(i));
+        }
+        let r = recv!(conf.rcpt_timeout, "sending RCPT TO");
+        if mail_rejected {
+            continue;
+        }
+        if r.code / 100 == 2 {
+            accepted.push(i);
+        } else {
+            let dsn = reply_dsn(&r, said(sess, &r, "RCPT TO command"));
+            st.rcpt_fail(i, dsn, &relay);
+        }
+    }
+    if !pipelining {
+        if accepted.is_empty() {
+            abort(st, sess);
+            return SessEnd::Done;
+        }
+        sess.cmd("DATA");
+    }
+    let r = recv!(conf.data_init_timeout, "sending DATA command");
+    if r.code / 100 != 3 {
+        if !accepted.is_empty() {
+            let dsn = reply_dsn(&r, said(sess, &r, "DATA command"));
+            st.bulk_fail(&accepted, dsn, &relay);
+        }
+        abort(st, sess);
+        return SessEnd::Done;
+    }
+    if mail_rejected || accepted.is_empty() {
+        // A pipelining server said 354 although nothing was accepted: end
+        // the (empty) message as Postfix does, ignoring its reply.
+        sess.cmd(".");
+        sess.cmd("QUIT");
+        if sess.reply(conf.data_done_timeout).is_ok() && !conf.skip_quit_response {
+            let _ = sess.reply(conf.quit_timeout);
+        }
+        return SessEnd::Done;
+    }
+    // The message.
+    let body: Vec<mime::Line> = if downgrade {
+        mime::downgrade(content)
+    } else {
+        content.to_vec()
+    };
+    let mut at_bol = true;
+    for (text, complete) in &body {
+        if at_bol && text.first() == Some(&b'.') {
+            sess.out.push(b'.');
+        }
+        sess.out.extend_from_slice(text);
+        if *complete {
+            sess.out.extend_from_slice(b"\r\n");
+        }
+        at_bol = *complete;
+        if sess.out.len() >= 8192
+            && let Err(e) = sess.flush(conf.data_xfer_timeout)
+        {
+            except(st, sess, e, "sending message body");
+            return SessEnd::Done;
+        }
+    }
+    if !at_bol {
+        sess.out.extend_from_slice(b"\r\n");
+    }
+    if let Err(e) = sess.flush(conf.data_xfer_timeout) {
+        except(st, sess, e, "sending message body");
+        return SessEnd::Done;
+    }
+    sess.cmd(".");
+    if pipelining {
+        sess.cmd("QUIT");
+    }
+    const DOT_WHERE: &str = "sending end of data -- message may be sent more than once";
+    if conf.lmtp {
+        for &i in &accepted {
+            let r = recv!(conf.data_done_timeout, DOT_WHERE);
+            st.stats.deliver_done = now();
+            if r.code / 100 == 2 {
+                let d = Dsn::new(&r.dsn, r.flat());
+                st.finish(i, d, &relay);
+            } else {
+                let dsn = reply_dsn(&r, said(sess, &r, "end of DATA command"));
+                st.rcpt_fail(i, dsn, &relay);
+            }
+        }
+    } else {
+        let r = recv!(conf.data_done_timeout, DOT_WHERE);
+        st.stats.deliver_done = now();
+        if r.code / 100 == 2 {
+            for &i in &accepted {
+                let d = Dsn::new(&r.dsn, r.flat());
+                st.finish(i, d, &relay);
+            }
+        } else {
+            let dsn = reply_dsn(&r, said(sess, &r, "end of DATA command"));
+            st.bulk_fail(&accepted, dsn, &relay);
+        }
+    }
+    if !pipelining {
+        sess.cmd("QUIT");
+    }
+    if conf.skip_quit_response {
+        let _ = sess.flush(conf.quit_timeout);
+    } else {
+        let _ = sess.reply(conf.quit_timeout);
+    }
+    SessEnd::Done
+}
+
+fn quit(sess: &mut Session, conf: &Conf) -> Result<(), IoErr> {
+    sess.cmd("QUIT");
+    if conf.skip_quit_response {
+        sess.flush(conf.quit_timeout)
+    } else {
+        sess.reply(conf.quit_timeout).map(|_| ())
+    }
+}
+
+/// The thin entry until the queue manager protocol lands: `smtp QUEUEFILE
+/// NEXTHOP` delivers one queue file and logs the results.
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let prog = args
+        .first()
+        .map(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let lmtp = prog == "lmtp";
+    crate::global::msg::init(&prog);
+    let rest: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if rest.len() < 2 {
+        eprintln!("usage: {prog} QUEUEFILE NEXTHOP");
+        return 1;
+    }
+    let mc = match MailConf::read(None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{prog}: fatal: {}", e.0);
+            return 1;
+        }
+    };
+    let conf = match Conf::from_conf(&mc, lmtp) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{prog}: fatal: {}", e.0);
+            return 1;
+        }
+    };
+    let path = std::path::Path::new(&rest[0]);
+    let id = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut req = match DeliveryRequest::from_queue_file(path, "active", &id, &prog, &rest[1]) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{prog}: fatal: {e}");
+            return 1;
+        }
+    };
+    req.stats.active_arrival = now();
+    req.stats.agent_handoff = now();
+    let (results, info) = deliver_logged(&req, &conf);
+    for l in info {
+        crate::global::msg::info(&l);
+    }
+    if results.iter().all(|r| r.outcome == Outcome::Sent) {
+        0
+    } else {
+        75
+    }
+}
