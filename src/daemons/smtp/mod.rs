@@ -454,6 +454,50 @@ fn read_content(req: &DeliveryRequest) -> io::Result<Vec<mime::Line>> {
     Ok(out)
 }
 
+/// Write one content record for DATA: dot-stuffing at the start of a line,
+/// and lines longer than `limit` (usize::MAX: no limit) broken with CRLF SPACE, as
+/// Postfix's smtp_text_out. `space_left` carries the room left on the
+/// current output line between records. Returns true when a line was broken.
+fn text_out(
+    out: &mut Vec<u8>,
+    space_left: &mut usize,
+    limit: usize,
+    text: &[u8],
+    complete: bool,
+) -> bool {
+    let mut data = text;
+    let mut broke = false;
+    loop {
+        if *space_left == limit && data.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        if data.len() >= *space_left {
+            out.extend_from_slice(&data[..*space_left]);
+            out.extend_from_slice(b"\r\n");
+            data = &data[*space_left..];
+            *space_left = limit;
+            if !data.is_empty() || !complete {
+                out.push(b' ');
+                *space_left -= 1;
+                broke = true;
+            }
+        } else {
+            out.extend_from_slice(data);
+            if complete {
+                out.extend_from_slice(b"\r\n");
+                *space_left = limit;
+            } else {
+                *space_left = space_left.saturating_sub(data.len());
+            }
+            break;
+        }
+        if data.is_empty() {
+            break;
+        }
+    }
+    broke
+}
+
 /// Where a connection goes.
 enum Target {
     Tcp(HostAddr, u16),
@@ -963,16 +1007,20 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
     } else {
         content.to_vec()
     };
-    let mut at_bol = true;
+    let limit = match conf.line_length_limit {
+        0 => usize::MAX,
+        n => n,
+    };
+    let mut space_left = limit;
+    let mut logged_break = false;
     for (text, complete) in &body {
-        if at_bol && text.first() == Some(&b'.') {
-            sess.out.push(b'.');
+        if text_out(&mut sess.out, &mut space_left, limit, text, *complete) && !logged_break {
+            logged_break = true;
+            st.info.push(format!(
+                "{}: breaking line > {limit} bytes with <CR><LF>SPACE",
+                req.queue_id
+            ));
         }
-        sess.out.extend_from_slice(text);
-        if *complete {
-            sess.out.extend_from_slice(b"\r\n");
-        }
-        at_bol = *complete;
         if sess.out.len() >= 8192
             && let Err(e) = sess.flush(conf.data_xfer_timeout)
         {
@@ -980,7 +1028,7 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             return SessEnd::Done;
         }
     }
-    if !at_bol {
+    if space_left != limit {
         sess.out.extend_from_slice(b"\r\n");
     }
     if let Err(e) = sess.flush(conf.data_xfer_timeout) {
