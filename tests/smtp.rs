@@ -450,3 +450,50 @@ fn tls_encrypt_defers() {
     let (results, _) = deliver_logged(&req, &c);
     assert_eq!(results[0].outcome, Outcome::Deferred);
 }
+
+#[test]
+fn connection_cache_reuses_the_session() {
+    let case = Case {
+        name: "cache".into(),
+        proto: "smtp".into(),
+        ..Default::default()
+    };
+    let (port, rec) = start(&case);
+    let g = golden();
+    let dest = format!("[127.0.0.1]:{port}");
+    let mut c = conf(false);
+    c.cache_destinations = vec![dest.clone()];
+    let mut logs = Vec::new();
+    for name in ["ok", "dsn"] {
+        let req = DeliveryRequest::from_queue_file(
+            &g.join("queue").join(name),
+            "active",
+            name,
+            "smtp",
+            &dest,
+        )
+        .unwrap();
+        let (results, log) = deliver_logged(&req, &c);
+        assert!(
+            results.iter().all(|r| r.outcome == Outcome::Sent),
+            "{log:?}"
+        );
+        logs.extend(log);
+    }
+    rostfix::daemons::smtp::cache_close_all(&c);
+    for _ in 0..50 {
+        if Arc::strong_count(&rec) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = String::from_utf8_lossy(&rec.lock().unwrap()).into_owned();
+    assert_eq!(text.matches("EHLO ").count(), 1, "{text}");
+    assert_eq!(text.matches("MAIL FROM:").count(), 2, "{text}");
+    assert_eq!(text.matches("QUIT").count(), 1, "{text}");
+    assert!(!logs[0].contains("conn_use="), "{logs:?}");
+    assert!(
+        logs[1].contains(&format!(":{port}, conn_use=2, delay=")),
+        "{logs:?}"
+    );
+}

@@ -34,6 +34,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+/// The connection-cache request flags (DEL_REQ_FLAG_CONN_LOAD/STORE).
+pub mod flags_conn {
+    /// Look for a cached connection.
+    pub const LOAD: u32 = 1 << 11;
+    /// Cache the connection when done.
+    pub const STORE: u32 = 1 << 12;
+}
+
 /// The client's parameters.
 #[derive(Debug, Clone)]
 pub struct Conf {
@@ -63,6 +71,16 @@ pub struct Conf {
     pub disable_mime_oconv: bool,
     pub soft_bounce: bool,
     pub delay_max_res: u32,
+    /// smtp_connection_cache_on_demand
+    pub cache_on_demand: bool,
+    /// smtp_connection_cache_destinations (next hops, matched without case)
+    pub cache_destinations: Vec<String>,
+    /// smtp_connection_cache_time_limit (idle time in the cache)
+    pub cache_time_limit: u64,
+    /// smtp_connection_reuse_time_limit
+    pub reuse_time_limit: u64,
+    /// smtp_connection_reuse_count_limit (0: none)
+    pub reuse_count_limit: u32,
 }
 
 impl Conf {
@@ -140,6 +158,13 @@ impl Conf {
             disable_mime_oconv: conf.get_bool("disable_mime_output_conversion")?,
             soft_bounce: conf.get_bool("soft_bounce")?,
             delay_max_res: conf.get_int("delay_logging_resolution_limit", 0, 6)? as u32,
+            cache_on_demand: conf.get_bool(&n("connection_cache_on_demand"))?,
+            cache_destinations: list(conf.get_str(&n("connection_cache_destinations"), 0, 0)?),
+            cache_time_limit: time("connection_cache_time_limit")?,
+            reuse_time_limit: time("connection_reuse_time_limit")?,
+            reuse_count_limit: conf
+                .get_int(&n("connection_reuse_count_limit"), 0, 0)?
+                .max(0) as u32,
         })
     }
 }
@@ -169,7 +194,7 @@ fn classify(e: &io::Error) -> IoErr {
     }
 }
 
-trait Conn: Read + Write {
+trait Conn: Read + Write + Send {
     fn set_timeouts(&self, t: u64);
 }
 
@@ -200,21 +225,103 @@ struct Session {
     namaddrport: String,
     features: Features,
     size_limit: u64,
+    /// May this session go to the connection cache when done?
+    cacheable: bool,
+    /// QUIT was sent or the connection broke.
+    closed: bool,
+    /// How often it was reused.
+    reuse_count: u32,
+    /// No more reuse after this (smtp_connection_reuse_time_limit).
+    expire: std::time::Instant,
+    /// The cache key of the endpoint (`addr:port` or the socket path).
+    endpoint: String,
 }
 
-trait ConnRead: Read {
+trait ConnRead: Read + Send {
     fn set_timeout(&self, t: u64);
+    /// Is the connection still open with nothing unread (a cached session)?
+    fn idle_alive(&mut self) -> bool;
+}
+
+fn idle_alive_via<S: Read>(s: &mut S, nb: impl Fn(bool) -> io::Result<()>) -> bool {
+    if nb(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let alive = matches!(s.read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    alive && nb(false).is_ok()
 }
 
 impl ConnRead for TcpStream {
     fn set_timeout(&self, t: u64) {
         let _ = self.set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
     }
+    fn idle_alive(&mut self) -> bool {
+        let c = match self.try_clone() {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        idle_alive_via(self, |on| c.set_nonblocking(on))
+    }
 }
 
 impl ConnRead for UnixStream {
     fn set_timeout(&self, t: u64) {
         let _ = self.set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
+    }
+    fn idle_alive(&mut self) -> bool {
+        let c = match self.try_clone() {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        idle_alive_via(self, |on| c.set_nonblocking(on))
+    }
+}
+
+/// A session kept open for the next request (Postfix keeps these in the
+/// scache service; here they stay in the agent process that made them).
+struct Cached {
+    /// The next hop it was first used for, if any.
+    dest: Option<String>,
+    /// Drop it after this.
+    idle_deadline: std::time::Instant,
+    sess: Session,
+}
+
+static CACHE: std::sync::Mutex<Vec<Cached>> = std::sync::Mutex::new(Vec::new());
+
+/// Take a live cached session by next hop or by endpoint.
+fn cache_take(dest: Option<&str>, endpoint: Option<&str>) -> Option<Session> {
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let t = std::time::Instant::now();
+    c.retain(|x| x.idle_deadline > t);
+    let i = c.iter().position(|x| {
+        (dest.is_some() && x.dest.as_deref() == dest)
+            || (endpoint.is_some() && Some(x.sess.endpoint.as_str()) == endpoint)
+    })?;
+    let mut x = c.remove(i);
+    if x.sess.rd.buffer().is_empty() && x.sess.rd.get_mut().idle_alive() {
+        Some(x.sess)
+    } else {
+        None
+    }
+}
+
+fn cache_save(dest: Option<String>, sess: Session, conf: &Conf) {
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    c.push(Cached {
+        dest,
+        idle_deadline: std::time::Instant::now() + Duration::from_secs(conf.cache_time_limit),
+        sess,
+    });
+}
+
+/// Close every cached session (QUIT), as an agent does when it exits.
+pub fn cache_close_all(conf: &Conf) {
+    let all: Vec<Cached> = std::mem::take(&mut *CACHE.lock().unwrap_or_else(|e| e.into_inner()));
+    for mut x in all {
+        x.sess.cacheable = false;
+        let _ = quit(&mut x.sess, conf);
     }
 }
 
@@ -293,6 +400,8 @@ struct State<'a> {
     final_server: bool,
     /// Informational log lines (without program prefix).
     pub info: Vec<String>,
+    /// The current session's reuse count (logged as conn_use=N+1).
+    reuse_count: u32,
 }
 
 impl State<'_> {
@@ -309,7 +418,7 @@ impl State<'_> {
             Outcome::Bounced
         };
         let rcpt: &Recipient = &self.req.rcpt[idx];
-        let log = log_line(
+        let mut log = log_line(
             &self.req.queue_id,
             &self.stats,
             rcpt,
@@ -319,6 +428,10 @@ impl State<'_> {
             now(),
             self.conf.delay_max_res,
         );
+        if self.reuse_count > 0 {
+            let at = format!(", relay={relay}");
+            log = log.replacen(&at, &format!("{at}, conn_use={}", self.reuse_count + 1), 1);
+        }
         self.info.push(log.clone());
         self.results.push(RecipientResult {
             rcpt: rcpt.clone(),
@@ -576,6 +689,7 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
         results: Vec::new(),
         final_server: false,
         info: Vec::new(),
+        reuse_count: 0,
     };
     let content = match read_content(req) {
         Ok(c) => c,
@@ -629,8 +743,23 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
                 }
             }
         };
+        let (load, store) = if conf
+            .cache_destinations
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(dest))
+        {
+            (true, true)
+        } else if conf.cache_on_demand {
+            (
+                req.flags & flags_conn::LOAD != 0,
+                req.flags & flags_conn::STORE != 0,
+            )
+        } else {
+            (false, false)
+        };
         let n = targets.len();
         let mut sessions = 0;
+        let mut dest_label = store.then(|| dest.clone());
         for (ti, t) in targets.iter().enumerate() {
             if st.pending.is_empty() {
                 break;
@@ -638,38 +767,73 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
             st.final_server = last_dest
                 && (ti + 1 == n
                     || (conf.mx_session_limit > 0 && sessions + 1 == conf.mx_session_limit));
-            match connect(conf, t) {
-                Err(d) => {
-                    st.info.push(d.reason.clone());
-                    why = Some(d);
+            let endpoint = match t {
+                Target::Tcp(h, port) => format!("{}:{port}", SocketAddr::new(h.addr, *port)),
+                Target::Unix(p) => p.clone(),
+            };
+            let cached = if load {
+                cache_take((ti == 0).then_some(dest.as_str()), Some(&endpoint))
+            } else {
+                None
+            };
+            let (mut sess, reused) = match cached {
+                Some(mut c) => {
+                    c.reuse_count += 1;
+                    c.cacheable = store;
+                    (c, true)
                 }
-                Ok((rd, wr)) => {
-                    sessions += 1;
-                    let (namaddr, namaddrport) = match t {
-                        Target::Tcp(h, port) => (
-                            format!("{}[{}]", h.name, h.addr),
-                            format!("{}[{}]:{port}", h.name, h.addr),
-                        ),
-                        Target::Unix(p) => (
-                            format!("{}[{p}]", conf.myhostname),
-                            format!("{}[{p}]", conf.myhostname),
-                        ),
-                    };
-                    let mut sess = Session {
-                        rd: BufReader::new(rd),
-                        wr,
-                        out: Vec::new(),
-                        namaddr,
-                        namaddrport,
-                        features: Features::default(),
-                        size_limit: 0,
-                    };
-                    let SessEnd::Done = run_session(&mut st, &mut sess, &content);
-                    why = None;
-                    if conf.mx_session_limit > 0 && sessions >= conf.mx_session_limit {
-                        break;
+                None => match connect(conf, t) {
+                    Err(d) => {
+                        st.info.push(d.reason.clone());
+                        why = Some(d);
+                        continue;
                     }
-                }
+                    Ok((rd, wr)) => {
+                        let (namaddr, namaddrport) = match t {
+                            Target::Tcp(h, port) => (
+                                format!("{}[{}]", h.name, h.addr),
+                                format!("{}[{}]:{port}", h.name, h.addr),
+                            ),
+                            Target::Unix(p) => (
+                                format!("{}[{p}]", conf.myhostname),
+                                format!("{}[{p}]", conf.myhostname),
+                            ),
+                        };
+                        (
+                            Session {
+                                rd: BufReader::new(rd),
+                                wr,
+                                out: Vec::new(),
+                                namaddr,
+                                namaddrport,
+                                features: Features::default(),
+                                size_limit: 0,
+                                cacheable: store,
+                                closed: false,
+                                reuse_count: 0,
+                                expire: std::time::Instant::now()
+                                    + Duration::from_secs(conf.reuse_time_limit),
+                                endpoint,
+                            },
+                            false,
+                        )
+                    }
+                },
+            };
+            sessions += 1;
+            st.reuse_count = sess.reuse_count;
+            let SessEnd::Done = run_session(&mut st, &mut sess, &content, reused);
+            why = None;
+            if conf.reuse_count_limit > 0 && sess.reuse_count + 1 >= conf.reuse_count_limit {
+                sess.cacheable = false;
+            }
+            if sess.cacheable && !sess.closed && std::time::Instant::now() < sess.expire {
+                cache_save(dest_label.take(), sess, conf);
+            } else if !sess.closed {
+                let _ = quit(&mut sess, conf);
+            }
+            if conf.mx_session_limit > 0 && sessions >= conf.mx_session_limit {
+                break;
             }
         }
     }
@@ -688,8 +852,18 @@ pub fn deliver(req: &DeliveryRequest, conf: &Conf) -> Vec<RecipientResult> {
     deliver_logged(req, conf).0
 }
 
+/// End a session that failed or will not be cached; a cacheable one stays
+/// open without QUIT.
+fn end_session(sess: &mut Session, conf: &Conf) {
+    if !sess.cacheable {
+        let _ = quit(sess, conf);
+    }
+}
+
 /// A stream exception (smtp_stream_except).
-fn except(st: &mut State, sess: &Session, e: IoErr, where_: &str) {
+fn except(st: &mut State, sess: &mut Session, e: IoErr, where_: &str) {
+    sess.closed = true;
+    sess.cacheable = false;
     let reason = match e {
         IoErr::Eof => format!("lost connection with {} while {where_}", sess.namaddr),
         IoErr::Timeout => format!(
@@ -709,9 +883,21 @@ fn said(sess: &Session, resp: &Reply, what: &str) -> String {
     )
 }
 
-fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
+fn run_session(
+    st: &mut State,
+    sess: &mut Session,
+    content: &[mime::Line],
+    reused: bool,
+) -> SessEnd {
+    if !reused && !handshake(st, sess) {
+        return SessEnd::Done;
+    }
+    xfer(st, sess, content)
+}
+
+/// The greeting and EHLO/HELO/LHLO; false when the session ended.
+fn handshake(st: &mut State, sess: &mut Session) -> bool {
     let conf = st.conf;
-    let req = st.req;
     let relay = sess.namaddrport.clone();
     let all = st.pending.clone();
     // Greeting.
@@ -719,10 +905,10 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
         Ok(r) => r,
         Err(e) => {
             except(st, sess, e, "receiving the initial server greeting");
-            return SessEnd::Done;
+            return false;
         }
     };
-    let site_fail = |st: &mut State, sess: &Session, resp: &Reply| {
+    let site_fail = |st: &mut State, sess: &mut Session, resp: &Reply| {
         let mut dsn = reply_dsn(
             resp,
             format!(
@@ -735,11 +921,12 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             dsn.status.replace_range(0..1, "4");
         }
         st.bulk_fail(&all, dsn, &relay);
+        sess.cacheable = false;
     };
     if resp.code / 100 != 2 {
         site_fail(st, sess, &resp);
         let _ = quit(sess, conf);
-        return SessEnd::Done;
+        return false;
     }
     // EHLO / HELO / LHLO.
     sess.features.esmtp = conf.lmtp || (conf.always_ehlo && !conf.never_ehlo) || {
@@ -755,12 +942,12 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
         match sess.reply(conf.helo_timeout) {
             Err(e) => {
                 except(st, sess, e, "performing the LHLO handshake");
-                return SessEnd::Done;
+                return false;
             }
             Ok(r) if r.code / 100 != 2 => {
                 site_fail(st, sess, &r);
                 let _ = quit(sess, conf);
-                return SessEnd::Done;
+                return false;
             }
             Ok(r) => ehlo_resp = Some(r),
         }
@@ -770,12 +957,12 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             match sess.reply(conf.helo_timeout) {
                 Err(e) => {
                     except(st, sess, e, "performing the EHLO handshake");
-                    return SessEnd::Done;
+                    return false;
                 }
                 Ok(r) if r.code == 421 => {
                     site_fail(st, sess, &r);
                     let _ = quit(sess, conf);
-                    return SessEnd::Done;
+                    return false;
                 }
                 Ok(r) if r.code / 100 != 2 => sess.features.esmtp = false,
                 Ok(r) => ehlo_resp = Some(r),
@@ -786,12 +973,12 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             match sess.reply(conf.helo_timeout) {
                 Err(e) => {
                     except(st, sess, e, "performing the HELO handshake");
-                    return SessEnd::Done;
+                    return false;
                 }
                 Ok(r) if r.code / 100 != 2 => {
                     site_fail(st, sess, &r);
                     let _ = quit(sess, conf);
-                    return SessEnd::Done;
+                    return false;
                 }
                 Ok(_) => {}
             }
@@ -839,6 +1026,15 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
         ));
         sess.features.eightbit = true;
     }
+    true
+}
+
+/// One mail transaction on an open session.
+fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
+    let conf = st.conf;
+    let req = st.req;
+    let relay = sess.namaddrport.clone();
+    let all = st.pending.clone();
     // Required when the sender asked for SMTPUTF8 and the envelope or a
     // header has UTF-8 (SMTPUTF8_FLAG_REQUESTED plus any other flag).
     let utf8_flags = smtputf8_flags(req);
@@ -853,7 +1049,7 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             ),
         );
         st.bulk_fail(&all, dsn, &relay);
-        let _ = quit(sess, conf);
+        end_session(sess, conf);
         return SessEnd::Done;
     }
     let downgrade = !conf.disable_mime_oconv && !sess.features.eightbit && req.encoding != "7bit";
@@ -867,7 +1063,7 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             ),
         );
         st.bulk_fail(&all, dsn, &relay);
-        let _ = quit(sess, conf);
+        end_session(sess, conf);
         return SessEnd::Done;
     }
     // MAIL FROM.
@@ -938,8 +1134,17 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
     }
     let abort = |st: &mut State, sess: &mut Session| {
         sess.cmd("RSET");
-        if sess.reply(conf.rset_timeout).is_ok() {
+        if !sess.cacheable {
+            // Pipelined with the RSET, as Postfix does.
             let _ = quit(sess, conf);
+            return;
+        }
+        match sess.reply(conf.rset_timeout) {
+            Ok(r) if r.code / 100 == 2 => {}
+            _ => {
+                sess.cacheable = false;
+                sess.closed = true;
+            }
         }
         let _ = st;
     };
@@ -995,6 +1200,8 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
         // A pipelining server said 354 although nothing was accepted: end
         // the (empty) message as Postfix does, ignoring its reply.
         sess.cmd(".");
+        sess.cacheable = false;
+        sess.closed = true;
         sess.cmd("QUIT");
         if sess.reply(conf.data_done_timeout).is_ok() && !conf.skip_quit_response {
             let _ = sess.reply(conf.quit_timeout);
@@ -1036,7 +1243,8 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
         return SessEnd::Done;
     }
     sess.cmd(".");
-    if pipelining {
+    let cache = sess.cacheable && std::time::Instant::now() < sess.expire;
+    if pipelining && !cache {
         sess.cmd("QUIT");
     }
     const DOT_WHERE: &str = "sending end of data -- message may be sent more than once";
@@ -1065,7 +1273,12 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
             st.bulk_fail(&accepted, dsn, &relay);
         }
     }
-    if !pipelining {
+    if cache && sess.cacheable {
+        return SessEnd::Done;
+    }
+    sess.cacheable = false;
+    sess.closed = true;
+    if !pipelining || cache {
         sess.cmd("QUIT");
     }
     if conf.skip_quit_response {
@@ -1077,6 +1290,8 @@ fn run_session(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> Se
 }
 
 fn quit(sess: &mut Session, conf: &Conf) -> Result<(), IoErr> {
+    sess.closed = true;
+    sess.cacheable = false;
     sess.cmd("QUIT");
     if conf.skip_quit_response {
         sess.flush(conf.quit_timeout)
@@ -1137,6 +1352,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     req.stats.active_arrival = now();
     req.stats.agent_handoff = now();
     let (results, info) = deliver_logged(&req, &conf);
+    cache_close_all(&conf);
     for l in info {
         crate::global::msg::info(&l);
     }
