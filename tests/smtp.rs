@@ -497,3 +497,28 @@ fn connection_cache_reuses_the_session() {
         "{logs:?}"
     );
 }
+
+#[test]
+fn hop_status_only_for_site_failures() {
+    let cases = parse_cases();
+    let g = golden();
+    for (name, want) in [
+        ("refused", true),
+        ("greet_timeout", true),
+        ("mail_5xx", false),
+        ("mixed", false),
+    ] {
+        let case = cases.iter().find(|c| c.name == name).unwrap();
+        let (port, _rec) = start(case);
+        let req = DeliveryRequest::from_queue_file(
+            &g.join("queue").join(name),
+            "active",
+            name,
+            "smtp",
+            &format!("[127.0.0.1]:{port}"),
+        )
+        .unwrap();
+        let d = rostfix::daemons::smtp::deliver_full(&req, &conf(false));
+        assert_eq!(d.hop_status.is_some(), want, "{name}: {:?}", d.log);
+    }
+}

@@ -402,6 +402,8 @@ struct State<'a> {
     pub info: Vec<String>,
     /// The current session's reuse count (logged as conn_use=N+1).
     reuse_count: u32,
+    /// Set by a site failure: the destination should be throttled.
+    hop_status: Option<Dsn>,
 }
 
 impl State<'_> {
@@ -457,6 +459,17 @@ impl State<'_> {
         }
         self.finish(idx, dsn, relay);
         false
+    }
+
+    /// A site failure (connection, greeting, handshake, lost or timed-out
+    /// conversation): besides failing the recipients, it sets the hop status
+    /// that tells the queue manager to throttle the destination.
+    fn site_fail(&mut self, which: &[usize], dsn: Dsn, relay: &str) {
+        let before = self.results.len();
+        self.bulk_fail(which, dsn.clone(), relay);
+        if self.results.len() > before && self.hop_status.is_none() {
+            self.hop_status = Some(dsn);
+        }
     }
 
     /// A failure for every unfinished recipient among `which` (smtp_bulk_fail).
@@ -677,10 +690,38 @@ enum SessEnd {
     Done,
 }
 
-/// Deliver a request: one result per request recipient, in the order they
-/// were decided, plus every log line in order (connect failures, non-final
-/// soft errors, warnings and the per-recipient status lines).
+/// What a delivery attempt produced.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// One result per request recipient, in the order they were decided.
+    pub results: Vec<RecipientResult>,
+    /// Every log line in order (connect failures, non-final soft errors,
+    /// warnings and the per-recipient status lines), without program prefix.
+    pub log: Vec<String>,
+    /// Set when a site failure means the queue manager should throttle the
+    /// destination (Postfix's hop_status).
+    pub hop_status: Option<Dsn>,
+}
+
+/// Deliver a request; see [`Delivered`].
+pub fn deliver_full(req: &DeliveryRequest, conf: &Conf) -> Delivered {
+    let (results, log, hop_status) = deliver_inner(req, conf);
+    Delivered {
+        results,
+        log,
+        hop_status,
+    }
+}
+
+/// Deliver a request: the results and the log lines (see [`Delivered`]).
 pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResult>, Vec<String>) {
+    let (r, l, _) = deliver_inner(req, conf);
+    (r, l)
+}
+
+type Inner = (Vec<RecipientResult>, Vec<String>, Option<Dsn>);
+
+fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
     let mut st = State {
         req,
         conf,
@@ -690,6 +731,7 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
         final_server: false,
         info: Vec::new(),
         reuse_count: 0,
+        hop_status: None,
     };
     let content = match read_content(req) {
         Ok(c) => c,
@@ -701,7 +743,7 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
                 Dsn::new("4.3.0", format!("error reading message: {e}")),
                 "none",
             );
-            return (st.results, st.info);
+            return (st.results, st.info, st.hop_status);
         }
     };
     if !matches!(conf.tls_level.as_str(), "" | "none" | "may") {
@@ -713,7 +755,7 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
             Dsn::new("4.7.4", "TLS is required, but was not offered by host"),
             "none",
         );
-        return (st.results, st.info);
+        return (st.results, st.info, st.hop_status);
     }
     let def_service = conf.tcp_port.clone();
     let mut dests = vec![req.nexthop.clone()];
@@ -842,9 +884,9 @@ pub fn deliver_logged(req: &DeliveryRequest, conf: &Conf) -> (Vec<RecipientResul
         let d = why
             .unwrap_or_else(|| Dsn::new("4.3.0", "server unavailable or unable to receive mail"));
         let all = st.pending.clone();
-        st.bulk_fail(&all, d, "none");
+        st.site_fail(&all, d, "none");
     }
-    (st.results, st.info)
+    (st.results, st.info, st.hop_status)
 }
 
 /// Deliver a request; see [`deliver_logged`].
@@ -872,7 +914,7 @@ fn except(st: &mut State, sess: &mut Session, e: IoErr, where_: &str) {
         ),
     };
     let all = st.pending.clone();
-    st.bulk_fail(&all, Dsn::new("4.4.2", reason), &sess.namaddrport.clone());
+    st.site_fail(&all, Dsn::new("4.4.2", reason), &sess.namaddrport.clone());
 }
 
 fn said(sess: &Session, resp: &Reply, what: &str) -> String {
@@ -920,7 +962,7 @@ fn handshake(st: &mut State, sess: &mut Session) -> bool {
         if resp.code / 100 == 5 && conf.skip_5xx_greeting && dsn.status.starts_with('5') {
             dsn.status.replace_range(0..1, "4");
         }
-        st.bulk_fail(&all, dsn, &relay);
+        st.site_fail(&all, dsn, &relay);
         sess.cacheable = false;
     };
     if resp.code / 100 != 2 {
