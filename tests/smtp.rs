@@ -522,3 +522,126 @@ fn hop_status_only_for_site_failures() {
         assert_eq!(d.hop_status.is_some(), want, "{name}: {:?}", d.log);
     }
 }
+
+/// A tiny authoritative DNS server on 127.0.0.1 (UDP) for the MX tests.
+fn start_dns() -> std::net::SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // The question: labels from offset 12, then type and class.
+            let mut i = 12;
+            let mut labels = Vec::new();
+            while i < n && q[i] != 0 {
+                let l = q[i] as usize;
+                labels.push(String::from_utf8_lossy(&q[i + 1..i + 1 + l]).to_lowercase());
+                i += 1 + l;
+            }
+            let qend = i + 5;
+            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+            let name = labels.join(".");
+            let enc = |n: &str| -> Vec<u8> {
+                let mut v = Vec::new();
+                for l in n.split('.').filter(|l| !l.is_empty()) {
+                    v.push(l.len() as u8);
+                    v.extend_from_slice(l.as_bytes());
+                }
+                v.push(0);
+                v
+            };
+            let mx = |pref: u16, host: &str| -> (u16, Vec<u8>) {
+                let mut d = pref.to_be_bytes().to_vec();
+                d.extend(enc(host));
+                (15, d)
+            };
+            let a = |ip: [u8; 4]| -> (u16, Vec<u8>) { (1, ip.to_vec()) };
+            let known = [
+                "mxtest.test",
+                "mx1.mxtest.test",
+                "mx2.mxtest.test",
+                "amx.test",
+                "nullmx.test",
+            ];
+            let answers: Vec<(u16, Vec<u8>)> = match (name.as_str(), qtype) {
+                ("mxtest.test", 15) => vec![mx(20, "mx2.mxtest.test"), mx(10, "mx1.mxtest.test")],
+                ("mx1.mxtest.test", 1) => vec![a([127, 0, 0, 2])],
+                ("mx2.mxtest.test", 1) => vec![a([127, 0, 0, 1])],
+                ("amx.test", 1) => vec![a([127, 0, 0, 1])],
+                ("nullmx.test", 15) => vec![mx(0, "")],
+                _ => vec![],
+            };
+            let rcode = if known.contains(&name.as_str()) { 0 } else { 3 };
+            let mut r = Vec::new();
+            r.extend_from_slice(&q[0..2]);
+            r.extend_from_slice(&[0x84, rcode]);
+            r.extend_from_slice(&[0, 1]);
+            r.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+            r.extend_from_slice(&[0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..qend]);
+            for (t, d) in answers {
+                r.extend_from_slice(&[0xc0, 12]);
+                r.extend_from_slice(&t.to_be_bytes());
+                r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+                r.extend_from_slice(&(d.len() as u16).to_be_bytes());
+                r.extend_from_slice(&d);
+            }
+            let _ = sock.send_to(&r, peer);
+        }
+    });
+    addr
+}
+
+#[test]
+fn mx_lookup_order_fallback_and_errors() {
+    let dns = start_dns();
+    let mut c = conf(false);
+    c.lookup.nameservers = vec![dns];
+    let g = golden();
+    let case = Case {
+        name: "mx".into(),
+        proto: "smtp".into(),
+        ..Default::default()
+    };
+    let run = |nexthop: &str| {
+        let req =
+            DeliveryRequest::from_queue_file(&g.join("queue/ok"), "active", "ID", "smtp", nexthop)
+                .unwrap();
+        deliver_logged(&req, &c)
+    };
+    // MX 10 (127.0.0.2: nothing listens) is tried first, then MX 20.
+    let (port, _rec) = start(&case);
+    let (res, log) = run(&format!("mxtest.test:{port}"));
+    assert_eq!(
+        log[0],
+        format!("connect to mx1.mxtest.test[127.0.0.2]:{port}: Connection refused"),
+        "{log:?}"
+    );
+    assert_eq!(res[0].outcome, Outcome::Sent, "{log:?}");
+    assert_eq!(res[0].relay, format!("mx2.mxtest.test[127.0.0.1]:{port}"));
+    // No MX record: the domain's own address.
+    let (port, _rec) = start(&case);
+    let (res, log) = run(&format!("amx.test:{port}"));
+    assert_eq!(
+        res[0].relay,
+        format!("amx.test[127.0.0.1]:{port}"),
+        "{log:?}"
+    );
+    // No such domain.
+    let (res, log) = run("nx.test");
+    assert_eq!(res[0].outcome, Outcome::Bounced, "{log:?}");
+    assert_eq!(
+        res[0].dsn.reason,
+        "Host or domain name not found. Name service error for name=nx.test type=A: Host not found"
+    );
+    assert!(log[0].contains("relay=none"), "{log:?}");
+    // Null MX.
+    let (res, _) = run("nullmx.test");
+    assert_eq!(
+        (res[0].dsn.status.as_str(), res[0].dsn.reason.as_str()),
+        ("5.1.0", "Domain nullmx.test does not accept mail (nullMX)")
+    );
+}

@@ -98,9 +98,11 @@ pub struct LookupConf {
     pub native: bool,
     /// smtp_mx_address_limit (0: unlimited).
     pub mx_address_limit: usize,
+    /// Name servers to ask instead of /etc/resolv.conf's (tests).
+    pub nameservers: Vec<std::net::SocketAddr>,
 }
 
-fn not_found(name: &str, rtype: &str, soft: bool) -> Dsn {
+fn name_error(name: &str, rtype: &str, soft: bool) -> Dsn {
     Dsn::new(
         if soft { "4.4.3" } else { "5.4.4" },
         format!(
@@ -114,12 +116,36 @@ fn not_found(name: &str, rtype: &str, soft: bool) -> Dsn {
     )
 }
 
-fn resolver() -> Result<hickory_resolver::Resolver, String> {
-    hickory_resolver::Resolver::from_system_conf().map_err(|e| e.to_string())
+type Resolver = hickory_resolver::Resolver;
+
+static SYSTEM_RESOLVER: std::sync::OnceLock<Option<Resolver>> = std::sync::OnceLock::new();
+
+/// Run `f` with the resolver for these settings (the system one is made once).
+fn with_resolver<T>(conf: &LookupConf, f: impl FnOnce(&Resolver) -> T) -> Option<T> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+    if conf.nameservers.is_empty() {
+        let r = SYSTEM_RESOLVER.get_or_init(|| Resolver::from_system_conf().ok());
+        return r.as_ref().map(f);
+    }
+    let mut group = NameServerConfigGroup::new();
+    for ns in &conf.nameservers {
+        group.merge(NameServerConfigGroup::from_ips_clear(
+            &[ns.ip()],
+            ns.port(),
+            true,
+        ));
+    }
+    let mut opts = ResolverOpts::default();
+    opts.attempts = 1;
+    opts.timeout = std::time::Duration::from_secs(2);
+    opts.cache_size = 0;
+    let r = Resolver::new(ResolverConfig::from_parts(None, vec![], group), opts).ok()?;
+    Some(f(&r))
 }
 
-/// Is a hickory error a definite "no such name / no such record"?
-fn hard_miss(e: &hickory_resolver::error::ResolveError) -> Option<bool> {
+/// How a hickory lookup failed: Some(true) no such name, Some(false) no
+/// records of that type, None anything else (server failure, timeout).
+fn miss_kind(e: &hickory_resolver::error::ResolveError) -> Option<bool> {
     use hickory_resolver::error::ResolveErrorKind;
     use hickory_resolver::proto::op::ResponseCode;
     match e.kind() {
@@ -139,10 +165,10 @@ pub fn host_addrs(host: &str, pref: u32, conf: &LookupConf) -> Result<Vec<HostAd
             pref,
         }]);
     }
-    let mut why = not_found(host, "A", false);
+    let mut why = name_error(host, "A", false);
     if conf.dns {
-        match resolver().map(|r| r.lookup_ip(host)) {
-            Ok(Ok(l)) => {
+        match with_resolver(conf, |r| r.lookup_ip(host)) {
+            Some(Ok(l)) => {
                 let v: Vec<HostAddr> = l
                     .iter()
                     .map(|addr| HostAddr {
@@ -155,94 +181,73 @@ pub fn host_addrs(host: &str, pref: u32, conf: &LookupConf) -> Result<Vec<HostAd
                     return Ok(v);
                 }
             }
-            Ok(Err(e)) => {
-                if hard_miss(&e).is_none() {
-                    why = not_found(host, "A", true);
-                    if !conf.native {
-                        return Err(why);
-                    }
-                }
-            }
-            Err(_) => {
-                why = not_found(host, "A", true);
-            }
+            Some(Err(e)) if miss_kind(&e).is_some() => {}
+            _ => why = name_error(host, "A", true),
         }
     }
-    if conf.native {
-        match (host, 0u16).to_socket_addrs() {
-            Ok(it) => {
-                let mut v: Vec<HostAddr> = Vec::new();
-                for sa in it {
-                    if !v.iter().any(|h| h.addr == sa.ip()) {
-                        v.push(HostAddr {
-                            name: host.to_string(),
-                            addr: sa.ip(),
-                            pref,
-                        });
-                    }
-                }
-                if !v.is_empty() {
-                    return Ok(v);
-                }
+    if conf.native
+        && let Ok(it) = (host, 0u16).to_socket_addrs()
+    {
+        let mut v: Vec<HostAddr> = Vec::new();
+        for sa in it {
+            if !v.iter().any(|h| h.addr == sa.ip()) {
+                v.push(HostAddr {
+                    name: host.to_string(),
+                    addr: sa.ip(),
+                    pref,
+                });
             }
-            Err(_) => {
-                return Err(Dsn::new(
-                    why.status.as_str(),
-                    format!(
-                        "Host or domain name not found. Name service error for name={host} type=A: Host not found"
-                    ),
-                ));
-            }
+        }
+        if !v.is_empty() {
+            return Ok(v);
         }
     }
     Err(why)
 }
 
-/// Shuffle runs of equal preference (Postfix randomises equal-preference
-/// MX hosts); `seed` makes it reproducible in tests.
-pub fn shuffle_equal_pref<T>(v: &mut [(u32, T)], mut seed: u64) {
-    let mut start = 0;
-    while start < v.len() {
-        let mut end = start + 1;
-        while end < v.len() && v[end].0 == v[start].0 {
-            end += 1;
-        }
-        for i in (start + 1..end).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let j = start + (seed % ((i - start + 1) as u64)) as usize;
-            v.swap(i, j);
-        }
-        start = end;
+/// Shuffle a list in place (Postfix randomises addresses before sorting
+/// them by preference, so equal preferences come out in random order).
+pub fn shuffle<T>(v: &mut [T], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let j = (seed % ((i + 1) as u64)) as usize;
+        v.swap(i, j);
     }
 }
 
-/// The addresses for a domain: MX hosts by preference, or the domain's own
-/// addresses when it has no MX record (or `no_mx`).
-pub fn domain_addrs(domain: &str, no_mx: bool, conf: &LookupConf) -> Result<Vec<HostAddr>, Dsn> {
+/// What a domain lookup found: the addresses, and warnings to log.
+pub type Found = (Vec<HostAddr>, Vec<String>);
+
+/// The addresses for a domain: MX hosts by preference (equal preferences
+/// in random order), or the domain's own addresses when it has no MX
+/// record (or with `no_mx`).
+pub fn domain_addrs(domain: &str, no_mx: bool, conf: &LookupConf) -> Result<Found, Dsn> {
+    let mut warnings = Vec::new();
     let mut out = if no_mx || !conf.dns || domain.parse::<IpAddr>().is_ok() {
         host_addrs(domain, 0, conf)?
     } else {
-        let mx = match resolver() {
-            Ok(r) => r.mx_lookup(domain),
-            Err(_) => return Err(not_found(domain, "MX", true)),
-        }
-        .map(|l| {
-            l.iter()
-                .map(|m| {
-                    (
-                        m.preference() as u32,
-                        m.exchange().to_utf8().trim_end_matches('.').to_string(),
-                    )
-                })
-                .collect::<Vec<_>>()
+        let mx = with_resolver(conf, |r| {
+            r.mx_lookup(domain).map(|l| {
+                l.iter()
+                    .map(|m| {
+                        (
+                            m.preference() as u32,
+                            m.exchange().to_utf8().trim_end_matches('.').to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
         });
         match mx {
-            Ok(mut hosts) if !hosts.is_empty() => {
-                hosts.sort_by_key(|h| h.0);
-                let seed = crate::global::deliver_request::now().1 as u64 | 1;
-                shuffle_equal_pref(&mut hosts, seed);
+            Some(Ok(hosts)) if !hosts.is_empty() => {
+                if hosts.iter().any(|(_, h)| h.is_empty()) {
+                    return Err(Dsn::new(
+                        "5.1.0",
+                        format!("Domain {domain} does not accept mail (nullMX)"),
+                    ));
+                }
                 let mut v = Vec::new();
                 let mut last_err = None;
                 for (pref, h) in hosts {
@@ -252,22 +257,25 @@ pub fn domain_addrs(domain: &str, no_mx: bool, conf: &LookupConf) -> Result<Vec<
                     }
                 }
                 if v.is_empty() {
-                    return Err(last_err.unwrap_or_else(|| not_found(domain, "MX", true)));
+                    warnings.push(format!(
+                        "warning: no MX host for {domain} has a valid address record"
+                    ));
+                    return Err(last_err.unwrap_or_else(|| name_error(domain, "MX", true)));
                 }
+                let seed = crate::global::deliver_request::now().1 as u64 | 1;
+                shuffle(&mut v, seed);
+                v.sort_by_key(|h| h.pref);
                 v
             }
-            Ok(_) => host_addrs(domain, 0, conf)?,
-            Err(e) => match hard_miss(&e) {
-                Some(true) => return Err(not_found(domain, "MX", false)),
-                Some(false) => host_addrs(domain, 0, conf)?,
-                None => return Err(not_found(domain, "MX", true)),
-            },
+            Some(Ok(_)) => host_addrs(domain, 0, conf)?,
+            Some(Err(e)) if miss_kind(&e).is_some() => host_addrs(domain, 0, conf)?,
+            _ => return Err(name_error(domain, "MX", true)),
         }
     };
     if conf.mx_address_limit > 0 {
         out.truncate(conf.mx_address_limit);
     }
-    Ok(out)
+    Ok((out, warnings))
 }
 
 #[cfg(test)]
@@ -327,7 +335,8 @@ mod tests {
     #[test]
     fn shuffle_keeps_preference_order() {
         let mut v: Vec<(u32, u32)> = (0..20).map(|i| (i / 5, i)).collect();
-        shuffle_equal_pref(&mut v, 12345);
+        shuffle(&mut v, 12345);
+        v.sort_by_key(|x| x.0);
         for (i, x) in v.iter().enumerate() {
             assert_eq!(x.0, (i / 5) as u32);
         }
@@ -342,11 +351,12 @@ mod tests {
             dns: true,
             native: false,
             mx_address_limit: 5,
+            nameservers: vec![],
         };
         let v = host_addrs("127.0.0.1", 0, &c).unwrap();
         assert_eq!(v[0].addr, "127.0.0.1".parse::<IpAddr>().unwrap());
         // /etc/hosts has localhost on every machine this runs on.
-        let v = domain_addrs("localhost", true, &c).unwrap();
+        let v = domain_addrs("localhost", true, &c).unwrap().0;
         assert!(v.iter().any(|h| h.addr.is_loopback()), "{v:?}");
     }
 }

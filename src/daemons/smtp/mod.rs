@@ -144,6 +144,7 @@ impl Conf {
                 dns,
                 native,
                 mx_address_limit: conf.get_int(&n("mx_address_limit"), 0, 0)?.max(0) as usize,
+                nameservers: Vec::new(),
             },
             mx_session_limit: conf.get_int(&n("mx_session_limit"), 0, 0)?.max(0) as usize,
             tcp_port: conf.get_str(&n("tcp_port"), 0, 0)?,
@@ -777,7 +778,10 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
             Ok(Dest::Unix(p)) => vec![Target::Unix(p)],
             Ok(Dest::Inet { host, port, no_mx }) => {
                 match dns::domain_addrs(&host, no_mx, &conf.lookup) {
-                    Ok(v) => v.into_iter().map(|h| Target::Tcp(h, port)).collect(),
+                    Ok((v, warnings)) => {
+                        st.info.extend(warnings);
+                        v.into_iter().map(|h| Target::Tcp(h, port)).collect()
+                    }
                     Err(d) => {
                         why = Some(d);
                         continue;
