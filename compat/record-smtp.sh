@@ -38,7 +38,7 @@ SERVER=$!
 for _ in $(seq 50); do [ -f "$INST/ports" ] && break; sleep 0.1; done
 : > "$INST/conf/transport"
 while read -r name port; do
-  proto=$(awk -v n="$name" '$1=="case" && $2==n {print $3}' "$CASES")
+  proto=$(awk -v n="$name" '$1=="case" && $2==n {t=$3; for (i=4;i<=NF;i++) { if ($i=="tls=encrypt") t="smtpenc"; if ($i=="tls=may") t="smtpmay" }; print t}' "$CASES")
   echo "$name.test $proto:[127.0.0.1]:$port" >> "$INST/conf/transport"
 done < "$INST/ports"
 
@@ -85,6 +85,8 @@ error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 smtp      unix  -       -       n       -       -       smtp
 lmtp      unix  -       -       n       -       -       lmtp
+smtpenc   unix  -       -       n       -       -       smtp -o smtp_tls_security_level=encrypt
+smtpmay   unix  -       -       n       -       -       smtp -o smtp_tls_security_level=may
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOS
 touch -d '1 hour ago' "$INST/conf/main.cf" "$INST/conf/master.cf"

@@ -24,6 +24,8 @@ struct Case {
     name: String,
     proto: String,
     refused: bool,
+    tls_encrypt: bool,
+    tls_may: bool,
     stages: Vec<(String, String)>,
 }
 
@@ -52,6 +54,8 @@ fn parse_cases() -> Vec<Case> {
                     name: f[0].into(),
                     proto: f[1].into(),
                     refused: f[2..].contains(&"refused"),
+                    tls_encrypt: f[2..].contains(&"tls=encrypt"),
+                    tls_may: f[2..].contains(&"tls=may"),
                     ..Default::default()
                 });
             }
@@ -261,7 +265,14 @@ fn run_case(case: &Case) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     req.stats.active_arrival = req.stats.incoming_arrival;
     req.stats.agent_handoff = req.stats.incoming_arrival;
-    let (results, log) = deliver_logged(&req, &conf(lmtp));
+    let mut c = conf(lmtp);
+    if case.tls_encrypt {
+        c.tls_level = "encrypt".into();
+    }
+    if case.tls_may {
+        c.tls_level = "may".into();
+    }
+    let (results, log) = deliver_logged(&req, &c);
     if results.len() != req.rcpt.len() {
         return Err(format!(
             "{name}: {} results for {} recipients",
@@ -432,23 +443,6 @@ fn fallback_relay_after_refused() {
     );
     assert_eq!(results[0].outcome, Outcome::Sent, "{log:?}");
     assert_eq!(results[0].relay, format!("127.0.0.1[127.0.0.1]:{port}"));
-}
-
-#[test]
-fn tls_encrypt_defers() {
-    let g = golden();
-    let req = DeliveryRequest::from_queue_file(
-        &g.join("queue/ok"),
-        "active",
-        "ID",
-        "smtp",
-        "[127.0.0.1]:1",
-    )
-    .unwrap();
-    let mut c = conf(false);
-    c.tls_level = "encrypt".into();
-    let (results, _) = deliver_logged(&req, &c);
-    assert_eq!(results[0].outcome, Outcome::Deferred);
 }
 
 #[test]

@@ -747,17 +747,6 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
             return (st.results, st.info, st.hop_status);
         }
     };
-    if !matches!(conf.tls_level.as_str(), "" | "none" | "may") {
-        // TLS comes with a later change: a level that requires it can never be met.
-        st.final_server = true;
-        let all = st.pending.clone();
-        st.bulk_fail(
-            &all,
-            Dsn::new("4.7.4", "TLS is required, but was not offered by host"),
-            "none",
-        );
-        return (st.results, st.info, st.hop_status);
-    }
     let def_service = conf.tcp_port.clone();
     let mut dests = vec![req.nexthop.clone()];
     if !conf.lmtp {
@@ -904,6 +893,14 @@ fn end_session(sess: &mut Session, conf: &Conf) {
     if !sess.cacheable {
         let _ = quit(sess, conf);
     }
+}
+
+/// Does this smtp_tls_security_level require TLS?
+fn tls_required(level: &str) -> bool {
+    matches!(
+        level,
+        "encrypt" | "dane-only" | "fingerprint" | "verify" | "secure"
+    )
 }
 
 /// A stream exception (smtp_stream_except).
@@ -1064,6 +1061,28 @@ fn handshake(st: &mut State, sess: &mut Session) -> bool {
                 _ => {}
             }
         }
+    }
+    // TLS comes with a later change: opportunistic levels go on in
+    // plaintext, levels that require TLS fail as Postfix does without it.
+    if tls_required(&conf.tls_level) {
+        let dsn = if sess.features.starttls {
+            Dsn::new(
+                "4.7.5",
+                "TLS is required, but our TLS engine is unavailable",
+            )
+        } else {
+            Dsn::new(
+                "4.7.4",
+                format!(
+                    "TLS is required, but was not offered by host {}",
+                    sess.namaddr
+                ),
+            )
+        };
+        st.site_fail(&all, dsn, &relay);
+        sess.cacheable = false;
+        let _ = quit(sess, conf);
+        return false;
     }
     if sess.features.smtputf8 && !sess.features.eightbit {
         st.info.push(format!(
