@@ -1365,65 +1365,32 @@ fn quit(sess: &mut Session, conf: &Conf) -> Result<(), IoErr> {
     }
 }
 
-/// The thin entry until the queue manager protocol lands: `smtp QUEUEFILE
-/// NEXTHOP` delivers one queue file and logs the results.
+fn smtp_service(conn: &mut crate::master::server::Conn, s: &crate::master::server::Server) {
+    use crate::global::msg;
+    if let Some(a) = s.options.args.first() {
+        msg::fatal(&format!("unexpected command-line argument: {a}"));
+    }
+    let lmtp = s.progname == "lmtp";
+    let conf = Conf::from_conf(&s.conf, lmtp).unwrap_or_else(|e| msg::fatal(&e.0));
+    let qc = crate::global::mail_queue::QueueConf::from_conf(&s.conf)
+        .unwrap_or_else(|e| msg::fatal(&e.0));
+    crate::global::deliver_proto::serve(conn, &qc, &s.options.service_name, &mut |req| {
+        if req.nexthop.is_empty() {
+            msg::fatal("empty nexthop hostname");
+        }
+        let d = deliver_full(req, &conf);
+        for l in &d.log {
+            match l.strip_prefix("warning: ") {
+                Some(w) => msg::warn(w),
+                None => msg::info(l),
+            }
+        }
+        d.results
+    });
+}
+
+/// smtp(8) and lmtp(8): the program name picks the protocol. Runs on the
+/// single-server skeleton and speaks the delivery protocol with qmgr.
 pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
-    let prog = args
-        .first()
-        .map(|a| {
-            std::path::Path::new(a)
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .unwrap_or_default();
-    let lmtp = prog == "lmtp";
-    crate::global::msg::init(&prog);
-    let rest: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if rest.len() < 2 {
-        eprintln!("usage: {prog} QUEUEFILE NEXTHOP");
-        return 1;
-    }
-    let mc = match MailConf::read(None) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{prog}: fatal: {}", e.0);
-            return 1;
-        }
-    };
-    let conf = match Conf::from_conf(&mc, lmtp) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{prog}: fatal: {}", e.0);
-            return 1;
-        }
-    };
-    let path = std::path::Path::new(&rest[0]);
-    let id = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut req = match DeliveryRequest::from_queue_file(path, "active", &id, &prog, &rest[1]) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{prog}: fatal: {e}");
-            return 1;
-        }
-    };
-    req.stats.active_arrival = now();
-    req.stats.agent_handoff = now();
-    let (results, info) = deliver_logged(&req, &conf);
-    cache_close_all(&conf);
-    for l in info {
-        crate::global::msg::info(&l);
-    }
-    if results.iter().all(|r| r.outcome == Outcome::Sent) {
-        0
-    } else {
-        75
-    }
+    crate::master::server::single_server(args, smtp_service)
 }
