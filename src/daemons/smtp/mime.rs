@@ -8,8 +8,9 @@
 //! end of the header block (`7bit` for multipart and message types), and a
 //! leaf body is encoded with soft line breaks after 73 characters, `=`,
 //! control characters and 8-bit bytes as `=XX`, and a trailing blank encoded.
-//! A message without such a header goes out unchanged, as in Postfix.
-//! Not yet: the parts of a multipart body (sent unchanged; compat/DIVERGENCES.md).
+//! A message without such a header goes out unchanged, as in Postfix. The
+//! same rules apply to each part of a multipart body and to a message/rfc822
+//! part's nested header; a part without the header keeps its bytes.
 
 /// A content line: its bytes and whether it ends with a newline (`N`) or
 /// continues in the next record (`L`).
@@ -49,104 +50,227 @@ fn header_value(h: &[u8]) -> String {
         .to_ascii_lowercase()
 }
 
-/// Convert the content for a server without 8BITMIME.
-pub fn downgrade(lines: &[Line]) -> Vec<Line> {
-    // Collect the primary header block as logical headers (lists of records).
-    let mut headers: Vec<Vec<Line>> = Vec::new();
-    let mut i = 0;
-    let mut prev_complete = true;
-    while i < lines.len() {
-        let (text, complete) = &lines[i];
-        if prev_complete {
-            let cont = matches!(text.first(), Some(b' ') | Some(b'\t'));
-            if cont && !headers.is_empty() {
-                headers.last_mut().unwrap().push(lines[i].clone());
-            } else if header_name(text).is_some() {
-                headers.push(vec![lines[i].clone()]);
-            } else {
-                break;
-            }
+/// The `boundary` parameter of a Content-Type value.
+fn boundary_param(h: &[u8]) -> Option<String> {
+    let s = String::from_utf8_lossy(h).replace(['\r', '\n'], " ");
+    let low = s.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(p) = low[from..].find("boundary") {
+        let at = from + p;
+        from = at + 8;
+        let before = low[..at].trim_end();
+        if !(before.ends_with(';') || before.ends_with(':')) {
+            continue;
+        }
+        let rest = s[at + 8..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let v = if let Some(q) = rest.strip_prefix('"') {
+            q.split('"').next().unwrap_or("").to_string()
         } else {
-            headers.last_mut().unwrap().push(lines[i].clone());
-        }
-        prev_complete = *complete;
-        i += 1;
-    }
-    let joined = |h: &Vec<Line>| -> Vec<u8> { h.iter().flat_map(|l| l.0.clone()).collect() };
-    let is = |h: &Vec<Line>, name: &str| -> bool {
-        let j = joined(h);
-        header_name(&j).is_some_and(|n| j[..n].eq_ignore_ascii_case(name.as_bytes()))
-    };
-    let mut eight = false;
-    let mut composite = false;
-    for h in &headers {
-        if is(h, "content-transfer-encoding") {
-            let v = header_value(&joined(h));
-            eight = v == "8bit" || v == "binary";
-        } else if is(h, "content-type") {
-            let v = header_value(&joined(h));
-            composite =
-                v.starts_with("multipart/") || (v.starts_with("message/") && v != "message/global");
+            rest.split(|c: char| c == ';' || c.is_whitespace())
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
+        if !v.is_empty() {
+            return Some(v);
         }
     }
-    if !eight {
-        return lines.to_vec();
-    }
-    let mut out: Vec<Line> = Vec::new();
-    for h in &headers {
-        if !is(h, "content-transfer-encoding") {
-            out.extend(h.iter().cloned());
+    None
+}
+
+/// Where a header block is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Primary,
+    Part,
+    Nested,
+}
+
+struct Downgrader {
+    out: Vec<Line>,
+    /// Boundaries of the enclosing multiparts, outermost first.
+    bounds: Vec<String>,
+    /// Collecting a header block, and what kind.
+    in_header: Option<Block>,
+    headers: Vec<Vec<Line>>,
+    /// The default content type of the current part is message/rfc822
+    /// (multipart/digest).
+    digest: Vec<bool>,
+    /// Encode body lines.
+    qp: bool,
+    buf: Vec<u8>,
+    prev_complete: bool,
+}
+
+impl Downgrader {
+    /// End a header block: write the headers and decide the body treatment.
+    fn end_header(&mut self, block: Block) -> bool {
+        let headers = std::mem::take(&mut self.headers);
+        let joined = |h: &Vec<Line>| -> Vec<u8> { h.iter().flat_map(|l| l.0.clone()).collect() };
+        let is = |h: &[u8], name: &str| -> bool {
+            header_name(h).is_some_and(|n| h[..n].eq_ignore_ascii_case(name.as_bytes()))
+        };
+        let mut eight = false;
+        let digest_default = block == Block::Part && self.digest.last().copied().unwrap_or(false);
+        let mut ctype = if digest_default {
+            "message/rfc822".to_string()
+        } else {
+            "text/plain".to_string()
+        };
+        let mut boundary = None;
+        for h in &headers {
+            let j = joined(h);
+            if is(&j, "content-transfer-encoding") {
+                let v = header_value(&j);
+                eight = v == "8bit" || v == "binary";
+            } else if is(&j, "content-type") {
+                ctype = header_value(&j);
+                boundary = boundary_param(&j);
+            }
         }
-    }
-    let cte = if composite {
-        "7bit"
-    } else {
-        "quoted-printable"
-    };
-    out.push((
-        format!("Content-Transfer-Encoding: {cte}").into_bytes(),
-        true,
-    ));
-    if composite {
-        out.extend(lines[i..].iter().cloned());
-        return out;
-    }
-    // The empty line between header and body, and the body.
-    let mut buf: Vec<u8> = Vec::new();
-    let mut in_body = false;
-    for (text, complete) in &lines[i..] {
-        if !in_body {
-            in_body = true;
-            if text.is_empty() && *complete {
-                out.push((Vec::new(), true));
+        let multipart = ctype.starts_with("multipart/");
+        let message = ctype.starts_with("message/") && ctype != "message/global";
+        for h in headers {
+            if eight && is(&joined(&h), "content-transfer-encoding") {
                 continue;
             }
+            self.out.extend(h);
+        }
+        if eight {
+            let cte = if multipart || message {
+                "7bit"
+            } else {
+                "quoted-printable"
+            };
+            self.out.push((
+                format!("Content-Transfer-Encoding: {cte}").into_bytes(),
+                true,
+            ));
+        }
+        if multipart {
+            if let Some(b) = boundary {
+                self.bounds.push(b);
+                self.digest.push(ctype == "multipart/digest");
+            }
+            self.qp = false;
+        } else {
+            self.qp = eight && !message;
+        }
+        // message/rfc822: the nested message's header follows the blank line.
+        message && ctype == "message/rfc822"
+    }
+
+    fn body_line(&mut self, text: &[u8], complete: bool) {
+        if self.prev_complete && text.starts_with(b"--") && !self.bounds.is_empty() {
+            for k in (0..self.bounds.len()).rev() {
+                let b = self.bounds[k].as_bytes();
+                if text[2..].starts_with(b) {
+                    let close = text[2 + b.len()..].starts_with(b"--");
+                    self.bounds.truncate(if close { k } else { k + 1 });
+                    self.digest.truncate(self.bounds.len());
+                    self.out.push((text.to_vec(), complete));
+                    self.prev_complete = complete;
+                    self.qp = false;
+                    if !close {
+                        self.in_header = Some(Block::Part);
+                    }
+                    return;
+                }
+            }
+        }
+        self.prev_complete = complete;
+        if !self.qp {
+            self.out.push((text.to_vec(), complete));
+            return;
         }
         for &ch in text {
-            if buf.len() > 72 {
-                buf.push(b'=');
-                out.push((std::mem::take(&mut buf), true));
+            if self.buf.len() > 72 {
+                self.buf.push(b'=');
+                self.out.push((std::mem::take(&mut self.buf), true));
             }
             if (ch < 32 && ch != b'\t') || ch == b'=' || ch > 126 {
-                qp_push(&mut buf, ch);
+                qp_push(&mut self.buf, ch);
             } else {
-                buf.push(ch);
+                self.buf.push(ch);
             }
         }
-        if *complete {
-            if let Some(&last) = buf.last()
+        if complete {
+            if let Some(&last) = self.buf.last()
                 && (last == b' ' || last == b'\t')
             {
-                buf.pop();
-                qp_push(&mut buf, last);
+                self.buf.pop();
+                qp_push(&mut self.buf, last);
             }
-            out.push((std::mem::take(&mut buf), true));
+            self.out.push((std::mem::take(&mut self.buf), true));
         }
     }
-    if !buf.is_empty() {
-        out.push((buf, false));
+
+    fn line(&mut self, text: &[u8], complete: bool) {
+        if let Some(block) = self.in_header {
+            if !self.prev_complete
+                && let Some(h) = self.headers.last_mut()
+            {
+                h.push((text.to_vec(), complete));
+                self.prev_complete = complete;
+                return;
+            }
+            let cont = matches!(text.first(), Some(b' ') | Some(b'\t'));
+            if cont && !self.headers.is_empty() {
+                self.headers
+                    .last_mut()
+                    .unwrap()
+                    .push((text.to_vec(), complete));
+                self.prev_complete = complete;
+                return;
+            }
+            if header_name(text).is_some() {
+                self.headers.push(vec![(text.to_vec(), complete)]);
+                self.prev_complete = complete;
+                return;
+            }
+            // The end of the header block.
+            self.in_header = None;
+            let nested = self.end_header(block);
+            if text.is_empty() && complete {
+                self.out.push((Vec::new(), true));
+                self.prev_complete = true;
+                if nested {
+                    self.in_header = Some(Block::Nested);
+                }
+                return;
+            }
+        }
+        self.body_line(text, complete);
     }
-    out
+}
+
+/// Convert the content for a server without 8BITMIME.
+pub fn downgrade(lines: &[Line]) -> Vec<Line> {
+    let mut d = Downgrader {
+        out: Vec::with_capacity(lines.len() + 1),
+        bounds: Vec::new(),
+        in_header: Some(Block::Primary),
+        headers: Vec::new(),
+        digest: Vec::new(),
+        qp: false,
+        buf: Vec::new(),
+        prev_complete: true,
+    };
+    for (text, complete) in lines {
+        d.line(text, *complete);
+    }
+    if let Some(block) = d.in_header.take() {
+        d.end_header(block);
+    }
+    if !d.buf.is_empty() {
+        let b = std::mem::take(&mut d.buf);
+        d.out.push((b, false));
+    }
+    d.out
 }
 
 #[cfg(test)]

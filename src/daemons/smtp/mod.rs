@@ -236,6 +236,9 @@ struct Session {
     expire: std::time::Instant,
     /// The cache key of the endpoint (`addr:port` or the socket path).
     endpoint: String,
+    /// A UNIX-domain socket (TLS levels are downgraded to none there, as
+    /// Postfix does without a client certificate).
+    unix: bool,
 }
 
 trait ConnRead: Read + Send {
@@ -848,6 +851,7 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                                 reuse_count: 0,
                                 expire: std::time::Instant::now()
                                     + Duration::from_secs(conf.reuse_time_limit),
+                                unix: matches!(t, Target::Unix(_)),
                                 endpoint,
                             },
                             false,
@@ -1064,7 +1068,7 @@ fn handshake(st: &mut State, sess: &mut Session) -> bool {
     }
     // TLS comes with a later change: opportunistic levels go on in
     // plaintext, levels that require TLS fail as Postfix does without it.
-    if tls_required(&conf.tls_level) {
+    if tls_required(&conf.tls_level) && !sess.unix {
         let dsn = if sess.features.starttls {
             Dsn::new(
                 "4.7.5",
