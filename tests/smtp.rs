@@ -485,6 +485,8 @@ fn connection_cache_reuses_the_session() {
     assert_eq!(text.matches("EHLO ").count(), 1, "{text}");
     assert_eq!(text.matches("MAIL FROM:").count(), 2, "{text}");
     assert_eq!(text.matches("QUIT").count(), 1, "{text}");
+    // The reused session starts with an RSET probe.
+    assert!(text.contains("\r\n.\r\nRSET\r\nMAIL FROM:"), "{text}");
     assert!(!logs[0].contains("conn_use="), "{logs:?}");
     assert!(
         logs[1].contains(&format!(":{port}, conn_use=2, delay=")),

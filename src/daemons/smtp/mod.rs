@@ -814,6 +814,14 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
             } else {
                 None
             };
+            // An RSET probe tells whether a cached session is still good.
+            let cached = cached.and_then(|mut c| {
+                c.cmd("RSET");
+                match c.reply(conf.rset_timeout) {
+                    Ok(r) if r.code / 100 == 2 => Some(c),
+                    _ => None,
+                }
+            });
             let (mut sess, reused) = match cached {
                 Some(mut c) => {
                     c.reuse_count += 1;
