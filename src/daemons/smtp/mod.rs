@@ -320,13 +320,10 @@ fn cache_save(dest: Option<String>, sess: Session, conf: &Conf) {
     });
 }
 
-/// Close every cached session (QUIT), as an agent does when it exits.
-pub fn cache_close_all(conf: &Conf) {
-    let all: Vec<Cached> = std::mem::take(&mut *CACHE.lock().unwrap_or_else(|e| e.into_inner()));
-    for mut x in all {
-        x.sess.cacheable = false;
-        let _ = quit(&mut x.sess, conf);
-    }
+/// Close every cached session without QUIT, as Postfix's scache does
+/// when a cached connection expires.
+pub fn cache_close_all() {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 const LINE_LIMIT: usize = 2048;
@@ -757,18 +754,24 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
     }
     let mut why: Option<Dsn> = None;
     let ndest = dests.len();
+    let (mut load, mut store) = (false, false);
     for (di, dest) in dests.iter().enumerate() {
         if st.pending.is_empty() {
             break;
         }
         let last_dest = di + 1 == ndest;
+        let cache_name;
         let targets: Vec<Target> = match dns::parse_destination(dest, &def_service, conf.lmtp) {
             Err(e) => {
                 why = Some(Dsn::new("4.3.5", e));
                 continue;
             }
-            Ok(Dest::Unix(p)) => vec![Target::Unix(p)],
+            Ok(Dest::Unix(p)) => {
+                cache_name = p.clone();
+                vec![Target::Unix(p)]
+            }
             Ok(Dest::Inet { host, port, no_mx }) => {
+                cache_name = host.clone();
                 match dns::domain_addrs(&host, no_mx, &conf.lookup) {
                     Ok((v, warnings)) => {
                         st.info.extend(warnings);
@@ -781,23 +784,27 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                 }
             }
         };
-        let (load, store) = if conf
-            .cache_destinations
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(dest))
-        {
-            (true, true)
-        } else if conf.cache_on_demand {
-            (
-                req.flags & flags_conn::LOAD != 0,
-                req.flags & flags_conn::STORE != 0,
-            )
-        } else {
-            (false, false)
-        };
+        // The cache policy comes from the first next hop's domain (or
+        // socket path) and holds for the fall-back relays too.
+        if di == 0 {
+            (load, store) = if conf
+                .cache_destinations
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&cache_name))
+            {
+                (true, true)
+            } else if conf.cache_on_demand {
+                (
+                    req.flags & flags_conn::LOAD != 0,
+                    req.flags & flags_conn::STORE != 0,
+                )
+            } else {
+                (false, false)
+            };
+        }
         let n = targets.len();
         let mut sessions = 0;
-        let mut dest_label = store.then(|| dest.clone());
+        let mut dest_label = (store && di == 0).then(|| cache_name.clone());
         for (ti, t) in targets.iter().enumerate() {
             if st.pending.is_empty() {
                 break;
@@ -810,7 +817,10 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                 Target::Unix(p) => p.clone(),
             };
             let cached = if load {
-                cache_take((ti == 0).then_some(dest.as_str()), Some(&endpoint))
+                cache_take(
+                    (ti == 0 && di == 0).then_some(cache_name.as_str()),
+                    Some(&endpoint),
+                )
             } else {
                 None
             };
