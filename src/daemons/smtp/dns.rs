@@ -124,7 +124,17 @@ static SYSTEM_RESOLVER: std::sync::OnceLock<Option<Resolver>> = std::sync::OnceL
 fn with_resolver<T>(conf: &LookupConf, f: impl FnOnce(&Resolver) -> T) -> Option<T> {
     use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
     if conf.nameservers.is_empty() {
-        let r = SYSTEM_RESOLVER.get_or_init(|| Resolver::from_system_conf().ok());
+        // Without a usable /etc/resolv.conf, /etc/hosts still answers.
+        let r = SYSTEM_RESOLVER.get_or_init(|| {
+            Resolver::from_system_conf()
+                .or_else(|_| {
+                    Resolver::new(
+                        ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::new()),
+                        ResolverOpts::default(),
+                    )
+                })
+                .ok()
+        });
         return r.as_ref().map(f);
     }
     let mut group = NameServerConfigGroup::new();
