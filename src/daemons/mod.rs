@@ -11,6 +11,7 @@ pub mod pickup;
 pub mod pipe;
 pub mod qmgr;
 pub mod showq;
+pub mod smtp;
 pub mod smtpd;
 pub mod trivial_rewrite;
 pub mod virtual_agent;
