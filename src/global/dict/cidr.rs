@@ -44,6 +44,20 @@ struct Entry {
     block_end: Option<usize>,
 }
 
+impl pu::BlockRule for Entry {
+    fn block(&self) -> pu::Block {
+        match self.op {
+            Op::If => pu::Block::If,
+            Op::Endif => pu::Block::Endif,
+            Op::Match => pu::Block::Other,
+        }
+    }
+
+    fn set_endif(&mut self, at: usize) {
+        self.block_end = Some(at);
+    }
+}
+
 /// Family as Postfix guesses it: a ':' anywhere means IPv6.
 fn family_of(s: &[u8]) -> Family {
     if s.contains(&b':') {
@@ -194,9 +208,8 @@ impl CidrDict {
         dict_flags: u32,
         diag: Diag,
     ) -> Result<CidrDict, OpenError> {
-        pu::require_read_only(TYPE, name, mode)?;
         let mut diag = diag;
-        let src = pu::read_source(TYPE, name, &mut diag)?;
+        let src = pu::open_source(TYPE, name, mode, &mut diag)?;
         Self::from_source(name, dict_flags, diag, src)
     }
 
@@ -225,38 +238,18 @@ impl CidrDict {
             entries: Vec::new(),
             diag,
         };
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        for line in &src.lines {
-            let bytes = crate::util::latin1::encode(&line.text);
-            let entry = match d.parse_rule(&bytes, stack.len()) {
-                Ok(e) => e,
+        let list = pu::build_rules(&src.lines, |lineno, bytes, nesting| {
+            match d.parse_rule(bytes, nesting) {
+                Ok(e) => Some(e),
                 Err(why) => {
-                    let t = format!(
-                        "{TYPE} map {}, line {}: {why}: skipping this rule",
-                        d.name, line.first_line
-                    );
-                    d.diag.warn(t);
-                    continue;
+                    let what = format!("{why}: skipping this rule");
+                    pu::warn_line(&mut d.diag, TYPE, &d.name, lineno, &what);
+                    None
                 }
-            };
-            match entry.op {
-                Op::If => stack.push((d.entries.len(), line.first_line)),
-                Op::Endif => {
-                    if let Some((i, _)) = stack.pop() {
-                        d.entries[i].block_end = Some(d.entries.len());
-                    }
-                }
-                Op::Match => {}
             }
-            d.entries.push(entry);
-        }
-        while let Some((_, lineno)) = stack.pop() {
-            let t = format!(
-                "{TYPE} map {}, line {lineno}: IF has no matching ENDIF",
-                d.name
-            );
-            d.diag.warn(t);
-        }
+        });
+        list.warn_unclosed(&mut d.diag, TYPE, &d.name);
+        d.entries = list.rules;
         if let Some(e) = src.read_error {
             return Err(OpenError(format!("{TYPE} map {name}: read error: {e}")));
         }
@@ -269,18 +262,10 @@ impl CidrDict {
     }
 
     fn parse_rule(&mut self, line: &[u8], nesting: usize) -> Result<Entry, String> {
-        let mut matched = true;
         let (op, pattern, mut value): (Op, Option<Pattern>, Vec<u8>) =
             if let Some(n) = keyword(line, "IF") {
                 let mut p = n;
-                while p < line.len() {
-                    if line[p] == b'!' {
-                        matched = !matched;
-                    } else if !is_space(line[p]) {
-                        break;
-                    }
-                    p += 1;
-                }
+                let matched = pu::negations(line, &mut p);
                 if p >= line.len() {
                     return Err("no address pattern".into());
                 }
@@ -297,14 +282,7 @@ impl CidrDict {
                 (Op::Endif, None, Vec::new())
             } else {
                 let mut p = 0;
-                while p < line.len() {
-                    if line[p] == b'!' {
-                        matched = !matched;
-                    } else if !is_space(line[p]) {
-                        break;
-                    }
-                    p += 1;
-                }
+                let matched = pu::negations(line, &mut p);
                 let start = p;
                 while p < line.len() && !is_space(line[p]) {
                     p += 1;

@@ -247,6 +247,103 @@ pub fn source_from_bytes(data: &[u8], path: &str, diag: &mut Diag) -> Source {
     }
 }
 
+/// Open a read-only pattern table source: Postfix's access-mode check,
+/// then [`read_source`].
+pub fn open_source(
+    dict_type: &str,
+    mapname: &str,
+    mode: super::OpenMode,
+    diag: &mut Diag,
+) -> Result<Source, OpenError> {
+    require_read_only(dict_type, mapname, mode)?;
+    read_source(dict_type, mapname, diag)
+}
+
+/// Report a warning about one table line, as the pattern tables word it:
+/// `TYPE map NAME, line N: what`.
+pub fn warn_line(diag: &mut Diag, dict_type: &str, mapname: &str, lineno: usize, what: &str) {
+    diag.warn(format!("{dict_type} map {mapname}, line {lineno}: {what}"));
+}
+
+/// Skip blanks and `!` characters from `*p`, as the pattern tables do before
+/// a pattern; each `!` inverts the match. Returns whether the pattern must
+/// match (`true`) or not match (`false`).
+pub fn negations(line: &[u8], p: &mut usize) -> bool {
+    let mut matched = true;
+    while *p < line.len() {
+        if line[*p] == b'!' {
+            matched = !matched;
+        } else if !is_space(line[*p]) {
+            break;
+        }
+        *p += 1;
+    }
+    matched
+}
+
+/// How a parsed rule takes part in IF/ENDIF nesting.
+pub enum Block {
+    If,
+    Endif,
+    Other,
+}
+
+/// A rule of a table with IF/ENDIF blocks.
+pub trait BlockRule {
+    /// Is this an IF, an ENDIF, or another rule?
+    fn block(&self) -> Block;
+    /// For an IF: record the index of its matching ENDIF in the rule list.
+    fn set_endif(&mut self, at: usize);
+}
+
+/// The rules of a pattern table, built by [`build_rules`].
+pub struct RuleList<R> {
+    pub rules: Vec<R>,
+    /// Line numbers of the IF rules that have no matching ENDIF, in the order
+    /// Postfix reports them (innermost first).
+    pub unclosed: Vec<usize>,
+}
+
+impl<R> RuleList<R> {
+    /// Postfix's warning for each IF without ENDIF, in order.
+    pub fn warn_unclosed(&self, diag: &mut Diag, dict_type: &str, mapname: &str) {
+        for &lineno in &self.unclosed {
+            warn_line(diag, dict_type, mapname, lineno, "IF has no matching ENDIF");
+        }
+    }
+}
+
+/// The rule list from the table's logical lines: `parse(lineno, line,
+/// nesting)` gets each line's bytes (not trimmed), its first line number and
+/// the current IF nesting depth, and returns the rule or `None` to skip the
+/// line (having given its own warnings). Each IF is linked to its ENDIF.
+pub fn build_rules<R: BlockRule>(
+    lines: &[LogicalLine],
+    mut parse: impl FnMut(usize, &[u8], usize) -> Option<R>,
+) -> RuleList<R> {
+    let mut rules: Vec<R> = Vec::new();
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for line in lines {
+        let bytes = latin1::encode(&line.text);
+        let Some(rule) = parse(line.first_line, &bytes, stack.len()) else {
+            continue;
+        };
+        match rule.block() {
+            Block::If => stack.push((rules.len(), line.first_line)),
+            Block::Endif => {
+                let here = rules.len();
+                if let Some((i, _)) = stack.pop() {
+                    rules[i].set_endif(here);
+                }
+            }
+            Block::Other => {}
+        }
+        rules.push(rule);
+    }
+    let unclosed = stack.iter().rev().map(|&(_, lineno)| lineno).collect();
+    RuleList { rules, unclosed }
+}
+
 /// Base64 as Postfix's base64_encode() (standard alphabet, `=` padding).
 pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -54,6 +54,22 @@ enum Rule {
     Endif,
 }
 
+impl pu::BlockRule for Rule {
+    fn block(&self) -> pu::Block {
+        match self {
+            Rule::If { .. } => pu::Block::If,
+            Rule::Endif => pu::Block::Endif,
+            Rule::Match { .. } => pu::Block::Other,
+        }
+    }
+
+    fn set_endif(&mut self, at: usize) {
+        if let Rule::If { endif, .. } = self {
+            *endif = Some(at);
+        }
+    }
+}
+
 /// An open `regexp:` table.
 pub struct RegexpDict {
     name: String,
@@ -80,9 +96,8 @@ impl RegexpDict {
         dict_flags: u32,
         diag: Diag,
     ) -> Result<RegexpDict, OpenError> {
-        pu::require_read_only(TYPE, name, mode)?;
         let mut diag = diag;
-        let src = pu::read_source(TYPE, name, &mut diag)?;
+        let src = pu::open_source(TYPE, name, mode, &mut diag)?;
         Self::from_source(name, dict_flags, diag, src)
     }
 
@@ -111,33 +126,15 @@ impl RegexpDict {
             rules: Vec::new(),
             diag,
         };
-        let mut stack: Vec<(usize, usize)> = Vec::new();
-        for line in &src.lines {
-            let bytes = crate::util::latin1::encode(&line.text);
-            let bytes = &bytes[..trimmed_len(&bytes)];
+        let list = pu::build_rules(&src.lines, |lineno, bytes, nesting| {
+            let bytes = &bytes[..trimmed_len(bytes)];
             if bytes.is_empty() {
-                continue;
+                return None;
             }
-            let Some(rule) = d.parse_line(line.first_line, bytes, stack.len()) else {
-                continue;
-            };
-            match rule {
-                Rule::If { .. } => stack.push((d.rules.len(), line.first_line)),
-                Rule::Endif => {
-                    let here = d.rules.len();
-                    if let Some((i, _)) = stack.pop()
-                        && let Rule::If { endif, .. } = &mut d.rules[i]
-                    {
-                        *endif = Some(here);
-                    }
-                }
-                Rule::Match { .. } => {}
-            }
-            d.rules.push(rule);
-        }
-        while let Some((_, lineno)) = stack.pop() {
-            d.warn("IF has no matching ENDIF".into(), lineno);
-        }
+            d.parse_line(lineno, bytes, nesting)
+        });
+        list.warn_unclosed(&mut d.diag, TYPE, &d.name);
+        d.rules = list.rules;
         Ok(d)
     }
 
@@ -147,21 +144,12 @@ impl RegexpDict {
     }
 
     fn warn(&mut self, what: String, lineno: usize) {
-        let t = format!("{TYPE} map {}, line {lineno}: {what}", self.name);
-        self.diag.warn(t);
+        pu::warn_line(&mut self.diag, TYPE, &self.name, lineno, &what);
     }
 
     /// One pattern with its negations and flags, from `line[*p..]`.
     fn get_pat(&mut self, lineno: usize, line: &[u8], p: &mut usize) -> Option<RawPat> {
-        let mut matched = true;
-        while *p < line.len() {
-            if line[*p] == b'!' {
-                matched = !matched;
-            } else if !is_space(line[*p]) {
-                break;
-            }
-            *p += 1;
-        }
+        let matched = pu::negations(line, p);
         if *p >= line.len() {
             self.warn("no regexp: skipping this rule".into(), lineno);
             return None;
