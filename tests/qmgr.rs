@@ -11,16 +11,15 @@
 //! As root, master runs in its normal mode (services drop to nobody) and
 //! mail goes to root; as any other user, in non-root mode to that user.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[path = "common/master_scratch.rs"]
+mod master_scratch;
+use master_scratch::{Scratch, is_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rostfix");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn golden(name: &str) -> String {
     std::fs::read_to_string(
@@ -37,45 +36,7 @@ fn age(path: &Path) {
         .unwrap();
 }
 
-struct Scratch {
-    dir: PathBuf,
-    master: Option<Child>,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.master.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let pid: Option<i32> = std::fs::read_to_string(self.dir.join("q/pid/master.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        if let Some(pid) = pid {
-            // SAFETY: kill has no memory arguments; the pid is our master's.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl Scratch {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
-    }
-
-    fn wait(&self, what: &str, mut f: impl FnMut(&Scratch) -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("timed out waiting for {what}; log:\n{}", self.log());
-    }
-
     fn run(&self, prog: &str, args: &[&str], input: &str) -> i32 {
         use std::io::Write;
         let mut c = Command::new(self.dir.join("bin").join(prog))
