@@ -127,6 +127,33 @@ impl QueueConf {
         p
     }
 
+    /// Send a one-byte wakeup request to the public trigger service
+    /// `public/SERVICE` (a UNIX socket, or a FIFO) without waiting: what
+    /// Postfix's mail_trigger does after a message is queued. Errors are
+    /// ignored (the service's own timer finds the mail anyway).
+    pub fn trigger(&self, service: &str, req: u8) {
+        use std::io::Write;
+        use std::os::unix::fs::FileTypeExt;
+        let path = Path::new(&latin1::to_path(&self.queue_directory))
+            .join("public")
+            .join(latin1::to_path(service));
+        let Ok(m) = std::fs::metadata(&path) else {
+            return;
+        };
+        if m.file_type().is_fifo() {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+            {
+                let _ = f.write_all(&[req]);
+            }
+        } else if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&path) {
+            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+            let _ = c.write_all(&[req]);
+        }
+    }
+
     /// The absolute path of a queue file.
     pub fn abs_path(&self, queue: &str, id: &str) -> PathBuf {
         Path::new(&latin1::to_path(&self.queue_directory))

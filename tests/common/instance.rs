@@ -49,6 +49,19 @@ impl Instance {
     /// Create (not start) an instance under `dir` with these extra main.cf
     /// lines and extra files (name, text) in its config folder.
     pub fn new(side: Side, dir: &Path, extra: &str, files: &[(&str, &str)]) -> Instance {
+        Instance::with_master(side, dir, extra, None, files)
+    }
+
+    /// Like `new`, with this master.cf (the same text for either side)
+    /// instead of the minimal pickup + cleanup one; every daemon rostfix
+    /// has is linked into our side's daemon_directory.
+    pub fn with_master(
+        side: Side,
+        dir: &Path,
+        extra: &str,
+        master: Option<&str>,
+        files: &[(&str, &str)],
+    ) -> Instance {
         let _ = std::fs::remove_dir_all(dir);
         for d in ["conf", "q", "data", "bin"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -85,6 +98,21 @@ impl Instance {
                     "postqueue",
                     "postsuper",
                     "postcat",
+                    "postalias",
+                    "postmap",
+                    "qmgr",
+                    "trivial-rewrite",
+                    "local",
+                    "virtual",
+                    "pipe",
+                    "smtp",
+                    "lmtp",
+                    "smtpd",
+                    "bounce",
+                    "error",
+                    "discard",
+                    "showq",
+                    "flush",
                 ] {
                     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), bin.join(p)).unwrap();
                 }
@@ -120,6 +148,7 @@ impl Instance {
                     .to_string()
             }
         };
+        let master_cf = master.map(str::to_string).unwrap_or(master_cf);
         main_cf.push_str(extra);
         std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
         std::fs::write(dir.join("conf/master.cf"), master_cf).unwrap();

@@ -22,6 +22,8 @@ pub struct Config {
     pub queue: QueueConf,
     pub rewrite: RewriteConf,
     pub find: FindConf,
+    /// queue_service_name: the qmgr woken when a message is queued.
+    pub queue_service: String,
     pub myhostname: String,
     pub mail_name: String,
     pub line_limit: usize,
@@ -210,6 +212,7 @@ impl Config {
                 myorigin: conf.myorigin()?,
                 mydestination: list(&s("mydestination")?),
             },
+            queue_service: conf.get_str("queue_service_name", 1, 0)?,
             myhostname: conf.get_str("myhostname", 1, 0)?,
             mail_name: s("mail_name")?,
             line_limit: conf.get_int("line_length_limit", 2, 0)? as usize,

@@ -116,6 +116,9 @@ pub struct Session<'a> {
     pub(super) verp_delims: Option<String>,
     pub smtputf8: i64,
     pub(super) size_warned: bool,
+    /// Bytes refused by the size limit: where a buffered writer's file
+    /// would now end (to tell when Postfix's cleanup sees EFBIG).
+    pub(super) size_over: u64,
 }
 
 fn split_nameval(buf: &str) -> Result<(String, String), &'static str> {
@@ -273,6 +276,7 @@ impl<'a> Session<'a> {
             verp_delims: None,
             smtputf8: 0,
             size_warned: false,
+            size_over: 0,
         };
         s.control(flags);
         Ok(s)
@@ -324,9 +328,14 @@ impl<'a> Session<'a> {
         let mut rec = Vec::with_capacity(record::rec_space_need(data.len()));
         record::rec_encode(&mut rec, t, data);
         let limit = self.cf.message_limit;
-        if limit > 0 && dst.off + rec.len() as u64 > limit {
-            // As with the file size resource limit that Postfix sets.
-            if !self.size_warned {
+        if limit > 0 && dst.off.max(self.size_over) + rec.len() as u64 > limit {
+            // As with the file size resource limit that Postfix sets on
+            // its cleanup: its 4096-byte stream buffer meets EFBIG (and
+            // it warns) only when the buffer that crosses the limit is
+            // written; a message that stops before that shows the error
+            // when the stream is closed (see `abort` and `flush`).
+            self.size_over = dst.off.max(self.size_over) + rec.len() as u64;
+            if !self.size_warned && self.size_over >= limit.div_ceil(4096) * 4096 {
                 self.size_warned = true;
                 let id = self.queue_id.clone();
                 self.log
@@ -1317,6 +1326,13 @@ impl<'a> Session<'a> {
         if self.flags & flag::DISCARD != 0 {
             self.errs = 0;
         }
+        if self.errs & stat::SIZE != 0 && !self.size_warned {
+            // The final flush of the stream buffer meets the limit.
+            self.size_warned = true;
+            let id = self.queue_id.clone();
+            self.log
+                .warn("cleanup", &format!("{id}: queue file size limit exceeded"));
+        }
         if self.out_ok() {
             self.finalize_size();
         }
@@ -1367,6 +1383,14 @@ impl<'a> Session<'a> {
             }
         }
         drop(dst);
+        // A message queued in incoming/ (not held, not discarded): ask the
+        // queue manager to look, as Postfix's cleanup does.
+        if self.errs == 0
+            && self.flags & (flag::DISCARD | flag::HOLD) == 0
+            && self.queue_name == mail_queue::INCOMING
+        {
+            self.cf.queue.trigger(&self.cf.queue_service, b'W');
+        }
         if (self.errs != 0 || self.flags & flag::DISCARD != 0)
             && let Err(e) = self.cf.queue.remove(&self.queue_name, &self.queue_id)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -1381,6 +1405,10 @@ impl<'a> Session<'a> {
 
     /// Abandon the message: remove the queue file (the client went away).
     pub fn abort(&mut self) {
+        if self.errs & stat::SIZE != 0 && !self.size_warned {
+            self.size_warned = true;
+            self.log.warn("cleanup", "mail_stream_cleanup: close error");
+        }
         self.dst = None;
         let _ = self.cf.queue.remove(&self.queue_name, &self.queue_id);
         self.phase = Phase::Done;
