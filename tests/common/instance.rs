@@ -1,9 +1,11 @@
 //! A whole running mail system in a scratch folder: ours (`postfix -c DIR
 //! start` with our master, pickup and cleanup) or Postfix 3.7.11's (its
 //! master, pickup, cleanup and trivial-rewrite), each with its own
-//! `sendmail`. No qmgr runs, so submitted mail stays in incoming/ (or
-//! hold/). Postfix's side needs root (its master refuses otherwise) and
-//! the reference binaries.
+//! `sendmail`. With `new`, no qmgr runs, so submitted mail stays in
+//! incoming/ (or hold/); `with_master` takes a whole master.cf (the same
+//! text for both sides: qmgr, local, virtual, pipe, smtp, bounce ...) and
+//! delivers (tests/delivery_e2e.rs). Postfix's side needs root (its master
+//! refuses otherwise) and the reference binaries.
 
 #![allow(dead_code)]
 
