@@ -281,7 +281,7 @@ fn qmgr_delivers_like_postfix() {
         }
         n
     };
-    assert_eq!(deferred(&s), 1);
+    assert_eq!(deferred(&s), 1, "{}", s.log());
     // ...until postqueue -f asks for it.
     assert_eq!(s.run("postqueue", &["-f"], ""), 0);
     s.wait("flush", |s| s.log().matches("(try later)").count() == 2);

@@ -203,6 +203,85 @@ impl StatusLogs {
     }
 }
 
+/// The bounce service requests a queue manager makes at the end of a
+/// message (abounce_flush, adefer_flush, adefer_warn, atrace_flush).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeRequest {
+    /// Send the non-delivery (bounce service) or expiry (defer service)
+    /// notice for the logged recipients.
+    Flush,
+    /// Send a delay warning (defer service).
+    Warn,
+    /// Send the delivery report or success notice (trace service).
+    Trace,
+}
+
+/// The message a notice request is about.
+#[derive(Debug, Clone, Default)]
+pub struct NoticeMessage<'a> {
+    pub queue_name: &'a str,
+    pub queue_id: &'a str,
+    pub encoding: &'a str,
+    pub smtputf8: bool,
+    pub sender: &'a str,
+    pub dsn_envid: &'a str,
+    pub dsn_ret: i32,
+}
+
+/// Ask the bounce, defer or trace service on `private/<service>` (relative
+/// to the queue directory, the current directory of a daemon) for a
+/// notice; `flags` is BOUNCE_FLAG_* (0 keeps the queue file, as qmgr
+/// asks). Returns the service's status (0: done), or an error text when
+/// the service cannot be reached or answers nonsense.
+pub fn notice_request(
+    service: &str,
+    what: NoticeRequest,
+    flags: u32,
+    m: &NoticeMessage,
+    timeout: std::time::Duration,
+) -> Result<i32, String> {
+    use crate::global::attr0;
+    use std::io::{BufReader, Write};
+    let path = format!("private/{service}");
+    let s = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(|e| crate::global::config_file::errno_text(&e))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let mut r = BufReader::new(s);
+    attr0::scan(&mut r)
+        .map_err(|e| e.to_string())?
+        .ok_or("no greeting")?;
+    let cmd = match what {
+        NoticeRequest::Flush => super::service::CMD_FLUSH,
+        NoticeRequest::Warn => super::service::CMD_WARN,
+        NoticeRequest::Trace => super::service::CMD_TRACE,
+    }
+    .to_string();
+    let flags = flags.to_string();
+    let ret = m.dsn_ret.to_string();
+    r.get_mut()
+        .write_all(&attr0::encode(&[
+            ("nrequest", cmd.as_str()),
+            ("flags", &flags),
+            ("queue_name", m.queue_name),
+            ("queue_id", m.queue_id),
+            ("encoding", m.encoding),
+            ("smtputf8", if m.smtputf8 { "1" } else { "0" }),
+            ("sender", m.sender),
+            ("envelope_id", m.dsn_envid),
+            ("ret_flags", &ret),
+        ]))
+        .map_err(|e| e.to_string())?;
+    let g = attr0::scan(&mut r)
+        .map_err(|e| e.to_string())?
+        .ok_or("no reply")?;
+    g.iter()
+        .find(|(n, _)| n == "status")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .map(|v| v as i32)
+        .ok_or_else(|| "malformed reply".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

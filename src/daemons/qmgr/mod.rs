@@ -11,6 +11,17 @@
 //! Triggers on public/qmgr: `I`/`W` scan incoming, `D` scan deferred, `A`
 //! scan ignoring time stamps, `F` revive dead destinations.
 //!
+//! Per-recipient deferrals that qmgr decides itself go to the defer log
+//! through the bounce client ([`crate::daemons::bounce::client`]); at the
+//! end of a message qmgr asks the bounce, defer and trace services for the
+//! sender's notices (non-delivery, expiry, delay warning with the queue
+//! file's `W` record, success), as Postfix's qmgr_active_done does.
+//! Destinations whose deliveries fail at the site level are throttled by
+//! the failed-cohort rule; their mail goes to the `retry` transport with
+//! "delivery temporarily suspended: ..." until minimal_backoff_time has
+//! passed. A transport that cannot be reached is throttled for
+//! transport_retry_time.
+//!
 //! Trust: queue files are written by cleanup; a corrupt file is moved to
 //! corrupt/. Privilege: runs as mail_owner (master.cf `n` unprivileged
 //! column is `-` for qmgr); deliveries run in threads of this process (no
@@ -26,15 +37,18 @@
 //! default_destination_recipient_limit, default_destination_rate_delay and
 //! their `<transport>_` forms, delay_logging_resolution_limit,
 //! hash_queue_names, hash_queue_depth, bounce_service_name,
-//! defer_service_name.
+//! defer_service_name, trace_service_name, transport_retry_time,
+//! double_bounce_sender, soft_bounce.
 
 pub mod sched;
 
-use crate::daemons::trivial_rewrite::{self as tr, Personality, TrivialRewrite};
-use crate::global::deliver_proto::{self, Reply, log_append};
-use crate::global::deliver_request::{
-    DeliveryRequest, Dsn, Outcome, Recipient, flags, log_line, now,
+use crate::daemons::bounce::client::{
+    NoticeMessage, NoticeRequest, REC_DLY_SENT, StatusLogs, notice_request,
 };
+use crate::daemons::bounce::log::DsnInfo;
+use crate::daemons::trivial_rewrite::{self as tr, Personality, TrivialRewrite};
+use crate::global::deliver_proto::{self, Reply};
+use crate::global::deliver_request::{DeliveryRequest, Dsn, Recipient, flags, log_line, now};
 use crate::global::mail_conf::MailConf;
 use crate::global::mail_queue::QueueConf;
 use crate::global::msg;
@@ -62,6 +76,9 @@ pub struct QmgrConfig {
     pub max_res: u32,
     pub bounce_service: String,
     pub defer_service: String,
+    pub trace_service: String,
+    pub transport_retry: i64,
+    pub double_bounce: String,
 }
 
 impl QmgrConfig {
@@ -96,6 +113,9 @@ impl QmgrConfig {
             max_res: i("delay_logging_resolution_limit")?.clamp(0, 6) as u32,
             bounce_service: s("bounce_service_name").unwrap_or_else(|_| "bounce".into()),
             defer_service: s("defer_service_name").unwrap_or_else(|_| "defer".into()),
+            trace_service: s("trace_service_name").unwrap_or_else(|_| "trace".into()),
+            transport_retry: t("transport_retry_time")?.max(1),
+            double_bounce: s("double_bounce_sender")?,
         })
     }
 }
@@ -163,6 +183,80 @@ struct Msg {
     pending: usize,
     /// Some bookkeeping failed: defer the whole message.
     defer_flag: bool,
+    /// The `W` record: when to send a delay warning (0: never, -1: sent),
+    /// and where the record is, to update it.
+    warn_time: i64,
+    warn_offset: i64,
+    /// DEL_REQ trace flags from the `trace_flags` attribute.
+    tflags: u32,
+    /// Some recipient asked for NOTIFY=SUCCESS.
+    notify_success: bool,
+    /// `postsuper -e`/`-f` marked the file (group execute bit).
+    force_expire: bool,
+    /// Moved in by `postqueue -i`/`-s` or `postsuper -r` (group read bit):
+    /// revive dead destinations and ignore defer_transports.
+    flush_each: bool,
+}
+
+/// MAIL_QUEUE_STAT_UNTHROTTLE and MAIL_QUEUE_STAT_EXPIRE.
+const STAT_UNTHROTTLE: u32 = 0o040;
+const STAT_EXPIRE: u32 = 0o010;
+/// DEL_REQ_FLAG_MTA_VRFY | USR_VRFY | RECORD | REC_DLY_SENT.
+const TRACE_FLAGS_MASK: u32 = flags::MTA_VRFY | flags::USR_VRFY | flags::RECORD | REC_DLY_SENT;
+/// The prefix of a throttled destination's reason (qmgr_deliver.c).
+const SUSPENDED: &str = "delivery temporarily suspended: ";
+
+/// What qmgr reads from the envelope besides the delivery request.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Extras {
+    warn_time: i64,
+    warn_offset: i64,
+    tflags: u32,
+}
+
+fn envelope_extras(path: &str) -> Extras {
+    use crate::global::rec_type;
+    let mut x = Extras::default();
+    let Ok(mut fp) = QueueStream::open(path) else {
+        return x;
+    };
+    let mut buf = Vec::new();
+    for _ in 0..100_000 {
+        let off = fp.ftell();
+        let t = match rec_get(&mut fp, &mut buf, 0) {
+            Rec::Type(t) => t,
+            _ => break,
+        };
+        match t {
+            rec_type::MESG | rec_type::END => break,
+            rec_type::WARN if x.warn_offset == 0 => {
+                x.warn_offset = off;
+                x.warn_time = rec_type::atol(&buf);
+            }
+            rec_type::ATTR => {
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(v) = text.strip_prefix("trace_flags=")
+                    && x.tflags == 0
+                {
+                    x.tflags = rec_type::atol(v.as_bytes()) as u32 & TRACE_FLAGS_MASK;
+                }
+            }
+            _ => {}
+        }
+    }
+    x
+}
+
+/// Rewrite the `W` record at `offset` as sent (-1): no further warnings
+/// (qmgr_message_update_warn).
+fn update_warn(path: &str, offset: i64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::File::options().write(true).open(path)?;
+    f.seek(SeekFrom::Start(offset as u64))?;
+    let mut rec = Vec::new();
+    crate::global::record::rec_put_warn(&mut rec, -1)?;
+    f.write_all(&rec)?;
+    f.sync_data()
 }
 
 /// One delivery job: some recipients of one message for one destination.
@@ -171,6 +265,13 @@ struct Entry {
     transport: String,
     nexthop: String,
     rcpt: Vec<Recipient>,
+}
+
+/// Where a recipient goes.
+struct Route {
+    transport: String,
+    nexthop: String,
+    qname: String,
 }
 
 type Key = (String, String);
@@ -193,6 +294,7 @@ pub struct Qmgr {
     conf: MailConf,
     qc: QueueConf,
     resolver: Option<TrivialRewrite>,
+    logs: StatusLogs,
     msgs: HashMap<String, Msg>,
     todo: HashMap<Key, VecDeque<Entry>>,
     order: VecDeque<Key>,
@@ -256,42 +358,6 @@ fn size_fields(path: &str) -> Option<Vec<i64>> {
     }
 }
 
-/// Talk to the bounce or defer service (abounce_flush): ask it to send
-/// the notice for the logged recipients. `Err` when it is unreachable.
-fn bounce_flush(service: &str, m: &DeliveryRequest) -> Result<i32, String> {
-    use crate::global::attr0;
-    use std::io::{BufReader, Write};
-    let path = format!("private/{service}");
-    let s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| e.to_string())?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-    let mut r = BufReader::new(s);
-    attr0::scan(&mut r)
-        .map_err(|e| e.to_string())?
-        .ok_or("no greeting")?;
-    let smtputf8 = if m.smtputf8 { "1" } else { "0" };
-    let ret = m.dsn_ret.to_string();
-    r.get_mut()
-        .write_all(&attr0::encode(&[
-            ("nrequest", "1"),
-            ("flags", "0"),
-            ("queue_name", &m.queue_name),
-            ("queue_id", &m.queue_id),
-            ("encoding", &m.encoding),
-            ("smtputf8", smtputf8),
-            ("sender", &m.sender),
-            ("envelope_id", &m.dsn_envid),
-            ("ret_flags", &ret),
-        ]))
-        .map_err(|e| e.to_string())?;
-    let g = attr0::scan(&mut r)
-        .map_err(|e| e.to_string())?
-        .ok_or("no reply")?;
-    g.iter()
-        .find(|(n, _)| n == "status")
-        .and_then(|(_, v)| v.parse().ok())
-        .ok_or_else(|| "malformed reply".to_string())
-}
-
 impl Qmgr {
     pub fn new(conf: &MailConf) -> Result<Qmgr, String> {
         let (tx, rx) = mpsc::channel();
@@ -300,6 +366,7 @@ impl Qmgr {
             conf: conf.clone(),
             qc: QueueConf::from_conf(conf).map_err(|e| e.0)?,
             resolver: None,
+            logs: StatusLogs::from_conf(conf).map_err(|e| e.0)?,
             msgs: HashMap::new(),
             todo: HashMap::new(),
             order: VecDeque::new(),
@@ -351,9 +418,11 @@ impl Qmgr {
                 }
                 b'F' => {
                     self.transport_dead.clear();
-                    for d in self.dests.values_mut() {
-                        d.dead_until = None;
-                        d.dead_reason = None;
+                    for (key, d) in self.dests.iter_mut() {
+                        if d.dead_until.is_some() {
+                            let l = self.limits.get(&key.0).cloned().unwrap_or_default();
+                            d.revive(&l);
+                        }
                     }
                 }
                 _ => {}
@@ -382,6 +451,8 @@ impl Qmgr {
         let mut def = def.into_iter();
         loop {
             if self.msgs.len() >= self.cfg.active_limit {
+                // Look again when room is made.
+                self.scan_incoming = true;
                 break;
             }
             let a = inc.next().map(|x| ("incoming", x));
@@ -397,7 +468,8 @@ impl Qmgr {
                 if mode & 0o700 != 0o700 {
                     continue;
                 }
-                if queue == "deferred" && !all && mtime > now_s {
+                // Files with time stamps in the future cool down.
+                if !all && mtime > now_s + 1 {
                     continue;
                 }
                 if self.msgs.contains_key(&id) {
@@ -405,13 +477,16 @@ impl Qmgr {
                 }
                 if let Err(e) = self.qc.rename(&id, queue, "active") {
                     if e.kind() != std::io::ErrorKind::NotFound {
-                        msg::warn(&format!(
+                        msg::fatal(&format!(
                             "qmgr_active_feed: {id}: rename from {queue} to active: {e}"
                         ));
                     }
+                    msg::warn(&format!(
+                        "qmgr_active_feed: {id}: rename from {queue} to active: {e}"
+                    ));
                     continue;
                 }
-                self.activate(&id);
+                self.activate(&id, mode);
             }
         }
     }
@@ -428,13 +503,23 @@ impl Qmgr {
         }
     }
 
+    fn notice_msg(m: &Msg) -> NoticeMessage<'_> {
+        NoticeMessage {
+            queue_name: &m.base.queue_name,
+            queue_id: &m.base.queue_id,
+            encoding: &m.base.encoding,
+            smtputf8: m.base.smtputf8,
+            sender: &m.base.sender,
+            dsn_envid: &m.base.dsn_envid,
+            dsn_ret: m.base.dsn_ret,
+        }
+    }
+
     /// Read a message that just entered active/, resolve its recipients and
-    /// queue its deliveries.
-    fn activate(&mut self, id: &str) {
+    /// queue its deliveries (qmgr_message_alloc).
+    fn activate(&mut self, id: &str, mode: u32) {
         let path = self.qc.path("active", id);
-        // A new life in the active queue: forget the old deferral reasons.
-        let _ = std::fs::remove_file(self.qc.path("defer", id));
-        let mut base = match DeliveryRequest::from_queue_file(
+        let base = match DeliveryRequest::from_queue_file(
             std::path::Path::new(&path),
             "active",
             id,
@@ -447,13 +532,15 @@ impl Qmgr {
                 return;
             }
         };
+        let mut base = base;
         let sizes = size_fields(&path).unwrap_or_default();
+        let extras = envelope_extras(&path);
         let cont_length = match sizes.get(4) {
             Some(&n) if n > 0 => n,
             _ => base.data_size as i64,
         };
         base.stats.active_arrival = now();
-        base.flags = DEL_REQ_FLAG_DEFLT;
+        base.flags = extras.tflags | DEL_REQ_FLAG_DEFLT;
         // nrcpt is the recipient count of the SIZE record (all recipients,
         // delivered ones included), as Postfix logs it.
         let nrcpt = match sizes.get(2) {
@@ -464,6 +551,14 @@ impl Qmgr {
             "{id}: from=<{}>, size={cont_length}, nrcpt={nrcpt} (queue active)",
             base.sender
         ));
+        // The file is valid: clear the one-shot "unthrottle" mode bit.
+        if mode & STAT_UNTHROTTLE != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(
+                &path,
+                std::fs::Permissions::from_mode(mode & 0o7777 & !STAT_UNTHROTTLE),
+            );
+        }
         let create_time = if base.stats.incoming_arrival.0 > 0 {
             base.stats.incoming_arrival.0
         } else {
@@ -475,15 +570,38 @@ impl Qmgr {
             create_time,
             pending: 0,
             defer_flag: false,
+            warn_time: extras.warn_time,
+            warn_offset: extras.warn_offset,
+            tflags: extras.tflags,
+            notify_success: rcpts
+                .iter()
+                .any(|r| r.dsn_notify & crate::global::deliver_request::notify::SUCCESS != 0),
+            force_expire: mode & STAT_EXPIRE != 0,
+            flush_each: mode & STAT_UNTHROTTLE != 0,
         };
+        // A forced expiry with a defer log: use that log, deliver nothing.
+        let defer_log = self.qc.path("defer", id);
+        if m.force_expire && std::fs::metadata(&defer_log).is_ok_and(|st| st.len() > 0) {
+            m.defer_flag = true;
+            self.msgs.insert(id.to_string(), m);
+            return;
+        }
+        // A new life in the active queue: forget the old deferral reasons.
+        if let Err(e) = std::fs::remove_file(&defer_log)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            msg::fatal(&format!("qmgr_message_alloc: {id}: remove defer {id}: {e}"));
+        }
         // Resolve and group.
         let mut groups: Vec<(Key, String, String, Vec<Recipient>)> = Vec::new();
         for r in rcpts {
-            let (transport, nexthop, qname) = self.resolve(&m.base.sender, &r.address);
-            let key = (transport.clone(), qname);
+            let Some(route) = self.route(&mut m, &r) else {
+                continue;
+            };
+            let key = (route.transport.clone(), route.qname);
             match groups.iter_mut().find(|g| g.0 == key) {
                 Some(g) => g.3.push(r),
-                None => groups.push((key, transport, nexthop, vec![r])),
+                None => groups.push((key, route.transport, route.nexthop, vec![r])),
             }
         }
         for (key, transport, nexthop, list) in groups {
@@ -512,8 +630,52 @@ impl Qmgr {
         q.push_back(e);
     }
 
-    /// (transport, nexthop, queue name) for a recipient.
-    fn resolve(&mut self, sender: &str, addr: &str) -> (String, String, String) {
+    /// Whether a transport is throttled now (an expired throttle is lifted).
+    fn transport_throttled(&mut self, transport: &str) -> Option<Dsn> {
+        match self.transport_dead.get(transport) {
+            Some((until, dsn)) if *until > Instant::now() => Some(dsn.clone()),
+            Some(_) => {
+                self.transport_dead.remove(transport);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Whether a destination queue is throttled now, with its reason.
+    fn queue_throttled(&mut self, key: &Key) -> Option<Dsn> {
+        let l = self.limits(&key.0);
+        let d = self.dests.get_mut(key)?;
+        if !d.is_dead(&l, Instant::now()) {
+            return None;
+        }
+        d.dead_reason
+            .as_ref()
+            .map(|(st, r)| Dsn::new(st, r.clone()))
+    }
+
+    /// The retry transport's queue for a deferral reason
+    /// (qmgr_error_queue), or None when that transport or queue is itself
+    /// throttled.
+    fn retry_route(&mut self, dsn: &Dsn) -> Option<Route> {
+        if self.transport_throttled("retry").is_some() {
+            return None;
+        }
+        let nexthop = format!("{} {}", dsn.status, dsn.reason);
+        let key = ("retry".to_string(), nexthop.to_ascii_lowercase());
+        if self.queue_throttled(&key).is_some() {
+            return None;
+        }
+        Some(Route {
+            transport: key.0,
+            nexthop,
+            qname: key.1,
+        })
+    }
+
+    /// Where a recipient goes (qmgr_message_resolve), or None when qmgr
+    /// finished it here (deferred or discarded).
+    fn route(&mut self, m: &mut Msg, r: &Recipient) -> Option<Route> {
         if self.resolver.is_none() {
             match TrivialRewrite::new(&self.conf) {
                 Ok(t) => self.resolver = Some(t),
@@ -523,7 +685,7 @@ impl Qmgr {
         let Some(res) = self.resolver.as_mut() else {
             unreachable!()
         };
-        let rep = res.resolve(Personality::Regular, sender, addr);
+        let rep = res.resolve(Personality::Regular, &m.base.sender, &r.address);
         let (mut transport, mut nexthop) = if rep.flags & tr::FLAG_FAIL != 0 {
             (
                 "retry".to_string(),
@@ -534,51 +696,141 @@ impl Qmgr {
         } else {
             (rep.transport.clone(), rep.nexthop.clone())
         };
-        if self.cfg.defer_transports.contains(&transport) {
-            transport = "retry".into();
-            nexthop = "4.3.2 deferred transport".into();
+        let redirected = rep.flags & (tr::FLAG_FAIL | tr::FLAG_ERROR) != 0;
+        if r.address.is_empty() {
+            transport = "error".into();
+            nexthop = "5.1.3 null recipient address".into();
         }
-        let l = self.limits(&transport);
-        let qname = if l.recipient_limit == 1 {
-            // One queue per recipient local part, as Postfix does.
+        if m.force_expire {
+            transport = "retry".into();
+            nexthop = "4.7.0 message is administratively expired".into();
+        }
+        // Mail to the local double-bounce address is discarded here.
+        if !redirected && rep.flags & tr::CLASS_LOCAL != 0 {
             let local = rep
                 .recipient
                 .rsplit_once('@')
                 .map(|(l, _)| l)
                 .unwrap_or(&rep.recipient);
-            format!(
-                "{}@{}",
-                local.to_ascii_lowercase(),
-                nexthop.to_ascii_lowercase()
-            )
+            if local.eq_ignore_ascii_case(&self.cfg.double_bounce) {
+                let dsn = DsnInfo::new(
+                    "2.0.0",
+                    "",
+                    "undeliverable postmaster notification discarded",
+                );
+                let a = self.logs.sent(m.tflags, &m.base.queue_id, r, "none", &dsn);
+                self.log_status(m, r, &a);
+                if a.status == 0 {
+                    if let Ok(mut f) = std::fs::File::options()
+                        .read(true)
+                        .write(true)
+                        .open(self.qc.path("active", &m.base.queue_id))
+                    {
+                        let _ = deliver_proto::mark_done(&mut f, r.offset);
+                    }
+                } else {
+                    m.defer_flag = true;
+                }
+                return None;
+            }
+        }
+        if !m.flush_each && self.cfg.defer_transports.contains(&transport) {
+            transport = "retry".into();
+            nexthop = "4.3.2 deferred transport".into();
+        }
+        if m.flush_each {
+            self.transport_dead.remove(&transport);
+        }
+        if let Some(dsn) = self.transport_throttled(&transport) {
+            match self.retry_route(&dsn) {
+                Some(route) => return Some(route),
+                None => {
+                    self.defer_rcpt(m, r, &dsn);
+                    return None;
+                }
+            }
+        }
+        let l = self.limits(&transport);
+        let qname = if transport != "error" && transport != "retry" && l.recipient_limit == 1 {
+            // One queue per recipient local part, as Postfix does.
+            let mut local = rep
+                .recipient
+                .rsplit_once('@')
+                .map(|(l, _)| l)
+                .unwrap_or(&rep.recipient)
+                .to_string();
+            let delim = self
+                .conf
+                .get_str("recipient_delimiter", 0, 0)
+                .unwrap_or_default();
+            if !delim.is_empty()
+                && let Some(p) = local.find(|c: char| delim.contains(c))
+                && p > 0
+            {
+                local.truncate(p);
+            }
+            format!("{}@{}", local, nexthop).to_ascii_lowercase()
         } else {
             nexthop.to_ascii_lowercase()
         };
-        (transport, nexthop, qname)
+        let key = (transport.clone(), qname.clone());
+        if m.flush_each
+            && let Some(d) = self.dests.get_mut(&key)
+            && d.dead_until.is_some()
+        {
+            d.revive(&l);
+        }
+        if let Some(dsn) = self.queue_throttled(&key) {
+            return match self.retry_route(&dsn) {
+                Some(route) => Some(route),
+                None => {
+                    self.defer_rcpt(m, r, &dsn);
+                    None
+                }
+            };
+        }
+        Some(Route {
+            transport,
+            nexthop,
+            qname,
+        })
     }
 
-    /// qmgr's own deferral of recipients it cannot hand to an agent
-    /// (qmgr_defer_recipient): logged from qmgr with `relay=none`.
-    fn defer_rcpts(&mut self, id: &str, rcpts: &[Recipient], dsn: &Dsn) {
-        let Some(m) = self.msgs.get_mut(id) else {
-            return;
-        };
-        let t = now();
-        for r in rcpts {
+    /// Log a recipient status that qmgr itself decided (relay=none).
+    fn log_status(&self, m: &Msg, r: &Recipient, a: &crate::daemons::bounce::client::Appended) {
+        if let Some(word) = &a.log_status {
             msg::info(&log_line(
-                id,
+                &m.base.queue_id,
                 &m.base.stats,
                 r,
                 "none",
-                dsn,
-                Outcome::Deferred.status_word(),
-                t,
+                &Dsn::new(&a.dsn.status, a.dsn.reason.clone()),
+                word,
+                now(),
                 self.cfg.max_res,
             ));
-            if log_append(&self.qc, "defer", id, r, dsn, "delayed").is_err() {
-                m.defer_flag = true;
-            }
         }
+    }
+
+    /// qmgr_defer_recipient: the defer log through the bounce client,
+    /// and the `status=deferred` line with `relay=none`.
+    fn defer_rcpt(&self, m: &mut Msg, r: &Recipient, dsn: &Dsn) {
+        let info = DsnInfo::new(&dsn.status, "", &dsn.reason);
+        let a = self
+            .logs
+            .defer_append(m.tflags, &m.base.queue_id, r, "none", &info);
+        self.log_status(m, r, &a);
+        m.defer_flag = true;
+    }
+
+    fn defer_rcpts(&mut self, id: &str, rcpts: &[Recipient], dsn: &Dsn) {
+        let Some(mut m) = self.msgs.remove(id) else {
+            return;
+        };
+        for r in rcpts {
+            self.defer_rcpt(&mut m, r, dsn);
+        }
+        self.msgs.insert(id.to_string(), m);
     }
 
     /// Start the deliveries the windows allow.
@@ -588,13 +840,13 @@ impl Qmgr {
         for key in keys {
             let transport = key.0.clone();
             let l = self.limits(&transport);
-            // A dead transport: defer everything queued for it.
-            if let Some((until, dsn)) = self.transport_dead.get(&transport).cloned() {
-                if until > now_i {
-                    self.defer_queue(&key, &dsn);
-                    continue;
-                }
-                self.transport_dead.remove(&transport);
+            if let Some(dsn) = self.transport_throttled(&transport) {
+                self.defer_todo(&key, &dsn);
+                continue;
+            }
+            if let Some(dsn) = self.queue_throttled(&key) {
+                self.defer_todo(&key, &dsn);
+                continue;
             }
             loop {
                 if self.todo.get(&key).is_none_or(|q| q.is_empty()) {
@@ -604,13 +856,6 @@ impl Qmgr {
                     .dests
                     .entry(key.clone())
                     .or_insert_with(|| Dest::new(&l));
-                if dest.is_dead(now_i) {
-                    let reason = dest.dead_reason.clone();
-                    if let Some((st, text)) = reason {
-                        self.defer_queue(&key, &Dsn::new(&st, text));
-                    }
-                    break;
-                }
                 if !dest.may_start(&l, now_i) {
                     break;
                 }
@@ -630,15 +875,46 @@ impl Qmgr {
             .retain(|k| self.todo.get(k).is_some_and(|q| !q.is_empty()));
     }
 
-    fn defer_queue(&mut self, key: &Key, dsn: &Dsn) {
+    /// qmgr_defer_todo: what waits for a throttled destination goes to
+    /// the retry transport with the reason, or is deferred here when that
+    /// is throttled too.
+    fn defer_todo(&mut self, key: &Key, dsn: &Dsn) {
         let entries: Vec<Entry> = self
             .todo
             .get_mut(key)
             .map(|q| q.drain(..).collect())
             .unwrap_or_default();
-        for e in entries {
-            self.defer_rcpts(&e.id, &e.rcpt, dsn);
-            self.entry_done(&e.id);
+        if entries.is_empty() {
+            return;
+        }
+        match self.retry_route(dsn) {
+            Some(route) if route.transport != key.0 || route.qname != key.1 => {
+                let rkey = (route.transport.clone(), route.qname.clone());
+                for mut e in entries {
+                    e.transport = route.transport.clone();
+                    e.nexthop = route.nexthop.clone();
+                    self.enqueue(rkey.clone(), e);
+                }
+            }
+            _ => {
+                for e in entries {
+                    self.defer_rcpts(&e.id, &e.rcpt, dsn);
+                    self.entry_done(&e.id);
+                }
+            }
+        }
+    }
+
+    /// qmgr_defer_transport: every destination of a throttled transport.
+    fn defer_transport(&mut self, transport: &str, dsn: &Dsn) {
+        let keys: Vec<Key> = self
+            .todo
+            .keys()
+            .filter(|k| k.0 == transport)
+            .cloned()
+            .collect();
+        for k in keys {
+            self.defer_todo(&k, dsn);
         }
     }
 
@@ -682,6 +958,20 @@ impl Qmgr {
         }
     }
 
+    /// Throttle a destination after a site-level failure; what waits
+    /// for it is then deferred.
+    fn throttle_queue(&mut self, key: &Key, status: &str, reason: &str) {
+        let l = self.limits(&key.0);
+        let retry = Duration::from_secs(self.cfg.min_backoff.max(1) as u64);
+        let dead = match self.dests.get_mut(key) {
+            Some(d) => d.throttle(&l, Instant::now(), retry, status, reason),
+            None => false,
+        };
+        if dead {
+            self.defer_todo(key, &Dsn::new(status, reason.to_string()));
+        }
+    }
+
     fn finished(&mut self, f: Finished) {
         self.in_flight -= 1;
         let transport = f.entry.transport.clone();
@@ -689,52 +979,74 @@ impl Qmgr {
             *b = b.saturating_sub(1);
         }
         let l = self.limits(&transport);
-        let retry = Duration::from_secs(self.cfg.min_backoff.max(1) as u64);
-        let now_i = Instant::now();
+        if let Some(d) = self.dests.get_mut(&f.key) {
+            d.release();
+        }
         match f.result {
             Done::Reply(r) => {
-                let ok = r.hop.reason.is_empty();
-                if let Some(d) = self.dests.get_mut(&f.key) {
-                    let dead = d.done(&l, ok, now_i, retry);
-                    if dead {
-                        d.dead_reason = Some((
-                            if r.hop.status.is_empty() {
-                                "4.0.0".into()
-                            } else {
-                                r.hop.status.clone()
-                            },
-                            r.hop.reason.clone(),
-                        ));
-                    }
-                }
                 if r.status != deliver_proto::DEL_STAT_FINAL
                     && let Some(m) = self.msgs.get_mut(&f.entry.id)
                 {
                     m.defer_flag = true;
                 }
+                // A site-level failure: the agent deferred with a hop
+                // status. (Our agents answer "final" when their deferrals
+                // are logged, so a 4.x.x hop status counts as well.)
+                if !r.hop.status.is_empty()
+                    && (r.status != deliver_proto::DEL_STAT_FINAL || r.hop.status.starts_with('4'))
+                {
+                    let status = if crate::global::pipe_command::dsn_valid(&r.hop.status) > 0 {
+                        r.hop.status.clone()
+                    } else {
+                        "4.0.0".to_string()
+                    };
+                    let reason = if r.hop.reason.is_empty() {
+                        "unknown error"
+                    } else {
+                        &r.hop.reason
+                    };
+                    self.throttle_queue(&f.key, &status, &format!("{SUSPENDED}{reason}"));
+                }
+                self.transport_dead.remove(&transport);
+                if r.hop.reason.is_empty()
+                    && let Some(d) = self.dests.get_mut(&f.key)
+                {
+                    d.success(&l);
+                }
             }
             Done::Unavailable(text) => {
+                // The agent was never reached: these recipients wait with
+                // the others of the transport.
                 msg::warn(&text);
-                if let Some(d) = self.dests.get_mut(&f.key) {
-                    d.busy = d.busy.saturating_sub(1);
-                }
                 let dsn = Dsn::new("4.3.0", "mail transport unavailable");
+                let until = Instant::now() + Duration::from_secs(self.cfg.transport_retry as u64);
                 self.transport_dead
-                    .insert(transport.clone(), (now_i + retry, dsn.clone()));
-                self.defer_rcpts(&f.entry.id, &f.entry.rcpt, &dsn);
+                    .entry(transport.clone())
+                    .or_insert((until, dsn.clone()));
+                let key = f.key.clone();
+                self.todo
+                    .entry(key.clone())
+                    .or_default()
+                    .push_front(f.entry);
+                if !self.order.contains(&key) {
+                    self.order.push_back(key);
+                }
+                self.defer_transport(&transport, &dsn);
+                return;
             }
             Done::Broken(text) => {
                 msg::warn(&format!("private/{transport} socket: malformed response"));
                 if msg::verbose() > 0 {
                     msg::info(&text);
                 }
-                if let Some(d) = self.dests.get_mut(&f.key) {
-                    d.busy = d.busy.saturating_sub(1);
+                if let Some(m) = self.msgs.get_mut(&f.entry.id) {
+                    m.defer_flag = true;
                 }
-                let dsn = Dsn::new("4.3.0", "unknown mail transport error");
-                self.transport_dead
-                    .insert(transport.clone(), (now_i + retry, dsn.clone()));
-                self.defer_rcpts(&f.entry.id, &f.entry.rcpt, &dsn);
+                self.throttle_queue(
+                    &f.key,
+                    "4.3.0",
+                    &format!("{SUSPENDED}unknown mail transport error"),
+                );
             }
         }
         self.entry_done(&f.entry.id);
@@ -755,58 +1067,94 @@ impl Qmgr {
         }
     }
 
+    /// Ask a notice service; a failure to reach it counts as a failed
+    /// request (the message stays queued).
+    fn notice(&self, service: &str, what: NoticeRequest, m: &Msg) -> i32 {
+        match notice_request(
+            service,
+            what,
+            0,
+            &Self::notice_msg(m),
+            Duration::from_secs(300),
+        ) {
+            Ok(st) => st,
+            Err(e) => {
+                msg::warn(&format!("connect to transport private/{service}: {e}"));
+                -1
+            }
+        }
+    }
+
+    /// qmgr_active_done: the sender's notices, then remove the file or
+    /// put it in deferred/ until its next attempt.
     fn active_done(&mut self, mut m: Msg) {
         let id = m.base.queue_id.clone();
         let bounce_path = self.qc.path("bounce", &id);
         if let Ok(md) = std::fs::metadata(&bounce_path) {
             if md.len() == 0 {
-                let _ = std::fs::remove_file(&bounce_path);
-            } else {
-                match bounce_flush(&self.cfg.bounce_service, &m.base) {
-                    Ok(0) => {}
-                    Ok(_) => m.defer_flag = true,
-                    Err(e) => {
-                        msg::warn(&format!(
-                            "connect to transport private/{}: {e}",
-                            self.cfg.bounce_service
-                        ));
-                        m.defer_flag = true;
-                    }
+                if let Err(e) = std::fs::remove_file(&bounce_path) {
+                    msg::fatal(&format!("remove bounce {id}: {e}"));
                 }
+            } else if self.notice(&self.cfg.bounce_service, NoticeRequest::Flush, &m) != 0 {
+                m.defer_flag = true;
             }
         }
-        let defer_path = self.qc.path("defer", &id);
-        if std::fs::metadata(&defer_path).is_ok() {
+        // Recipients an agent deferred are in the defer log (our agents
+        // report such a delivery as final once the log is written).
+        if std::fs::metadata(self.qc.path("defer", &id)).is_ok() {
             m.defer_flag = true;
         }
+        let active = self.qc.path("active", &id);
+        if m.defer_flag && mtime_secs(&active).is_none_or(|(_, mode)| mode & 0o700 != 0o700) {
+            self.corrupt(&id);
+            return;
+        }
+        if m.tflags & (flags::USR_VRFY | flags::RECORD | REC_DLY_SENT) != 0 || m.notify_success {
+            if self.notice(&self.cfg.trace_service, NoticeRequest::Trace, &m) != 0 {
+                m.defer_flag = true;
+            }
+        }
         let now_s = now().0;
-        let age = now_s - m.create_time;
-        if m.defer_flag
-            && sched::expired(
-                age,
+        if m.defer_flag {
+            let expire = if m.force_expire {
+                Some("force-expired")
+            } else if sched::expired(
+                now_s - m.create_time,
                 m.base.sender.is_empty(),
                 self.cfg.max_queue_life,
                 self.cfg.bounce_queue_life,
-            )
-        {
-            msg::info(&format!(
-                "{id}: from=<{}>, status=expired, returned to sender",
-                m.base.sender
-            ));
-            match bounce_flush(&self.cfg.defer_service, &m.base) {
-                Ok(0) => m.defer_flag = false,
-                Ok(_) => {}
-                Err(e) => msg::warn(&format!(
-                    "connect to transport private/{}: {e}",
-                    self.cfg.defer_service
-                )),
+            ) {
+                Some("expired")
+            } else {
+                None
+            };
+            if let Some(word) = expire {
+                msg::info(&format!(
+                    "{id}: from=<{}>, status={word}, returned to sender",
+                    m.base.sender
+                ));
+                m.defer_flag = self.notice(&self.cfg.defer_service, NoticeRequest::Flush, &m) != 0;
+            } else if m.warn_time > 0 && now_s >= m.warn_time - 1 {
+                if self.notice(&self.cfg.defer_service, NoticeRequest::Warn, &m) == 0
+                    && let Err(e) = update_warn(&active, m.warn_offset)
+                {
+                    msg::fatal(&format!("update queue file {active}: {e}"));
+                }
             }
         }
-        let active = self.qc.path("active", &id);
         if m.defer_flag {
-            let delay = sched::backoff(age, self.cfg.min_backoff, self.cfg.max_backoff);
+            let delay = sched::backoff(
+                now_s - m.create_time,
+                self.cfg.min_backoff,
+                self.cfg.max_backoff,
+            );
             set_times(&active, now_s + delay);
             if let Err(e) = self.qc.rename(&id, "active", "deferred") {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    msg::fatal(&format!(
+                        "qmgr_active_defer: rename {id} from active to deferred: {e}"
+                    ));
+                }
                 msg::warn(&format!(
                     "qmgr_active_defer: rename {id} from active to deferred: {e}"
                 ));
@@ -814,7 +1162,10 @@ impl Qmgr {
         } else {
             match std::fs::remove_file(&active) {
                 Ok(()) => msg::info(&format!("{id}: removed")),
-                Err(e) => msg::warn(&format!(
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => msg::warn(&format!(
+                    "qmgr_active_done_3_generic: remove {id} from active: {e}"
+                )),
+                Err(e) => msg::fatal(&format!(
                     "qmgr_active_done_3_generic: remove {id} from active: {e}"
                 )),
             }
@@ -844,6 +1195,9 @@ impl Qmgr {
             for t in [d.dead_until, d.next_start].into_iter().flatten() {
                 wait = wait.min(t.saturating_duration_since(now_i));
             }
+        }
+        for (until, _) in self.transport_dead.values() {
+            wait = wait.min(until.saturating_duration_since(now_i));
         }
         if !self.order.is_empty() {
             wait = wait.min(Duration::from_secs(1));

@@ -107,24 +107,38 @@ impl Dest {
         }
     }
 
-    /// Whether this destination is dead at `now` (expired throttles are
-    /// lifted, with the window back at its initial value's floor of 1).
-    pub fn is_dead(&mut self, now: Instant) -> bool {
+    /// Whether this destination is dead (throttled) at `now`. An expired
+    /// throttle is lifted as Postfix's unthrottle timer lifts it: the
+    /// window becomes the number of deliveries in progress, or the
+    /// initial concurrency when none are.
+    pub fn is_dead(&mut self, l: &Limits, now: Instant) -> bool {
         match self.dead_until {
             Some(t) if t > now => true,
             Some(_) => {
-                self.dead_until = None;
-                self.dead_reason = None;
-                self.fail_cohorts = 0.0;
+                self.revive(l);
                 false
             }
             None => false,
         }
     }
 
+    /// Lift a throttle (timer expiry, or `postqueue -f`).
+    pub fn revive(&mut self, l: &Limits) {
+        self.dead_until = None;
+        self.dead_reason = None;
+        self.fail_cohorts = 0.0;
+        self.window = if self.busy > 0 {
+            f64::from(self.busy)
+        } else {
+            f64::from(l.initial_concurrency.max(1))
+        };
+        self.success = 0.0;
+        self.failure = 0.0;
+    }
+
     /// May another delivery start now?
     pub fn may_start(&mut self, l: &Limits, now: Instant) -> bool {
-        if self.is_dead(now) {
+        if self.is_dead(l, now) {
             return false;
         }
         if let Some(t) = self.next_start
@@ -132,7 +146,7 @@ impl Dest {
         {
             return false;
         }
-        (self.busy as f64) < self.window.floor().max(1.0)
+        (self.busy as f64) < self.window.max(1.0)
             && (l.concurrency_limit == 0 || self.busy < l.concurrency_limit)
     }
 
@@ -144,42 +158,71 @@ impl Dest {
         }
     }
 
-    /// A delivery finished; `ok` is false for a destination-level failure
-    /// (the agent reported a hop status). Returns true when this makes the
-    /// destination dead.
-    pub fn done(&mut self, l: &Limits, ok: bool, now: Instant, retry: Duration) -> bool {
-        self.busy = self.busy.saturating_sub(1);
-        let limit = if l.concurrency_limit > 0 {
-            l.concurrency_limit as f64
-        } else {
-            f64::from(l.process_limit.max(1))
-        };
-        if ok {
-            self.fail_cohorts = 0.0;
-            if l.rate_delay.is_zero() {
-                self.success += l.positive.value(self.window);
-                if self.success >= 1.0 {
-                    self.window = (self.window + self.success.floor()).min(limit);
-                    self.success -= self.success.floor();
-                }
-                // Postfix applies fractional feedback in whole steps; with
-                // 1/concurrency it takes `window` successes to grow by one.
-            }
-            false
-        } else {
-            self.failure += l.negative.value(self.window);
-            if self.failure >= 1.0 {
-                self.window = (self.window - self.failure.floor()).max(0.0);
-                self.failure -= self.failure.floor();
-            }
-            self.fail_cohorts += 1.0 / self.window.max(1.0);
-            if self.window < 1.0 || self.fail_cohorts >= l.failed_cohort_limit as f64 {
-                self.window = (l.initial_concurrency.max(1) as f64).min(limit);
-                self.dead_until = Some(now + retry);
-                return true;
-            }
-            false
+    /// A delivery finished without a site-level failure
+    /// (qmgr_queue_unthrottle on a ready queue): the failed-cohort count
+    /// resets and positive feedback may grow the window, while it is
+    /// below the deliveries in progress plus the initial concurrency and
+    /// below the limit. Call after `busy` was decremented ([`Dest::release`]).
+    pub fn success(&mut self, l: &Limits) {
+        self.fail_cohorts = 0.0;
+        if self.dead_until.is_some() {
+            return;
         }
+        if l.concurrency_limit != 0 && f64::from(l.concurrency_limit) <= self.window {
+            return;
+        }
+        if self.window < f64::from(self.busy + l.initial_concurrency) {
+            let fb = l.positive.value(self.window);
+            self.success += fb;
+            while self.success + fb / 2.0 >= 1.0 {
+                self.window += 1.0;
+                self.success -= 1.0;
+                self.failure = 0.0;
+            }
+            if l.concurrency_limit > 0 && self.window > f64::from(l.concurrency_limit) {
+                self.window = f64::from(l.concurrency_limit);
+            }
+        }
+    }
+
+    /// A delivery ended.
+    pub fn release(&mut self) {
+        self.busy = self.busy.saturating_sub(1);
+    }
+
+    /// A site-level failure (the agent deferred with a hop status:
+    /// qmgr_queue_throttle): one more failed pseudo-cohort, negative
+    /// feedback with the window kept at 1 or more, and when the failed
+    /// cohorts reach the limit the destination is dead until `now +
+    /// retry` (minimal_backoff_time). Returns true when it is dead.
+    pub fn throttle(
+        &mut self,
+        l: &Limits,
+        now: Instant,
+        retry: Duration,
+        status: &str,
+        reason: &str,
+    ) -> bool {
+        if self.dead_until.is_some() {
+            return true;
+        }
+        self.fail_cohorts += 1.0 / self.window.max(1.0);
+        if l.failed_cohort_limit > 0 && self.fail_cohorts >= f64::from(l.failed_cohort_limit) {
+            self.dead_until = Some(now + retry);
+            self.dead_reason = Some((status.to_string(), reason.to_string()));
+            return true;
+        }
+        let fb = l.negative.value(self.window);
+        self.failure -= fb;
+        while self.failure - fb / 2.0 < 0.0 {
+            self.window -= 1.0;
+            self.success = 0.0;
+            self.failure += 1.0;
+        }
+        if self.window < 1.0 {
+            self.window = 1.0;
+        }
+        false
     }
 }
 
@@ -241,16 +284,41 @@ mod tests {
         d.start(&l, now);
         d.start(&l, now);
         assert!(!d.may_start(&l, now), "window of 2 is full");
-        // 1/concurrency: two successes at window 2 grow it by one.
-        d.done(&l, true, now, Duration::from_secs(1));
+        // 1/concurrency at window 2: 0.5 per success, and a step is taken
+        // once success + feedback/2 reaches 1.
+        d.release();
+        d.success(&l);
         assert_eq!(d.window, 2.0);
-        d.done(&l, true, now, Duration::from_secs(1));
+        d.start(&l, now);
+        d.release();
+        d.success(&l);
         assert_eq!(d.window, 3.0);
         for _ in 0..10 {
             d.start(&l, now);
-            d.done(&l, true, now, Duration::from_secs(1));
+            d.start(&l, now);
+            d.release();
+            d.success(&l);
+            d.release();
+            d.success(&l);
         }
         assert_eq!(d.window, 3.0, "capped at the limit");
+    }
+
+    #[test]
+    fn no_growth_beyond_busy_plus_initial() {
+        let l = Limits {
+            initial_concurrency: 2,
+            concurrency_limit: 0,
+            ..Default::default()
+        };
+        let now = Instant::now();
+        let mut d = Dest::new(&l);
+        for _ in 0..20 {
+            d.start(&l, now);
+            d.release();
+            d.success(&l);
+        }
+        assert_eq!(d.window, 2.0, "serial deliveries never need more");
     }
 
     #[test]
@@ -262,10 +330,46 @@ mod tests {
         let now = Instant::now();
         let mut d = Dest::new(&l);
         d.start(&l, now);
-        assert!(d.done(&l, false, now, Duration::from_secs(60)));
+        d.release();
+        assert!(d.throttle(&l, now, Duration::from_secs(60), "4.4.1", "down"));
         assert!(!d.may_start(&l, now));
-        assert!(d.is_dead(now + Duration::from_secs(30)));
+        assert!(d.is_dead(&l, now + Duration::from_secs(30)));
         assert!(d.may_start(&l, now + Duration::from_secs(61)));
+        assert_eq!(d.window, 1.0);
+    }
+
+    #[test]
+    fn negative_feedback_before_the_cohort_limit() {
+        let l = Limits {
+            initial_concurrency: 4,
+            failed_cohort_limit: 2,
+            ..Default::default()
+        };
+        let now = Instant::now();
+        let mut d = Dest::new(&l);
+        // One failure at window 4: a quarter cohort, window shrinks by 1.
+        assert!(!d.throttle(&l, now, Duration::from_secs(60), "4.4.1", "x"));
+        assert_eq!(d.window, 3.0);
+        // A success resets the cohort count.
+        d.success(&l);
+        assert_eq!(d.fail_cohorts, 0.0);
+        // Failures in a row at windows 3, 3, 2, 2, 2: 1/3 + 1/3 + 1/2 + 1/2 + 1/2 >= 2.
+        let mut n = 0;
+        while !d.throttle(&l, now, Duration::from_secs(60), "4.4.1", "x") {
+            n += 1;
+            assert!(n < 10);
+        }
+        assert_eq!(n, 4);
+        // Cohort limit 0: never dead.
+        let l0 = Limits {
+            failed_cohort_limit: 0,
+            ..l.clone()
+        };
+        let mut d = Dest::new(&l0);
+        for _ in 0..50 {
+            assert!(!d.throttle(&l0, now, Duration::from_secs(60), "4.4.1", "x"));
+        }
+        assert_eq!(d.window, 1.0);
     }
 
     #[test]
@@ -278,10 +382,9 @@ mod tests {
         let mut d = Dest::new(&l);
         assert_eq!(d.window, 1.0);
         d.start(&l, now);
-        d.done(&l, true, now, Duration::ZERO);
+        d.release();
         assert!(!d.may_start(&l, now + Duration::from_secs(1)));
         assert!(d.may_start(&l, now + Duration::from_secs(5)));
-        assert_eq!(d.window, 1.0, "no growth under a rate delay");
     }
 
     #[test]
