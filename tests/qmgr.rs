@@ -312,3 +312,435 @@ fn qmgr_delivers_like_postfix() {
         assert_eq!(gb, wb);
     }
 }
+
+/// A scratch instance of ours with pickup, cleanup, qmgr, error/retry,
+/// discard, smtp and the bounce/defer/trace services; `extra` goes into
+/// main.cf, `transport` into the transport table.
+fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("rostfix-qmgr-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for d in ["conf", "q", "data", "bin"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in [
+        "master",
+        "pickup",
+        "cleanup",
+        "qmgr",
+        "error",
+        "discard",
+        "smtp",
+        "bounce",
+        "sendmail",
+        "postqueue",
+        "postsuper",
+    ] {
+        std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_postdrop"),
+        dir.join("bin").join("postdrop"),
+    )
+    .unwrap();
+    let d = dir.display();
+    let mut main_cf = format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {d}/q\n\
+         data_directory = {d}/data\n\
+         daemon_directory = {d}/bin\n\
+         command_directory = {d}/bin\n\
+         maillog_file = {d}/maillog\n\
+         maillog_file_prefixes = {d}\n\
+         inet_interfaces = 127.0.0.1\n\
+         inet_protocols = ipv4\n\
+         myhostname = test.example\n\
+         mydestination = test.example, localhost\n\
+         alias_maps =\n\
+         alias_database =\n\
+         transport_maps = texthash:{d}/conf/transport\n\
+         {extra}\n"
+    );
+    if is_root() {
+        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
+    }
+    std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
+    std::fs::write(
+        dir.join("conf/master.cf"),
+        "postlog unix-dgram n - n - 1 postlogd\n\
+         pickup unix n - n 60 1 pickup\n\
+         cleanup unix n - n - 0 cleanup\n\
+         qmgr unix n - n 300 1 qmgr\n\
+         error unix - - n - - error\n\
+         retry unix - - n - - error\n\
+         discard unix - - n - - discard\n\
+         smtp unix - - n - - smtp\n\
+         bounce unix - - n - 0 bounce\n\
+         defer unix - - n - 0 bounce\n\
+         trace unix - - n - 0 bounce\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("conf/transport"), transport).unwrap();
+    for f in ["main.cf", "master.cf", "transport"] {
+        age(&dir.join("conf").join(f));
+    }
+    let mut s = Scratch { dir, master: None };
+    let out = Command::new(BIN)
+        .args(["postfix", "-c"])
+        .arg(s.dir.join("conf"))
+        .arg("set-permissions")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.master = Some(
+        Command::new(s.dir.join("bin/master"))
+            .arg("-d")
+            .arg("-c")
+            .arg(s.dir.join("conf"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    s.wait("master", |s| s.log().contains("daemon started"));
+    s
+}
+
+/// Files in a hashed queue directory.
+fn queue_count(s: &Scratch, queue: &str) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(s.dir.join("q").join(queue))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.path().is_dir() {
+            n += std::fs::read_dir(e.path()).map(|d| d.count()).unwrap_or(0);
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Wait up to `secs` for `f`; panic with the log when it never holds.
+fn wait_long(s: &Scratch, secs: u64, what: &str, mut f: impl FnMut(&str) -> bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if f(&s.log()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}; log:\n{}", s.log());
+}
+
+/// The queue ID a log line starts with after `postfix/PROG[PID]: `.
+fn line_id(line: &str) -> Option<&str> {
+    let rest = &line[line.find("]: ")? + 3..];
+    rest.split(':').next()
+}
+
+/// An SMTP sink that accepts everything and records how many RCPT
+/// commands each mail transaction had.
+fn rcpt_sink() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let rec = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r2 = rec.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(20) {
+            let Ok(c) = c else { return };
+            let r2 = r2.clone();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut w = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                let _ = w.write_all(b"220 sink.test ESMTP\r\n");
+                let mut rcpts = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let v = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply = match v.as_str() {
+                        "EHLO" => "250-sink.test\r\n250 PIPELINING\r\n",
+                        "MAIL" => {
+                            rcpts = 0;
+                            "250 2.1.0 Ok\r\n"
+                        }
+                        "RCPT" => {
+                            rcpts += 1;
+                            "250 2.1.5 Ok\r\n"
+                        }
+                        "DATA" => {
+                            let _ = w.write_all(b"354 go ahead\r\n");
+                            loop {
+                                let mut l = String::new();
+                                if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                    break;
+                                }
+                            }
+                            r2.lock().unwrap().push(rcpts);
+                            "250 2.0.0 Ok: queued as SINK\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 2.0.0 Bye\r\n");
+                            break;
+                        }
+                        _ => "250 2.0.0 Ok\r\n",
+                    };
+                    if w.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, rec)
+}
+
+/// smtp_destination_recipient_limit = 2: five recipients for one
+/// destination travel in transactions of 2, 2 and 1.
+#[test]
+fn recipient_limit_splits_deliveries() {
+    let (port, rec) = rcpt_sink();
+    let s = instance(
+        "rcptlimit",
+        "smtp_destination_recipient_limit = 2",
+        &format!("remote.example smtp:[127.0.0.1]:{port}\n"),
+    );
+    let rcpts: Vec<String> = (1..=5).map(|i| format!("u{i}@remote.example")).collect();
+    let mut args = vec!["-f", "sender@test.example"];
+    args.extend(rcpts.iter().map(|r| r.as_str()));
+    assert_eq!(s.run("sendmail", &args, "Subject: split\n\nbody\n"), 0);
+    wait_long(&s, 15, "removed", |l| l.contains(": removed"));
+    let log = s.log();
+    assert_eq!(
+        log.matches("status=sent (250 2.0.0 Ok: queued as SINK)")
+            .count(),
+        5,
+        "{log}"
+    );
+    let mut got = rec.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, vec![1, 2, 2], "{log}");
+}
+
+/// A deferring destination is retried on the backoff schedule, and when
+/// maximal_queue_lifetime has passed the message is returned to the
+/// sender, with Postfix's log lines.
+#[test]
+fn retries_then_expires_and_bounces() {
+    let s = instance(
+        "expire",
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 1s\nqueue_run_delay = 1s\n\
+         maximal_queue_lifetime = 4s\nbounce_queue_lifetime = 4s",
+        "retry.example retry:4.4.4 try later\ndiscard.example discard:\n",
+    );
+    assert_eq!(
+        s.run(
+            "sendmail",
+            &["-f", "sender@discard.example", "nobody@retry.example"],
+            "Subject: expire\n\nbody\n",
+        ),
+        0
+    );
+    // The first attempt defers; the file waits in deferred/ with its time
+    // stamp set to the next attempt (now + minimal_backoff_time).
+    wait_long(&s, 10, "first deferral", |l| l.contains("(try later)"));
+    wait_long(&s, 10, "deferred/", |_| queue_count(&s, "deferred") == 1);
+    wait_long(&s, 20, "expiry", |l| l.contains("returned to sender"));
+    wait_long(&s, 10, "notice delivered", |l| {
+        l.contains("to=<sender@discard.example>") && l.matches(": removed").count() == 2
+    });
+    let log = s.log();
+    let tries = log.matches("status=deferred (try later)").count();
+    assert!(tries >= 2, "retried {tries} times:\n{log}");
+    let exp = log
+        .lines()
+        .find(|l| l.contains("returned to sender"))
+        .unwrap();
+    assert!(exp.contains("postfix/qmgr["), "{exp}");
+    let id = line_id(exp).unwrap();
+    assert!(
+        exp.ends_with(&format!(
+            "{id}: from=<sender@discard.example>, status=expired, returned to sender"
+        )),
+        "{exp}"
+    );
+    let notice = log
+        .lines()
+        .find(|l| l.contains("sender non-delivery notification: "))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(notice.contains("postfix/bounce["), "{notice}");
+    assert_eq!(line_id(notice), Some(id));
+    let new_id = notice.rsplit(": ").next().unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("{new_id}: from=<>, size="))),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("postfix/discard[")
+            && l.contains(&format!("{new_id}: to=<sender@discard.example>"))),
+        "{log}"
+    );
+    // The expiry line comes after the last attempt and before "removed".
+    let pos = |pat: &str| log.find(pat).unwrap();
+    assert!(pos("returned to sender") < pos(&format!("{id}: removed")));
+    assert_eq!(queue_count(&s, "deferred"), 0);
+    assert_eq!(
+        queue_count(&s, "defer"),
+        0,
+        "defer log removed with the file"
+    );
+}
+
+/// delay_warning_time: one delay notice ("sender delay notification"),
+/// sent through the defer service, and no second one (the W record is
+/// marked as sent).
+#[test]
+fn delay_warning_sent_once() {
+    let s = instance(
+        "warn",
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 1s\nqueue_run_delay = 1s\n\
+         delay_warning_time = 1s",
+        "retry.example retry:4.4.4 try later\ndiscard.example discard:\n",
+    );
+    assert_eq!(
+        s.run(
+            "sendmail",
+            &["-f", "sender@discard.example", "nobody@retry.example"],
+            "Subject: warn\n\nbody\n",
+        ),
+        0
+    );
+    wait_long(&s, 20, "three attempts", |l| {
+        l.matches("(try later)").count() >= 3
+    });
+    let log = s.log();
+    let warn: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sender delay notification: "))
+        .collect();
+    assert_eq!(warn.len(), 1, "{log}");
+    assert!(warn[0].contains("postfix/bounce["), "{}", warn[0]);
+    let first = log.lines().find(|l| l.contains("(queue active)")).unwrap();
+    assert_eq!(line_id(warn[0]), line_id(first));
+    let new_id = warn[0].rsplit(": ").next().unwrap();
+    wait_long(&s, 10, "notice delivered", |l| {
+        l.contains(&format!("{new_id}: to=<sender@discard.example>"))
+    });
+    assert!(!log.contains("returned to sender"), "{log}");
+}
+
+/// A fake delivery agent on private/<name>: it answers every request with
+/// "deferred" and a hop status (a site failure), and counts requests.
+fn fake_dead_agent(s: &Scratch, name: &str) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use rostfix::global::{attr0, deliver_proto};
+    use std::io::{BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let path = s.dir.join("q/private").join(name);
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(50) {
+            let Ok(mut c) = c else { return };
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = c.write_all(&attr0::encode(&[(
+                "protocol",
+                deliver_proto::PROTO_DELIVER,
+            )]));
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            if deliver_proto::read_request(&mut r).is_err() {
+                continue;
+            }
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply = deliver_proto::Reply {
+                hop: deliver_proto::HopStatus {
+                    status: "4.4.1".into(),
+                    action: "delayed".into(),
+                    reason: "connect to dead.example: Connection refused".into(),
+                    ..Default::default()
+                },
+                status: deliver_proto::DEL_STAT_DEFER,
+            };
+            let _ = c.write_all(&deliver_proto::encode_reply(&reply));
+        }
+    });
+    n
+}
+
+/// A destination whose delivery fails at the site level is throttled:
+/// mail for it goes to the retry transport with "delivery temporarily
+/// suspended: ..." and the agent sees no request until `postqueue -f`
+/// revives it.
+#[test]
+fn dead_destination_defers_through_retry() {
+    let s = instance(
+        "dead",
+        // One failure at window 1 is a whole failed pseudo-cohort.
+        "minimal_backoff_time = 300s\nqueue_run_delay = 300s\n\
+         fake_initial_destination_concurrency = 1",
+        "dead.example fake:dead.example\n",
+    );
+    let calls = fake_dead_agent(&s, "fake");
+    let send = |rcpt: &str| {
+        assert_eq!(
+            s.run(
+                "sendmail",
+                &["-f", "sender@test.example", rcpt],
+                "Subject: dead\n\nbody\n"
+            ),
+            0
+        )
+    };
+    send("a@dead.example");
+    wait_long(&s, 10, "first attempt", |_| {
+        calls.load(std::sync::atomic::Ordering::SeqCst) == 1 && queue_count(&s, "deferred") == 1
+    });
+    send("b@dead.example");
+    wait_long(&s, 10, "retry deferral", |l| {
+        l.contains(
+            "to=<b@dead.example>, relay=none, delay=",
+        ) && l.contains("status=deferred (delivery temporarily suspended: connect to dead.example: Connection refused)")
+    });
+    wait_long(&s, 10, "both deferred", |_| {
+        queue_count(&s, "deferred") == 2
+    });
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{}",
+        s.log()
+    );
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("to=<b@dead.example>"))
+        .unwrap();
+    assert!(
+        line.contains("postfix/error[") || line.contains("postfix/retry["),
+        "{line}"
+    );
+    assert!(line.contains(", dsn=4.4.1, "), "{line}");
+    // postqueue -f revives dead destinations: the agent is asked again.
+    assert_eq!(s.run("postqueue", &["-f"], ""), 0);
+    wait_long(&s, 10, "revived", |_| {
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    });
+    if std::env::var_os("QMGR_TEST_SHOW_LOG").is_some() {
+        eprintln!("{}", s.log());
+    }
+}

@@ -1069,7 +1069,7 @@ impl Qmgr {
 
     /// Ask a notice service; a failure to reach it counts as a failed
     /// request (the message stays queued).
-    fn notice(&self, service: &str, what: NoticeRequest, m: &Msg) -> i32 {
+    fn notice(&mut self, service: &str, what: NoticeRequest, m: &Msg) -> i32 {
         match notice_request(
             service,
             what,
@@ -1077,7 +1077,13 @@ impl Qmgr {
             &Self::notice_msg(m),
             Duration::from_secs(300),
         ) {
-            Ok(st) => st,
+            Ok(st) => {
+                // The notice is in incoming/ now: the bounce service posts
+                // it through an in-process cleanup, which does not wake us
+                // as Postfix's cleanup does.
+                self.scan_incoming = true;
+                st
+            }
             Err(e) => {
                 msg::warn(&format!("connect to transport private/{service}: {e}"));
                 -1
@@ -1095,7 +1101,7 @@ impl Qmgr {
                 if let Err(e) = std::fs::remove_file(&bounce_path) {
                     msg::fatal(&format!("remove bounce {id}: {e}"));
                 }
-            } else if self.notice(&self.cfg.bounce_service, NoticeRequest::Flush, &m) != 0 {
+            } else if self.notice(&self.cfg.bounce_service.clone(), NoticeRequest::Flush, &m) != 0 {
                 m.defer_flag = true;
             }
         }
@@ -1109,10 +1115,10 @@ impl Qmgr {
             self.corrupt(&id);
             return;
         }
-        if m.tflags & (flags::USR_VRFY | flags::RECORD | REC_DLY_SENT) != 0 || m.notify_success {
-            if self.notice(&self.cfg.trace_service, NoticeRequest::Trace, &m) != 0 {
-                m.defer_flag = true;
-            }
+        if (m.tflags & (flags::USR_VRFY | flags::RECORD | REC_DLY_SENT) != 0 || m.notify_success)
+            && self.notice(&self.cfg.trace_service.clone(), NoticeRequest::Trace, &m) != 0
+        {
+            m.defer_flag = true;
         }
         let now_s = now().0;
         if m.defer_flag {
@@ -1133,13 +1139,14 @@ impl Qmgr {
                     "{id}: from=<{}>, status={word}, returned to sender",
                     m.base.sender
                 ));
-                m.defer_flag = self.notice(&self.cfg.defer_service, NoticeRequest::Flush, &m) != 0;
-            } else if m.warn_time > 0 && now_s >= m.warn_time - 1 {
-                if self.notice(&self.cfg.defer_service, NoticeRequest::Warn, &m) == 0
-                    && let Err(e) = update_warn(&active, m.warn_offset)
-                {
-                    msg::fatal(&format!("update queue file {active}: {e}"));
-                }
+                m.defer_flag =
+                    self.notice(&self.cfg.defer_service.clone(), NoticeRequest::Flush, &m) != 0;
+            } else if m.warn_time > 0
+                && now_s >= m.warn_time - 1
+                && self.notice(&self.cfg.defer_service.clone(), NoticeRequest::Warn, &m) == 0
+                && let Err(e) = update_warn(&active, m.warn_offset)
+            {
+                msg::fatal(&format!("update queue file {active}: {e}"));
             }
         }
         if m.defer_flag {
