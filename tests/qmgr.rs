@@ -127,6 +127,7 @@ fn norm_log(text: &str, nonroot: bool) -> Vec<String> {
                 "postfix/local",
                 "postfix/error",
                 "postfix/discard",
+                "postfix/bounce",
             ]
             .contains(&prog)
             {
@@ -743,4 +744,39 @@ fn dead_destination_defers_through_retry() {
     if std::env::var_os("QMGR_TEST_SHOW_LOG").is_some() {
         eprintln!("{}", s.log());
     }
+}
+
+/// The expiry scenario against Postfix 3.7.11's log
+/// (tests/golden/qmgr/expire.maillog, recorded by
+/// compat/record-qmgr-expire.sh): a delay warning after the first attempt,
+/// retries every second, expiry after 4 s with the non-delivery notice,
+/// and the notices delivered. The distinct log lines must be the same
+/// after normalising queue IDs, delays and pids (the number of retries
+/// depends on timing).
+#[test]
+fn expiry_and_warning_log_like_postfix() {
+    let s = instance(
+        "golden-expire",
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 1s\nqueue_run_delay = 1s\n\
+         maximal_queue_lifetime = 4s\nbounce_queue_lifetime = 4s\ndelay_warning_time = 1s",
+        &golden("expire.transport"),
+    );
+    assert_eq!(
+        s.run(
+            "sendmail",
+            &["-f", "sender@discard.example", "nobody@retry.example"],
+            "Subject: expire\n\nbody\n",
+        ),
+        0
+    );
+    wait_long(&s, 20, "all removed", |l| l.matches(": removed").count() == 3);
+    let nonroot = !is_root();
+    let distinct = |text: &str| {
+        let mut v = norm_log(text, nonroot);
+        v.dedup();
+        v
+    };
+    let want = golden("expire.maillog");
+    let got = s.log();
+    assert_eq!(distinct(&got), distinct(&want), "ours:\n{got}");
 }
