@@ -334,6 +334,7 @@ fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
         "discard",
         "smtp",
         "bounce",
+        "flush",
         "sendmail",
         "postqueue",
         "postsuper",
@@ -379,7 +380,8 @@ fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
          smtp unix - - n - - smtp\n\
          bounce unix - - n - 0 bounce\n\
          defer unix - - n - 0 bounce\n\
-         trace unix - - n - 0 bounce\n",
+         trace unix - - n - 0 bounce\n\
+         flush unix n - n - 0 flush\n",
     )
     .unwrap();
     std::fs::write(dir.join("conf/transport"), transport).unwrap();
@@ -769,7 +771,9 @@ fn expiry_and_warning_log_like_postfix() {
         ),
         0
     );
-    wait_long(&s, 20, "all removed", |l| l.matches(": removed").count() == 3);
+    wait_long(&s, 20, "all removed", |l| {
+        l.matches(": removed").count() == 3
+    });
     let nonroot = !is_root();
     let distinct = |text: &str| {
         let mut v = norm_log(text, nonroot);
@@ -779,4 +783,50 @@ fn expiry_and_warning_log_like_postfix() {
     let want = golden("expire.maillog");
     let got = s.log();
     assert_eq!(distinct(&got), distinct(&want), "ours:\n{got}");
+}
+
+/// defer_transports holds mail for a transport; `postqueue -i ID` marks
+/// the file (group read bit) so that qmgr delivers it once anyway.
+#[test]
+fn defer_transports_and_postqueue_i() {
+    let s = instance(
+        "defxport",
+        "defer_transports = fake\nminimal_backoff_time = 300s\nqueue_run_delay = 300s",
+        "dead.example fake:dead.example\n",
+    );
+    let calls = fake_dead_agent(&s, "fake");
+    assert_eq!(
+        s.run(
+            "sendmail",
+            &["-f", "sender@test.example", "a@dead.example"],
+            "Subject: held\n\nbody\n"
+        ),
+        0
+    );
+    wait_long(&s, 10, "deferred transport", |l| {
+        l.contains("to=<a@dead.example>, relay=none, delay=")
+            && l.contains("status=deferred (deferred transport)")
+    });
+    wait_long(&s, 10, "deferred/", |_| queue_count(&s, "deferred") == 1);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let log = s.log();
+    let id = line_id(log.lines().find(|l| l.contains("(queue active)")).unwrap())
+        .unwrap()
+        .to_string();
+    assert_eq!(s.run("postqueue", &["-i", &id], ""), 0);
+    wait_long(&s, 10, "delivery attempt", |_| {
+        calls.load(std::sync::atomic::Ordering::SeqCst) == 1 && queue_count(&s, "deferred") == 1
+    });
+    // The mark is for one attempt only.
+    use std::os::unix::fs::PermissionsExt;
+    let mut mode = None;
+    for e in std::fs::read_dir(s.dir.join("q/deferred"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            mode = Some(f.metadata().unwrap().permissions().mode() & 0o777);
+        }
+    }
+    assert_eq!(mode, Some(0o700), "{}", s.log());
 }
