@@ -5,11 +5,12 @@
 # destination (retry:4.4.4), with 1 s backoff times, delay_warning_time =
 # 1s and maximal_queue_lifetime = 4s; the sender's notices go to the
 # discard transport. Writes tests/golden/qmgr/expire.maillog (raw; the test
-# normalises IDs, dates, delays and pids). Run as root from the repository
-# top.
+# normalises IDs, dates, delays and pids), or $OUT/expire.maillog when OUT
+# is set (the test runs it so for a live comparison). Run as root from the
+# repository top.
 set -eu
 P=/var/tmp/record-qmgr-expire.$$
-OUT=tests/golden/qmgr
+OUT=${OUT:-tests/golden/qmgr}
 mkdir -p $P/conf $P/q $P/data "$OUT"
 chown postfix $P/data
 cat > $P/conf/main.cf <<EOC
@@ -31,7 +32,7 @@ maximal_queue_lifetime = 4s
 bounce_queue_lifetime = 4s
 delay_warning_time = 1s
 EOC
-cp tests/golden/qmgr/expire.transport $P/conf/transport
+cp "$(dirname "$0")/../tests/golden/qmgr/expire.transport" $P/conf/transport
 cat > $P/conf/master.cf <<EOC
 postlog unix-dgram n - n - 1 postlogd
 pickup unix n - n 60 1 pickup
@@ -50,7 +51,12 @@ postfix -c $P/conf start
 sleep 1
 printf 'Subject: expire\n\nbody\n' |
     sendmail -C $P/conf -f sender@discard.example nobody@retry.example
-sleep 9
+# Until the message and both notices are gone (at most 20 s).
+n=0
+while [ $n -lt 200 ] && [ "$(grep -c ': removed' $P/maillog 2>/dev/null)" != 3 ]; do
+    sleep 0.1
+    n=$((n + 1))
+done
 postfix -c $P/conf stop
 sleep 1
 cp $P/maillog "$OUT/expire.maillog"
