@@ -592,7 +592,10 @@ impl Qmgr {
         {
             msg::fatal(&format!("qmgr_message_alloc: {id}: remove defer {id}: {e}"));
         }
-        // Resolve and group.
+        // Resolve and group, in Postfix's recipient order (qmgr_message_sort):
+        // by transport and queue, then by domain, then by address.
+        let mut rcpts = rcpts;
+        rcpts.sort_by(|a, b| sched::rcpt_order(&a.address, &b.address));
         let mut groups: Vec<(Key, String, String, Vec<Recipient>)> = Vec::new();
         for r in rcpts {
             let Some(route) = self.route(&mut m, &r) else {
@@ -604,6 +607,7 @@ impl Qmgr {
                 None => groups.push((key, route.transport, route.nexthop, vec![r])),
             }
         }
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, transport, nexthop, list) in groups {
             let l = self.limits(&transport);
             for batch in sched::batches(&list, l.recipient_limit) {

@@ -226,6 +226,22 @@ impl Dest {
     }
 }
 
+/// The order of recipients within one destination (the address part of
+/// qmgr_message_sort_compare): addresses with a domain first, by domain
+/// without case, then by the whole address.
+pub fn rcpt_order(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.rfind('@'), b.rfind('@')) {
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(i), Some(j)) => a[i..]
+            .to_lowercase()
+            .cmp(&b[j..].to_lowercase())
+            .then_with(|| a.cmp(b)),
+        (None, None) => a.cmp(b),
+    }
+}
+
 /// Split recipients into batches of at most `limit` (0: no limit).
 pub fn batches<T: Clone>(items: &[T], limit: usize) -> Vec<Vec<T>> {
     if limit == 0 {
@@ -401,6 +417,28 @@ mod tests {
         assert!(expired(432_000, false, 432_000, 432_000));
         assert!(expired(100, true, 432_000, 100));
         assert!(!expired(100, false, 432_000, 100));
+    }
+
+    #[test]
+    fn recipient_order() {
+        let mut v = vec![
+            "b@Y.example",
+            "local",
+            "a@y.example",
+            "c@x.example",
+            "B@x.example",
+        ];
+        v.sort_by(|a, b| rcpt_order(a, b));
+        assert_eq!(
+            v,
+            vec![
+                "B@x.example",
+                "c@x.example",
+                "a@y.example",
+                "b@Y.example",
+                "local"
+            ]
+        );
     }
 
     #[test]
