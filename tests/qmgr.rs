@@ -297,7 +297,9 @@ fn qmgr_delivers_like_postfix() {
             .replace("root@test.example", &rcpt)
             .replace("from userid 0", &format!("from userid {uid}"));
     }
-    assert_eq!(norm_log(&s.log(), nonroot), norm_log(&want_log, nonroot));
+    // Sizes are blanked: a queue ID's length (it is in the Received:
+    // header) varies with the queue file's inode number.
+    assert_eq!(norm_log(&s.log(), true), norm_log(&want_log, true));
     let got_box = std::fs::read_to_string(s.dir.join("spool").join(&name)).unwrap();
     let (gb, wb) = (norm_mailbox(&got_box), norm_mailbox(&want_box));
     if nonroot {
