@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Benchmark: the whole path, SMTP (or sendmail) in -> queue -> delivery, rostfix vs Postfix
+# 3.7.11, side by side in the same run, with the same durability (both cleanups fsync the
+# queue file, both local agents fsync each Maildir file before the rename).
+#
+# Each side is a running instance (`postfix -c DIR start`) with smtpd on its own loopback port,
+# pickup, cleanup, qmgr, trivial-rewrite (Postfix), bounce, local, smtp and discard; nothing
+# chrooted. Destinations:
+#   discard  rcpt@discard.example, default_transport = discard
+#   maildir  bench@bench.example, local delivery, mail_spool_directory = DIR/spool/ (Maildir)
+#   relay    rcpt@relay.example, relayhost = [127.0.0.1]:SINK, smtp-sink on another port
+# Sources: smtp-source (Debian's /usr/sbin/smtp-source) with S sessions (1, 10, 50) and
+# message sizes 2 KB and 100 KB; and 8 parallel `sendmail` submitters (2 KB).
+#
+# A run starts at the first connection (or sendmail) and ends when the queue (maildrop,
+# incoming, active, deferred) is empty and every message has arrived: N `status=sent` lines in
+# the log, and for maildir N files in new/. Measured: messages per second end to end; CPU
+# seconds per message (the instance's daemons: master's own + reaped children's + live
+# children's user+sys, after minus before; plus the submitters for the sendmail runs);
+# peak RSS (sum of VmHWM of master and its live children at the end of the run). Prints the
+# median of R repeats per side and the ratios rostfix/postfix (msgs/s > 1: we are faster;
+# CPU and RSS < 1: we use less).
+#
+# Usage: bench/delivery.sh [R] [N]   (root; ROSTFIX_REFERENCE or /tmp/pfroot = Postfix 3.7.11)
+# Subsets: DESTS="discard maildir relay" SESSIONS="1 10 50" SIZES="2048 102400" SENDMAIL=1
+# PORT_BASE=21700 (uses PORT_BASE+1..+3).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+R=${1:-3}
+N=${2:-500}
+DESTS=${DESTS:-discard maildir relay}
+SESSIONS=${SESSIONS:-1 10 50}
+SIZES=${SIZES:-2048 102400}
+SENDMAIL=${SENDMAIL:-1}
+PORT_BASE=${PORT_BASE:-21700}
+ref=${ROSTFIX_REFERENCE:-/tmp/pfroot}
+[ -x "$ref/usr/sbin/sendmail" ] || { echo "no Postfix 3.7.11 at $ref" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "needs root (Postfix's master refuses otherwise)" >&2; exit 1; }
+src=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+sink=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
+[ -x "$src" ] && [ -x "$sink" ] || { echo "needs smtp-source and smtp-sink (Debian's postfix)" >&2; exit 1; }
+cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+ours="$here/target/release/rostfix"
+work=$(mktemp -d /tmp/rostfix-bench-delivery.XXXXXX)
+chmod 755 "$work"
+lib="$ref/usr/lib/postfix:$ref/usr/lib/x86_64-linux-gnu"
+owner=$(for u in postfix mail nobody; do getent passwd "$u" >/dev/null && { echo "$u"; break; }; done)
+ogid=$(getent passwd "$owner" | cut -d: -f4)
+group=$(for g in postdrop staff users nogroup; do
+  gid=$(getent group "$g" | cut -d: -f3) && [ -n "$gid" ] && [ "$gid" != "$ogid" ] && { echo "$g"; break; }; done)
+user=demo; getent passwd "$user" >/dev/null || user=nobody
+export TZ=UTC NORANDOMIZE=1
+sinkpid=""
+cleanup_all() {
+  [ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null || true
+  for side in ours postfix; do
+    [ -f "$work/$side/q/pid/master.pid" ] && pfx "$side" "$work/$side" postfix -c "$work/$side/conf" stop >/dev/null 2>&1 || true
+  done
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup_all EXIT
+
+pfx() { # side d cmd args...: run a program of that side
+  local side=$1 d=$2 p=$3; shift 3
+  if [ "$side" = ours ]; then (exec -a "$p" "$d/bin/$p" "$@")
+  else (LD_LIBRARY_PATH=$lib exec -a "$p" "$ref/usr/sbin/$p" "$@"); fi
+}
+
+setup() { # side dir dest port sinkport
+  local side=$1 d=$2 dest=$3 port=$4 sport=$5
+  rm -rf "$d"; mkdir -p "$d/conf" "$d/q" "$d/data" "$d/bin" "$d/spool"; chmod 755 "$d"
+  chmod 1777 "$d/spool"
+  chown "$owner" "$d/data"
+  cat > "$d/conf/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $d/q
+data_directory = $d/data
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+meta_directory = $d/conf
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = bench.example
+mydomain = bench.example
+mydestination = bench.example
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+mail_owner = $owner
+setgid_group = $group
+default_privs = daemon
+mail_spool_directory = $d/spool/
+biff = no
+smtp_connection_cache_on_demand = no
+smtpd_client_event_limit_exceptions = 127.0.0.0/8
+EOF
+  case $dest in
+    discard) echo "default_transport = discard" >> "$d/conf/main.cf" ;;
+    relay) echo "relayhost = [127.0.0.1]:$sport" >> "$d/conf/main.cf" ;;
+  esac
+  local services="127.0.0.1:$port inet n - n - - smtpd
+postlog unix-dgram n - n - 1 postlogd
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+local unix - n n - - local
+discard unix - - n - - discard
+error unix - - n - - error
+retry unix - - n - - error
+"
+  if [ "$side" = ours ]; then
+    for p in master pickup cleanup qmgr bounce smtp smtpd local discard error sendmail postfix postqueue; do
+      ln -s "$ours" "$d/bin/$p"
+    done
+    ln -s "$here/target/release/postdrop" "$d/bin/postdrop"
+    printf 'daemon_directory = %s/bin\ncommand_directory = %s/bin\n' "$d" "$d" >> "$d/conf/main.cf"
+    printf '%s' "$services" > "$d/conf/master.cf"
+  else
+    cat >> "$d/conf/main.cf" <<EOF
+daemon_directory = $ref/usr/lib/postfix/sbin
+command_directory = $ref/usr/sbin
+shlib_directory = $ref/usr/lib/postfix
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C NORANDOMIZE LD_LIBRARY_PATH=$lib
+EOF
+    cp "$ref/etc/postfix/postfix-files" "$d/conf/" 2>/dev/null || true
+    : > "$d/conf/dynamicmaps.cf"
+    printf '%srewrite unix - - n - - trivial-rewrite\nanvil unix - - n - 1 anvil\nproxymap unix - - n - - proxymap\n' "$services" > "$d/conf/master.cf"
+  fi
+  touch -d '1 hour ago' "$d/conf/"*
+}
+
+# Clock ticks used by master and its children (reaped + live).
+instance_ticks() { # pidfile
+  local m; m=$(tr -d ' ' < "$1")
+  local t; t=$(awk '{print $14+$15+$16+$17}' "/proc/$m/stat")
+  for c in $(pgrep -P "$m" || true); do
+    t=$((t + $(awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
+# Sum of VmHWM (kB) of master and its live children.
+instance_hwm() { # pidfile
+  local m; m=$(tr -d ' ' < "$1")
+  local t=0 p
+  for p in "$m" $(pgrep -P "$m" || true); do
+    t=$((t + $(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
+queue_empty() { # q
+  [ -z "$(find "$1/maildrop" "$1/incoming" "$1/active" "$1/deferred" -type f -print -quit 2>/dev/null)" ]
+}
+
+arrived() { # side d dest
+  local n; n=$(grep -c 'status=sent' "$2/maillog" 2>/dev/null || true)
+  [ "${n:-0}" -ge "$N" ] || return 1
+  if [ "$3" = maildir ]; then
+    [ "$(find "$2/spool/$user/new" -type f 2>/dev/null | wc -l)" -ge "$N" ] || return 1
+  fi
+  return 0
+}
+
+run_one() { # side dest sessions size -> prints "msgs_per_s cpu_per_msg hwm_kB"
+  local side=$1 dest=$2 S=$3 size=$4 d="$work/$1"
+  local port=$((PORT_BASE + 1)) sport=$((PORT_BASE + 3))
+  [ "$side" = postfix ] && port=$((PORT_BASE + 2))
+  local rcpt
+  case $dest in
+    discard) rcpt=rcpt@discard.example ;;
+    maildir) rcpt=$user@bench.example ;;
+    relay) rcpt=rcpt@relay.example ;;
+  esac
+  setup "$side" "$d" "$dest" "$port" "$sport"
+  pfx "$side" "$d" postfix -c "$d/conf" start >/dev/null 2>&1
+  local pidf="$d/q/pid/master.pid" hz; hz=$(getconf CLK_TCK)
+  for _ in $(seq 100); do [ -s "$pidf" ] && break; sleep 0.05; done
+  # Wait for the listener, then let the daemons settle.
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+  sleep 1
+  local t0; t0=$(instance_ticks "$pidf")
+  local start end sub=0
+  start=$(date +%s.%N)
+  if [ "$S" = sendmail ]; then
+    local msg="$work/msg" per=$((N / 8))
+    printf 'From: bench@bench.example\nTo: %s\nSubject: bench\n\n%s\n' "$rcpt" \
+      "$(head -c "$size" /dev/zero | tr '\0' 'x' | fold -w 72)" > "$msg"
+    export -f pfx; export side d per msg lib ref rcpt
+    sub=$(python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("%.3f" % (r.ru_utime + r.ru_stime))' bash -c '
+      for ((j = 0; j < 8; j++)); do
+        ( for ((i = 0; i < per; i++)); do
+            pfx "$side" "$d" sendmail -C "$d/conf" -f bench@bench.example "$rcpt" < "$msg" || exit 1
+          done ) &
+      done
+      wait')
+  else
+    timeout "${LIMIT:-300}" "$src" -s "$S" -m "$N" -l "$size" -f bench@bench.example -t "$rcpt" "127.0.0.1:$port" || echo "smtp-source failed: $side $dest $S $size" >&2
+  fi
+  local limit=$((SECONDS + ${LIMIT:-300}))
+  until queue_empty "$d/q" && arrived "$side" "$d" "$dest"; do
+    if [ "$SECONDS" -gt "$limit" ]; then echo "timeout: $side $dest $S $size" >&2; break; fi
+    sleep 0.01
+  done
+  end=$(date +%s.%N)
+  local t1 hwm; t1=$(instance_ticks "$pidf"); hwm=$(instance_hwm "$pidf")
+  pfx "$side" "$d" postfix -c "$d/conf" stop >/dev/null 2>&1 || true
+  for _ in $(seq 100); do [ -f "$pidf" ] || break; sleep 0.05; done
+  sleep 0.3
+  awk -v s="$start" -v e="$end" -v n="$N" -v sub_="$sub" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v h="$hwm" \
+    'BEGIN { printf "%.1f %.6f %d\n", n / (e - s), (sub_ + (t1 - t0) / hz) / n, h }'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+"$sink" -c 127.0.0.1:$((PORT_BASE + 3)) 256 >/dev/null 2>&1 &
+sinkpid=$!
+
+bench() { # dest S size
+  local dest=$1 S=$2 size=$3
+  declare -A rate cpu mem
+  for side in ours postfix; do rate[$side]=""; cpu[$side]=""; mem[$side]=""; done
+  for ((r = 0; r < R; r++)); do
+    for side in ours postfix; do
+      read -r a b c < <(run_one "$side" "$dest" "$S" "$size")
+      rate[$side]+="$a"$'\n'; cpu[$side]+="$b"$'\n'; mem[$side]+="$c"$'\n'
+    done
+  done
+  local ro rp co cp mo mp
+  ro=$(printf '%s' "${rate[ours]}" | median); rp=$(printf '%s' "${rate[postfix]}" | median)
+  co=$(printf '%s' "${cpu[ours]}" | median); cp=$(printf '%s' "${cpu[postfix]}" | median)
+  mo=$(printf '%s' "${mem[ours]}" | median); mp=$(printf '%s' "${mem[postfix]}" | median)
+  awk -v d="$dest" -v s="$S" -v z="$size" -v ro="$ro" -v rp="$rp" -v co="$co" -v cp="$cp" -v mo="$mo" -v mp="$mp" \
+    'BEGIN { printf "%-8s %-9s %7s | %8.1f %8.1f %5.2f | %8.5f %8.5f %5.2f | %7d %7d %5.2f\n",
+             d, s, z, ro, rp, ro / rp, co, cp, co / cp, mo, mp, mo / mp }'
+}
+
+echo "delivery benchmark: $N messages per run, median of $R, $(nproc) CPUs"
+echo "dest     sessions     size |  msgs/s: rostfix postfix ratio | cpu s/msg: rostfix postfix ratio | peak RSS kB: rostfix postfix ratio"
+for dest in $DESTS; do
+  for size in $SIZES; do
+    for S in $SESSIONS; do bench "$dest" "$S" "$size"; done
+  done
+  [ "$SENDMAIL" = 1 ] && bench "$dest" sendmail 2048
+done
