@@ -1,0 +1,629 @@
+//! Fault tests of the delivery path, on a scratch instance of ours run by
+//! our master (pickup, cleanup, qmgr, local, smtp, bounce): kill -9 of
+//! qmgr and of a local delivery agent in the middle of a run, a full
+//! disk under the mailbox, a mailbox that is a symbolic link, a
+//! destination that answers 4xx and then 2xx, and one that never
+//! answers. Nothing may be lost or delivered to the wrong place, and the
+//! deferral texts are Postfix 3.7.11's (local/mailbox.c,
+//! global/mbox_open.c mbox_dsn, qmgr/qmgr_deliver.c, smtp/smtp_proto.c
+//! and smtp_trouble.c).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "common/master_scratch.rs"]
+mod master_scratch;
+use master_scratch::{Scratch, is_root};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rostfix");
+
+fn age(path: &Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+/// The local recipient: demo as root (deliveries run as demo), else us.
+fn user() -> String {
+    if is_root() {
+        return "demo".into();
+    }
+    std::env::var("USER")
+        .ok()
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "nobody".into())
+}
+
+/// Start our master on a fresh instance under /tmp with these main.cf
+/// lines added; the mail spool is `DIR/spool` (mode 1777).
+fn start(tag: &str, extra: &str) -> Scratch {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("rostfix-faults-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for d in ["conf", "q", "data", "bin", "spool"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.join("spool"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for p in [
+        "master",
+        "pickup",
+        "cleanup",
+        "qmgr",
+        "local",
+        "smtp",
+        "bounce",
+        "error",
+        "sendmail",
+        "postqueue",
+    ] {
+        std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_postdrop"),
+        dir.join("bin").join("postdrop"),
+    )
+    .unwrap();
+    let d = dir.display();
+    let mut main_cf = format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {d}/q\n\
+         data_directory = {d}/data\n\
+         daemon_directory = {d}/bin\n\
+         command_directory = {d}/bin\n\
+         maillog_file = {d}/maillog\n\
+         maillog_file_prefixes = {d}\n\
+         inet_interfaces = 127.0.0.1\n\
+         inet_protocols = ipv4\n\
+         myhostname = test.example\n\
+         mydestination = test.example, localhost\n\
+         mail_spool_directory = {d}/spool\n\
+         alias_maps =\n\
+         alias_database =\n\
+         biff = no\n"
+    );
+    if is_root() {
+        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
+    }
+    main_cf.push_str(extra);
+    std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
+    std::fs::write(
+        dir.join("conf/master.cf"),
+        "postlog unix-dgram n - n - 1 postlogd\n\
+         pickup unix n - n 60 1 pickup\n\
+         cleanup unix n - n - 0 cleanup\n\
+         qmgr unix n - n 300 1 qmgr\n\
+         bounce unix - - n - 0 bounce\n\
+         defer unix - - n - 0 bounce\n\
+         trace unix - - n - 0 bounce\n\
+         local unix - n n - - local\n\
+         smtp unix - - n - - smtp\n\
+         error unix - - n - - error\n\
+         retry unix - - n - - error\n",
+    )
+    .unwrap();
+    for f in ["main.cf", "master.cf"] {
+        age(&dir.join("conf").join(f));
+    }
+    let mut s = Scratch { dir, master: None };
+    let out = Command::new(BIN)
+        .args(["postfix", "-c"])
+        .arg(s.dir.join("conf"))
+        .arg("set-permissions")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.master = Some(
+        Command::new(s.dir.join("bin/master"))
+            .arg("-d")
+            .arg("-c")
+            .arg(s.dir.join("conf"))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    s.wait("master", |s| s.log().contains("daemon started"));
+    s
+}
+
+/// Submit one message with our sendmail.
+fn send(s: &Scratch, rcpt: &str, subject: &str, body: &str) {
+    let mut c = Command::new(s.dir.join("bin/sendmail"))
+        .args(["-f", "sender@test.example", rcpt])
+        .env("MAIL_CONFIG", s.dir.join("conf"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("Subject: {subject}\n\n{body}\n").as_bytes())
+        .unwrap();
+    assert_eq!(c.wait().unwrap().code(), Some(0));
+}
+
+/// Pids of the master's children whose argv[0] is `name`.
+fn children(s: &Scratch, name: &str) -> Vec<i32> {
+    let master = s.master.as_ref().unwrap().id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid: i32 = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let argv0 = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .next()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_default();
+        if ppid == master && argv0 == name {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn kill9(pid: i32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
+
+fn queue_files(s: &Scratch, queues: &[&str]) -> usize {
+    let mut n = 0;
+    for q in queues {
+        let mut stack = vec![s.dir.join("q").join(q)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Wait up to `secs` for `f`; panic with the log when it never holds.
+fn wait_long(s: &Scratch, secs: u64, what: &str, mut f: impl FnMut(&Scratch) -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if f(s) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}; log:\n{}", s.log());
+}
+
+fn mailbox(s: &Scratch, user: &str) -> String {
+    String::from_utf8_lossy(&std::fs::read(s.dir.join("spool").join(user)).unwrap_or_default())
+        .into_owned()
+}
+
+/// Every message `fault-0`..`fault-{n-1}` is in the mailbox (at least
+/// once), each copy complete, and nothing else is.
+fn assert_all_delivered(s: &Scratch, user: &str, n: usize) {
+    let mb = mailbox(s, user);
+    for i in 0..n {
+        assert!(
+            mb.contains(&format!("Subject: fault-{i}\n"))
+                && mb.contains(&format!("\nbody of {i}\n")),
+            "message {i} missing from the mailbox; log:\n{}",
+            s.log()
+        );
+    }
+    let froms = mb.lines().filter(|l| l.starts_with("From ")).count();
+    let subjects = mb
+        .lines()
+        .filter(|l| l.starts_with("Subject: fault-"))
+        .count();
+    assert_eq!(
+        froms, subjects,
+        "a partial or foreign message in the mailbox"
+    );
+    let others: Vec<_> = std::fs::read_dir(s.dir.join("spool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != user && !n.ends_with(".lock"))
+        .collect();
+    assert!(others.is_empty(), "delivered elsewhere: {others:?}");
+}
+
+/// kill -9 of qmgr while it has mail in flight: master logs the crash
+/// and starts a new qmgr, which recovers active/; every message arrives.
+#[test]
+fn qmgr_killed_mid_run() {
+    let s = start("qmgr", "");
+    let u = user();
+    let n = 30;
+    for i in 0..n {
+        send(
+            &s,
+            &format!("{u}@test.example"),
+            &format!("fault-{i}"),
+            &format!("body of {i}"),
+        );
+        if i == 5 {
+            s.wait("first deliveries", |s| s.log().contains("status=sent"));
+            let q = children(&s, "qmgr");
+            assert_eq!(q.len(), 1, "one qmgr: {q:?}");
+            kill9(q[0]);
+            s.wait("master noticing the crash", |s| {
+                s.log()
+                    .contains(&format!("pid {} killed by signal 9", q[0]))
+            });
+        }
+    }
+    wait_long(&s, 30, "every message delivered", |s| {
+        queue_files(s, &["incoming", "active", "deferred", "maildrop"]) == 0
+            && mailbox(s, &u).matches("Subject: fault-").count() >= n
+    });
+    assert_all_delivered(&s, &u, n);
+    let log = s.log();
+    assert!(
+        log.lines().any(|l| l.contains("postfix/master[")
+            && l.contains("warning: process ")
+            && l.contains("/qmgr pid ")
+            && l.contains(" killed by signal 9")),
+        "{log}"
+    );
+}
+
+/// kill -9 of the local delivery agent in the middle of a delivery: the
+/// message is deferred with Postfix's "unknown mail transport error" and
+/// delivered on a later queue run.
+#[test]
+fn local_agent_killed_mid_delivery() {
+    let dir_marker =
+        std::env::temp_dir().join(format!("rostfix-faults-mark-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir_marker);
+    let script =
+        std::env::temp_dir().join(format!("rostfix-faults-slow-{}.sh", std::process::id()));
+    let out = std::env::temp_dir().join(format!("rostfix-faults-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // Slow until the marker exists; then a copy per delivery.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e {m} ]; then cat > {o}/msg.$$; exit 0; fi\nsleep 4\nexit 75\n",
+            m = dir_marker.display(),
+            o = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = start(
+        "local",
+        &format!(
+            "mailbox_command = {}\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n\
+             queue_run_delay = 1s\nservice_throttle_time = 1s\n",
+            script.display()
+        ),
+    );
+    let u = user();
+    send(&s, &format!("{u}@test.example"), "fault-0", "body of 0");
+    let mut pids = Vec::new();
+    let t = Instant::now();
+    while pids.is_empty() && t.elapsed() < Duration::from_secs(10) {
+        // The agent is busy once its command runs.
+        pids = children(&s, "local")
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                    std::fs::read_to_string(e.path().join("stat"))
+                        .ok()
+                        .and_then(|st| {
+                            st.rsplit(')').next().and_then(|r| {
+                                r.split_whitespace().nth(1).map(|x| x == p.to_string())
+                            })
+                        })
+                        .unwrap_or(false)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pids.is_empty(), "no busy local agent; log:\n{}", s.log());
+    std::fs::write(&dir_marker, "").unwrap();
+    kill9(pids[0]);
+    wait_long(&s, 30, "delivery after the crash", |s| {
+        s.log().contains("status=sent (delivered to command: ")
+            && queue_files(s, &["incoming", "active", "deferred"]) == 0
+    });
+    let log = s.log();
+    assert!(
+        log.contains(&format!("to=<{u}@test.example>"))
+            && log.contains("status=deferred (unknown mail transport error)")
+            && log.contains("postfix/qmgr[")
+            && log.contains("warning: private/local socket: malformed response"),
+        "{log}"
+    );
+    // As Postfix's master: a child that dies before it finished its first
+    // request counts as a bad startup and throttles the service.
+    assert!(
+        log.contains(&format!(
+            "warning: process {}/bin/local pid {} killed by signal 9",
+            s.dir.display(),
+            pids[0]
+        )) && log.contains("/bin/local: bad command startup -- throttling"),
+        "{log}"
+    );
+    // Exactly one copy by the command, none in the spool.
+    std::thread::sleep(Duration::from_secs(1));
+    let copies: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert_eq!(copies.len(), 1, "{log}");
+    let text = std::fs::read_to_string(copies[0].path()).unwrap();
+    assert!(
+        text.contains("Subject: fault-0\n") && text.contains("\nbody of 0\n"),
+        "{text}"
+    );
+    assert!(!s.dir.join("spool").join(&u).exists());
+    let _ = std::fs::remove_file(&dir_marker);
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A mailbox on a full file system: deferred with "cannot update mailbox
+/// ... error writing message: No space left on device" (4.3.0, Postfix's
+/// mbox_dsn for ENOSPC), the mailbox left as it was; delivered once there
+/// is room again. Needs root (a 1 MB tmpfs under the spool).
+#[test]
+fn full_disk_under_the_mailbox() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    }
+    let s = start(
+        "full",
+        "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n",
+    );
+    let spool = s.dir.join("spool");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=1777", "tmpfs"])
+        .arg(&spool)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _um = Unmount(spool.clone());
+    let u = user();
+    send(&s, &format!("{u}@test.example"), "fault-0", "body of 0");
+    s.wait("first delivery", |s| s.log().contains("status=sent"));
+    let before = mailbox(&s, &u);
+    // Fill the file system, then send a message bigger than what is left.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k", "count=1000"])
+        .arg(format!("of={}", spool.join("filler").display()))
+        .stderr(Stdio::null())
+        .status();
+    let big = "x".repeat(70);
+    let body: String = (0..200).map(|_| format!("{big}\n")).collect();
+    send(
+        &s,
+        &format!("{u}@test.example"),
+        "fault-1",
+        &format!("body of 1\n{body}"),
+    );
+    let mb = spool.join(&u).display().to_string();
+    let want = format!(
+        "status=deferred (cannot update mailbox {mb} for user {u}. \
+         error writing message: No space left on device)"
+    );
+    s.wait("the deferral", |s| s.log().contains(&want));
+    assert!(
+        s.log()
+            .contains("dsn=4.3.0, status=deferred (cannot update mailbox")
+    );
+    assert_eq!(
+        mailbox(&s, &u),
+        before,
+        "mailbox changed by a failed delivery"
+    );
+    assert_eq!(queue_files(&s, &["deferred"]), 1);
+    std::fs::remove_file(spool.join("filler")).unwrap();
+    wait_long(&s, 30, "the delivery after space was freed", |s| {
+        queue_files(s, &["incoming", "active", "deferred"]) == 0
+            && mailbox(s, &u).contains("Subject: fault-1")
+    });
+    assert_all_delivered(&s, &u, 2);
+}
+
+/// A mailbox that is a symbolic link is refused as Postfix's safe_open
+/// refuses it, and the link's target is left alone.
+#[test]
+fn mailbox_symlink_refused() {
+    let s = start("symlink", "");
+    let u = user();
+    let target = s.dir.join("target");
+    std::fs::write(&target, "").unwrap();
+    // Writable by the recipient, so that only the link itself is wrong.
+    let _ = Command::new("chown").arg(&u).arg(&target).status();
+    std::os::unix::fs::symlink(&target, s.dir.join("spool").join(&u)).unwrap();
+    send(&s, &format!("{u}@test.example"), "fault-0", "body of 0");
+    let mb = s.dir.join("spool").join(&u).display().to_string();
+    let want = format!(
+        "dsn=5.2.0, status=bounced (cannot update mailbox {mb} for user {u}. \
+         file is a symbolic link)"
+    );
+    s.wait("the refusal", |s| s.log().contains(&want));
+    assert_eq!(std::fs::read(&target).unwrap(), b"");
+    assert!(
+        std::fs::symlink_metadata(s.dir.join("spool").join(&u))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// A scripted SMTP server: `script(conn, line)` gives the reply to each
+/// command of connection number `conn` (None: say nothing, hold on).
+fn sink(
+    greet: bool,
+    script: impl Fn(usize, &str) -> String + Send + 'static,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let rec = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r2 = rec.clone();
+    std::thread::spawn(move || {
+        for (n, c) in l.incoming().take(10).enumerate() {
+            let Ok(c) = c else { return };
+            r2.lock()
+                .unwrap()
+                .push((Instant::now(), format!("connect {n}")));
+            if !greet {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(10));
+                    drop(c);
+                });
+                continue;
+            }
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut w = c.try_clone().unwrap();
+            let mut r = BufReader::new(c);
+            let _ = w.write_all(b"220 sink.test ESMTP\r\n");
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                r2.lock().unwrap().push((Instant::now(), line.clone()));
+                if line.eq_ignore_ascii_case("DATA\r\n") {
+                    let _ = w.write_all(b"354 go ahead\r\n");
+                    loop {
+                        let mut l = String::new();
+                        if r.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                            break;
+                        }
+                        r2.lock().unwrap().push((Instant::now(), l));
+                    }
+                }
+                let reply = script(n, &line);
+                if w.write_all(reply.as_bytes()).is_err() || reply.starts_with("221") {
+                    break;
+                }
+            }
+        }
+    });
+    (port, rec)
+}
+
+fn smtp_reply(line: &str) -> String {
+    match line.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+        "EHLO" => "250-sink.test\r\n250 PIPELINING\r\n".into(),
+        "QUIT" => "221 2.0.0 Bye\r\n".into(),
+        "." | "DATA" => "250 2.0.0 Ok: queued as SINK\r\n".into(),
+        _ => "250 2.0.0 Ok\r\n".into(),
+    }
+}
+
+/// 4xx on the first try, 2xx on the retry: deferred with the server's
+/// text, then delivered no earlier than minimal_backoff_time later.
+#[test]
+fn destination_4xx_then_2xx() {
+    let (port, rec) = sink(true, |n, line| {
+        if n == 0 && line.to_ascii_uppercase().starts_with("RCPT") {
+            "451 4.3.0 try again later\r\n".into()
+        } else {
+            smtp_reply(line)
+        }
+    });
+    let s = start(
+        "4xx",
+        &format!(
+            "relayhost = [127.0.0.1]:{port}\nminimal_backoff_time = 2s\n\
+             maximal_backoff_time = 4s\nqueue_run_delay = 1s\n\
+             smtp_connection_cache_on_demand = no\n"
+        ),
+    );
+    send(&s, "rcpt@remote.example", "fault-0", "body of 0");
+    s.wait("the deferral", |s| {
+        s.log().contains(
+            "status=deferred (host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again later \
+             (in reply to RCPT TO command))",
+        )
+    });
+    let deferred_at = Instant::now();
+    wait_long(&s, 30, "the retry", |s| {
+        s.log()
+            .contains("status=sent (250 2.0.0 Ok: queued as SINK)")
+            && queue_files(s, &["incoming", "active", "deferred"]) == 0
+    });
+    let r = rec.lock().unwrap();
+    let connects: Vec<Instant> = r
+        .iter()
+        .filter(|(_, l)| l.starts_with("connect "))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(connects.len(), 2, "{:?}", *r);
+    assert!(
+        connects[1].duration_since(connects[0]) >= Duration::from_millis(1900),
+        "retried before minimal_backoff_time: {:?}",
+        connects[1].duration_since(connects[0])
+    );
+    assert!(deferred_at.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        r.iter()
+            .filter(|(_, l)| l == "Subject: fault-0\r\n")
+            .count(),
+        1,
+        "{:?}",
+        *r
+    );
+}
+
+/// A server that accepts the connection and never greets: deferred with
+/// Postfix's "conversation with ... timed out while receiving the
+/// initial server greeting", the mail stays in the queue.
+#[test]
+fn destination_never_answers() {
+    let (port, _rec) = sink(false, |_, l| smtp_reply(l));
+    let s = start(
+        "silent",
+        &format!(
+            "relayhost = [127.0.0.1]:{port}\nsmtp_connect_timeout = 1s\n\
+             smtp_helo_timeout = 1s\nsmtp_connection_cache_on_demand = no\n"
+        ),
+    );
+    send(&s, "rcpt@remote.example", "fault-0", "body of 0");
+    wait_long(&s, 15, "the deferral", |s| {
+        s.log()
+            .contains(&format!("relay=127.0.0.1[127.0.0.1]:{port}, delay="))
+            && s.log().contains(
+                "dsn=4.4.2, status=deferred (conversation with 127.0.0.1[127.0.0.1] timed out \
+             while receiving the initial server greeting)",
+            )
+    });
+    assert_eq!(queue_files(&s, &["deferred"]), 1, "{}", s.log());
+}
