@@ -59,6 +59,7 @@ cleanup_all() {
   [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup_all EXIT
+trap "exit 1" INT TERM
 
 pfx() { # side d cmd args...: run a program of that side
   local side=$1 d=$2 p=$3; shift 3
@@ -221,7 +222,7 @@ print("%.3f" % (r.ru_utime + r.ru_stime))' bash -c '
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-"$sink" -c 127.0.0.1:$((PORT_BASE + 3)) 256 >/dev/null 2>&1 &
+"$sink" -u nobody 127.0.0.1:$((PORT_BASE + 3)) 256 >/dev/null 2>&1 &
 sinkpid=$!
 
 bench() { # dest S size

@@ -303,6 +303,8 @@ pub struct Qmgr {
     transport_busy: HashMap<String, u32>,
     transport_dead: HashMap<String, (Instant, Dsn)>,
     in_flight: usize,
+    /// public/<queue_service_name>: finished deliveries wake us there.
+    wake_path: String,
     tx: mpsc::Sender<Finished>,
     rx: mpsc::Receiver<Finished>,
     scan_incoming: bool,
@@ -375,6 +377,11 @@ impl Qmgr {
             transport_busy: HashMap::new(),
             transport_dead: HashMap::new(),
             in_flight: 0,
+            wake_path: format!(
+                "public/{}",
+                conf.get_str("queue_service_name", 1, 0)
+                    .unwrap_or_else(|_| "qmgr".into())
+            ),
             tx,
             rx,
             scan_incoming: true,
@@ -933,6 +940,7 @@ impl Qmgr {
         let tx = self.tx.clone();
         self.in_flight += 1;
         let path = format!("private/{}", e.transport);
+        let wake = self.wake_path.clone();
         std::thread::spawn(move || {
             let result = match std::os::unix::net::UnixStream::connect(&path) {
                 Err(err) => Done::Unavailable(format!(
@@ -953,6 +961,14 @@ impl Qmgr {
                 key,
                 result,
             });
+            // Wake the main loop at once rather than at its next poll
+            // (queue-relative: also right when chrooted; a FIFO service
+            // falls back to the poll).
+            if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&wake) {
+                use std::io::Write;
+                let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = c.write_all(b"W");
+            }
         });
     }
 
