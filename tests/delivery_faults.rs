@@ -485,13 +485,10 @@ fn mailbox_symlink_refused() {
 
 /// A scripted SMTP server: `script(conn, line)` gives the reply to each
 /// command of connection number `conn` (None: say nothing, hold on).
-fn sink(
-    greet: bool,
-    script: impl Fn(usize, &str) -> String + Send + 'static,
-) -> (
-    u16,
-    std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
-) {
+/// What a scripted server saw: when, and each line (or `connect N`).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>;
+
+fn sink(greet: bool, script: impl Fn(usize, &str) -> String + Send + 'static) -> (u16, Seen) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let rec = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
