@@ -27,7 +27,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-3}
-N=${2:-500}
+N=$(( (${2:-500} + 7) / 8 * 8 ))
 DESTS=${DESTS:-discard maildir relay}
 SESSIONS=${SESSIONS:-1 10 50}
 SIZES=${SIZES:-2048 102400}
@@ -159,7 +159,7 @@ queue_empty() { # q
   [ -z "$(find "$1/maildrop" "$1/incoming" "$1/active" "$1/deferred" -type f -print -quit 2>/dev/null)" ]
 }
 
-arrived() { # side d dest
+arrived() { # side d dest (N is a multiple of 8, for the sendmail runs)
   local n; n=$(grep -c 'status=sent' "$2/maillog" 2>/dev/null || true)
   [ "${n:-0}" -ge "$N" ] || return 1
   if [ "$3" = maildir ]; then
@@ -189,7 +189,7 @@ run_one() { # side dest sessions size -> prints "msgs_per_s cpu_per_msg hwm_kB"
   local start end sub=0
   start=$(date +%s.%N)
   if [ "$S" = sendmail ]; then
-    local msg="$work/msg" per=$((N / 8))
+    local msg="$work/msg" per=$(((N + 7) / 8))
     printf 'From: bench@bench.example\nTo: %s\nSubject: bench\n\n%s\n' "$rcpt" \
       "$(head -c "$size" /dev/zero | tr '\0' 'x' | fold -w 72)" > "$msg"
     export -f pfx; export side d per msg lib ref rcpt
