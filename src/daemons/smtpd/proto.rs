@@ -130,7 +130,15 @@ impl Config {
             banner: c.str("smtpd_banner"),
             mail_name: c.str("mail_name"),
             message_size_limit: c.long("message_size_limit"),
-            line_limit: c.int("line_length_limit").max(1) as usize,
+            line_limit: {
+                let v = c.int("line_length_limit");
+                if v < 512 {
+                    crate::global::msg::fatal(&format!(
+                        "invalid line_length_limit parameter value {v} < 512"
+                    ));
+                }
+                v as usize
+            },
             rcpt_limit: c.int("smtpd_recipient_limit"),
             rcpt_overlim: c.int("smtpd_recipient_overshoot_limit"),
             hard_erlim: c.int("smtpd_hard_error_limit"),
@@ -308,6 +316,8 @@ pub struct Session<'a> {
     arrival: SystemTime,
     err: u32,
     rewrite_context: String,
+    /// Do not account the current command (successful XCLIENT).
+    skip_account: bool,
     data_first: bool,
     prev_cont: bool,
     prev_got_bare_lf: u32,
@@ -474,6 +484,7 @@ impl<'a> Session<'a> {
             bdat_chunk: 0,
             skip_reply: None,
             rcpt_overshoot: 0,
+            skip_account: false,
         }
     }
 
@@ -987,7 +998,12 @@ impl<'a> Session<'a> {
         if matches!(self.mode, Mode::Data | Mode::Bdat { .. }) {
             return;
         }
-        self.account(idx, ok);
+        if std::mem::take(&mut self.skip_account) {
+            // A successful XCLIENT restarts the session (Postfix longjmps
+            // past its command accounting): counted as tried, not done.
+        } else {
+            self.account(idx, ok);
+        }
         if name == "QUIT" && self.mode != Mode::Closed {
             self.finish();
         }
@@ -1711,16 +1727,39 @@ impl<'a> Session<'a> {
                 v.eq_ignore_ascii_case("[UNAVAILABLE]") || v.eq_ignore_ascii_case("[TEMPUNAVAIL]");
             match k.to_ascii_uppercase().as_str() {
                 "NAME" => {
-                    self.st.name = if unavailable { "unknown".into() } else { v };
+                    if unavailable {
+                        self.st.name = "unknown".into();
+                    } else {
+                        self.st.reverse_name = v.clone();
+                        self.st.name = v;
+                    }
                 }
                 "REVERSE_NAME" => {
                     self.st.reverse_name = if unavailable { "unknown".into() } else { v };
                 }
+                "ADDR" if v == "[UNAVAILABLE]" => {
+                    self.st.addr = "unknown".into();
+                    self.st.rfc_addr = "unknown".into();
+                }
                 "ADDR" => {
-                    let a = if v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:") {
-                        v[5..].to_string()
+                    let v6 = v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:");
+                    let parsed = if v6 {
+                        v[5..].parse::<std::net::Ipv6Addr>().ok().map(std::net::IpAddr::V6)
                     } else {
-                        v
+                        v.parse::<std::net::Ipv4Addr>().ok().map(std::net::IpAddr::V4)
+                    };
+                    let Some(ip) = parsed else {
+                        self.st.error_mask |= error_class::PROTOCOL;
+                        let r = format!("501 5.5.4 Bad ADDR syntax: {v}");
+                        self.reply(&r);
+                        return false;
+                    };
+                    let a = match ip {
+                        std::net::IpAddr::V6(x) => match x.to_ipv4_mapped() {
+                            Some(m) => m.to_string(),
+                            None => x.to_string(),
+                        },
+                        std::net::IpAddr::V4(x) => x.to_string(),
                     };
                     self.st.rfc_addr = if a.contains(':') {
                         format!("IPv6:{a}")
@@ -1753,6 +1792,7 @@ impl<'a> Session<'a> {
         };
         let t = format!("220 {}", self.cfg.banner);
         self.reply(&t);
+        self.skip_account = true;
         true
     }
 
@@ -2124,7 +2164,7 @@ impl<'a> Session<'a> {
             }
         }
         if self.cfg.message_size_limit > 0
-            && self.act_size > self.cfg.message_size_limit.saturating_sub(size)
+            && self.act_size.saturating_add(size) > self.cfg.message_size_limit
         {
             self.st.error_mask |= error_class::POLICY;
             let na = self.st.namaddr.clone();
