@@ -201,7 +201,7 @@ fn talk(d: &Dialogue, port: u16) -> Vec<u8> {
         let mut buf = [0u8; 65536];
         while !*closed && t.elapsed() < max {
             let idle = if out.len() > start && complete(out) {
-                Duration::from_millis(120)
+                Duration::from_millis(60)
             } else {
                 max.saturating_sub(t.elapsed()).max(Duration::from_millis(5))
             };
@@ -598,7 +598,7 @@ fn run_all(inst: &Instance, ds: &[Dialogue], ports: &[u16], pc: &Postcat) -> Vec
     let results: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; ds.len()]));
     let next = Arc::new(Mutex::new(0usize));
     std::thread::scope(|sc| {
-        for _ in 0..8 {
+        for _ in 0..12 {
             let results = results.clone();
             let next = next.clone();
             sc.spawn(move || {
