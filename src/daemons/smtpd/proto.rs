@@ -1769,7 +1769,16 @@ impl<'a> Session<'a> {
                     self.st.addr_family = if a.contains(':') { 10 } else { 2 };
                     self.st.addr = a;
                 }
-                "PORT" => self.st.port = v,
+                "PORT" if v == "[UNAVAILABLE]" => self.st.port = "unknown".into(),
+                "PORT" => {
+                    if v.is_empty() || v.len() > 5 || !v.bytes().all(|c| c.is_ascii_digit()) {
+                        self.st.error_mask |= error_class::PROTOCOL;
+                        let r = format!("501 5.5.4 Bad PORT syntax: {v}");
+                        self.reply(&r);
+                        return false;
+                    }
+                    self.st.port = v;
+                }
                 "HELO" => self.st.helo_name = if unavailable { None } else { Some(v) },
                 "PROTO" => self.st.protocol = v.to_ascii_uppercase(),
                 "DESTADDR" => self.st.server_addr = v,
