@@ -83,7 +83,9 @@ fn unescape(s: &str) -> Vec<u8> {
 }
 
 fn parse_setting(s: &str) -> (String, String) {
-    let (k, v) = s.split_once('=').unwrap_or_else(|| panic!("bad setting {s}"));
+    let (k, v) = s
+        .split_once('=')
+        .unwrap_or_else(|| panic!("bad setting {s}"));
     (k.trim().to_string(), v.trim().to_string())
 }
 
@@ -203,7 +205,8 @@ fn talk(d: &Dialogue, port: u16) -> Vec<u8> {
             let idle = if out.len() > start && complete(out) {
                 Duration::from_millis(60)
             } else {
-                max.saturating_sub(t.elapsed()).max(Duration::from_millis(5))
+                max.saturating_sub(t.elapsed())
+                    .max(Duration::from_millis(5))
             };
             s.set_read_timeout(Some(idle)).unwrap();
             match s.read(&mut buf) {
@@ -350,7 +353,10 @@ fn start(side: Side, dir: &Path, ds: &[Dialogue], ports: &[u16]) -> Instance {
             files.push((format!("{}-{}", d.name, n), t.replace("{conf}", &conf)));
         }
     }
-    let fr: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let fr: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     // Table names in settings: {conf}/NAME-file.
     let ds2: Vec<Dialogue> = ds
         .iter()
@@ -525,7 +531,10 @@ fn mask_line(l: &str) -> String {
     if let Some(r) = l.strip_prefix("message_size: ") {
         // size (varies with the queue ID's length in Received:), data offset: masked.
         let f: Vec<&str> = r.split_whitespace().collect();
-        return format!("message_size: SIZE OFF {}", f.get(2..).unwrap_or(&[]).join(" "));
+        return format!(
+            "message_size: SIZE OFF {}",
+            f.get(2..).unwrap_or(&[]).join(" ")
+        );
     }
     let mut out = l.to_string();
     // The free space of the queue file system changes from moment to moment.
@@ -843,7 +852,8 @@ fn pflog_input(log: &str, names: &[String], dir: &str) -> String {
             let mut word = String::new();
             let flush = |w: &mut String, o: &mut String, qids: &mut Vec<String>| {
                 if (8..=12).contains(&w.len())
-                    && w.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+                    && w.bytes()
+                        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
                     && w.bytes().any(|c| c.is_ascii_digit())
                 {
                     let n = match qids.iter().position(|q| q == w) {
@@ -913,4 +923,3 @@ fn pflogsumm_both(pf: &Instance, ours: &Instance, names: &[String]) -> Result<()
         Err(format!("pflogsumm reports differ:\n{}", diff(&a, &b)))
     }
 }
-

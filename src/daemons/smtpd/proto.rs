@@ -535,10 +535,7 @@ impl<'a> Session<'a> {
     fn check_queue(&mut self) -> Option<String> {
         let (bsize, bfree) =
             crate::sys::proc::fsspace(&self.cfg.queue_directory).unwrap_or_else(|e| {
-                crate::global::msg::fatal(&format!(
-                    "statfs {}: {e}",
-                    self.cfg.queue_directory
-                ))
+                crate::global::msg::fatal(&format!("statfs {}: {e}", self.cfg.queue_directory))
             });
         let bsize = bsize.max(1);
         let blocks = |x: u64| x / bsize;
@@ -562,10 +559,7 @@ impl<'a> Session<'a> {
     /// last one), each added line with the reply code and status code.
     fn with_footer(&self, text: &str) -> String {
         let b = text.as_bytes();
-        if b.len() < 4
-            || !b[..3].iter().all(u8::is_ascii_digit)
-            || (b[3] != b' ' && b[3] != b'-')
-        {
+        if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || (b[3] != b' ' && b[3] != b'-') {
             return text.to_string();
         }
         let code = &text[..3];
@@ -1744,9 +1738,14 @@ impl<'a> Session<'a> {
                 "ADDR" => {
                     let v6 = v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:");
                     let parsed = if v6 {
-                        v[5..].parse::<std::net::Ipv6Addr>().ok().map(std::net::IpAddr::V6)
+                        v[5..]
+                            .parse::<std::net::Ipv6Addr>()
+                            .ok()
+                            .map(std::net::IpAddr::V6)
                     } else {
-                        v.parse::<std::net::Ipv4Addr>().ok().map(std::net::IpAddr::V4)
+                        v.parse::<std::net::Ipv4Addr>()
+                            .ok()
+                            .map(std::net::IpAddr::V4)
                     };
                     let Some(ip) = parsed else {
                         self.st.error_mask |= error_class::PROTOCOL;
