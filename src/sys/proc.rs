@@ -242,3 +242,18 @@ pub fn utime(path: &str, t: i64) -> std::io::Result<()> {
 pub fn sleep(secs: u64) {
     std::thread::sleep(std::time::Duration::from_secs(secs));
 }
+
+/// Free space of the file system that holds `path`: (block size, blocks
+/// available to unprivileged users), as Postfix's fsspace() reports it.
+pub fn fsspace(path: &str) -> std::io::Result<(u64, u64)> {
+    let c = CString::new(path.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: statvfs is plain old data; all-zero bytes are a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable
+    // statvfs the call fills in; neither outlives this function.
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_frsize as u64, st.f_bavail as u64))
+}

@@ -142,6 +142,40 @@ fn parse_list(text: &str) -> Vec<String> {
     split_q(text, COMMA_SP)
 }
 
+/// Postfix's has_required(): does this restriction list (or a restriction
+/// class it names) contain one that stops open relaying?
+fn has_required(list: &[String], classes: &HashMap<String, Vec<String>>) -> bool {
+    const REQUIRED: &[&str] = &[
+        "reject_unauth_destination",
+        "defer_unauth_destination",
+        "reject",
+        "defer",
+        "defer_if_permit",
+        "check_relay_domains",
+    ];
+    let mut i = 0;
+    while i < list.len() {
+        let r = &list[i];
+        if r.eq_ignore_ascii_case("warn_if_reject") && i + 1 < list.len() {
+            i += 2;
+            continue;
+        }
+        if r.eq_ignore_ascii_case("permit") {
+            return false;
+        }
+        if REQUIRED.iter().any(|q| r.eq_ignore_ascii_case(q)) {
+            return true;
+        }
+        if let Some(exp) = classes.get(r.as_str())
+            && has_required(exp, classes)
+        {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 fn open_maps(title: &str, names: &str) -> Option<Maps> {
     if names.trim().is_empty() {
         None
@@ -190,6 +224,15 @@ impl Checker {
         let mut classes = HashMap::new();
         for name in parse_list(&c.str("smtpd_restriction_classes")) {
             classes.insert(name.clone(), parse_list(&c.str(&name)));
+        }
+        let relay_list = parse_list(&c.str("smtpd_relay_restrictions"));
+        let rcpt_list = parse_list(&c.str("smtpd_recipient_restrictions"));
+        if !has_required(&rcpt_list, &classes) && !has_required(&relay_list, &classes) {
+            crate::global::msg::fatal(
+                "in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, \
+                 specify at least one working instance of: reject_unauth_destination, \
+                 defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains",
+            );
         }
         let relay_domains = c.str("relay_domains");
         let mut own_addrs: Vec<std::net::IpAddr> = Vec::new();

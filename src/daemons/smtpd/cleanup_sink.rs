@@ -216,6 +216,11 @@ impl CleanupTx {
             if !filter_xport.is_empty() {
                 self.put(rec_type::FILT, &enc(filter_xport));
             }
+            // The message's log identifier (XFORWARD IDENT is not kept yet).
+            let ident = self.queue_id();
+            if !ident.is_empty() {
+                self.attr("log_ident", &ident);
+            }
             self.attr("rewrite_context", &st.rewrite_context);
             if let Some(e) = &st.dsn_envid {
                 self.attr("envelope_id", e);

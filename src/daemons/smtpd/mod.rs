@@ -140,7 +140,11 @@ fn make_sink(smtpd: &MailConf) -> Box<dyn Sink> {
             seq: 0,
         });
     }
-    let base = MailConf::read(None).unwrap_or_else(|_| smtpd.clone());
+    let mut base = MailConf::read(None).unwrap_or_else(|_| smtpd.clone());
+    // smtpd's own -o cleanup_service_name picks the cleanup service.
+    if let Ok(Some(name)) = smtpd.lookup_eval("cleanup_service_name") {
+        base.set("cleanup_service_name", &name);
+    }
     match cleanup_sink::CleanupSink::new(cleanup_sink::cleanup_conf(&base), smtpd) {
         Ok(s) => Box::new(s),
         Err(e) => msg::fatal(&e),

@@ -82,6 +82,14 @@ pub struct Config {
     pub junk_limit: u32,
     pub disable_vrfy: bool,
     pub ehlo_discard: u32,
+    /// smtpd_reject_footer and smtpd_expansion_filter.
+    pub reject_footer: String,
+    /// queue_minfree and where the queue is (for the free-space check).
+    pub queue_minfree: u64,
+    pub queue_directory: String,
+    pub expansion_filter: String,
+    /// smtpd_discard_ehlo_keyword_address_maps: client address -> keywords.
+    pub ehlo_discard_maps: Option<crate::global::maps::Maps>,
     pub smtputf8_enable: bool,
     pub helo_required: bool,
     pub delay_reject: bool,
@@ -122,7 +130,15 @@ impl Config {
             banner: c.str("smtpd_banner"),
             mail_name: c.str("mail_name"),
             message_size_limit: c.long("message_size_limit"),
-            line_limit: c.int("line_length_limit").max(1) as usize,
+            line_limit: {
+                let v = c.int("line_length_limit");
+                if v < 512 {
+                    crate::global::msg::fatal(&format!(
+                        "invalid line_length_limit parameter value {v} < 512"
+                    ));
+                }
+                v as usize
+            },
             rcpt_limit: c.int("smtpd_recipient_limit"),
             rcpt_overlim: c.int("smtpd_recipient_overshoot_limit"),
             hard_erlim: c.int("smtpd_hard_error_limit"),
@@ -131,6 +147,22 @@ impl Config {
             junk_limit: c.int("smtpd_junk_command_limit"),
             disable_vrfy: c.bool("disable_vrfy_command"),
             ehlo_discard: ehlo_mask(&c.str("smtpd_discard_ehlo_keywords")),
+            reject_footer: c.raw("smtpd_reject_footer"),
+            queue_minfree: c.long("queue_minfree"),
+            queue_directory: c.str("queue_directory"),
+            expansion_filter: latin1::decode(&crate::daemons::cleanup::config::unescape(
+                &c.raw("smtpd_expansion_filter"),
+            )),
+            ehlo_discard_maps: {
+                let m = c.str("smtpd_discard_ehlo_keyword_address_maps");
+                (!m.trim().is_empty()).then(|| {
+                    crate::global::maps::Maps::create(
+                        "smtpd_discard_ehlo_keyword_address_maps",
+                        &m,
+                        crate::global::dict::flags::LOCK,
+                    )
+                })
+            },
             smtputf8_enable: c.bool("smtputf8_enable"),
             helo_required: c.bool("smtpd_helo_required"),
             delay_reject: c.bool("smtpd_delay_reject"),
@@ -141,7 +173,17 @@ impl Config {
                 FLAG_RETURN | match_parent_style(&pdms, "mynetworks"),
                 &c.str("smtpd_forbid_bare_newline_exclusions"),
             ),
-            bare_lf_code: c.int("smtpd_forbid_bare_newline_reject_code"),
+            bare_lf_code: {
+                let v = c.int("smtpd_forbid_bare_newline_reject_code");
+                let n = "smtpd_forbid_bare_newline_reject_code";
+                if v < 500 {
+                    crate::global::msg::fatal(&format!("invalid {n} parameter value {v} < 500"));
+                }
+                if v > 599 {
+                    crate::global::msg::fatal(&format!("invalid {n} parameter value {v} > 599"));
+                }
+                v
+            },
             forbid_unauth_pipe: c.bool("smtpd_forbid_unauth_pipelining"),
             noop_cmds: string_list(
                 "smtpd_noop_commands",
@@ -274,6 +316,8 @@ pub struct Session<'a> {
     arrival: SystemTime,
     err: u32,
     rewrite_context: String,
+    /// Do not account the current command (successful XCLIENT).
+    skip_account: bool,
     data_first: bool,
     prev_cont: bool,
     prev_got_bare_lf: u32,
@@ -339,7 +383,7 @@ fn xtext_unquote(s: &str) -> Option<String> {
 
 fn dsn_notify_mask(s: &str) -> u32 {
     let mut m = 0;
-    for w in s.split(',') {
+    for w in s.split(',').filter(|w| !w.is_empty()) {
         let bit = match w.to_ascii_uppercase().as_str() {
             "NEVER" => 1,
             "SUCCESS" => 2,
@@ -395,7 +439,14 @@ impl<'a> Session<'a> {
         } else {
             0
         };
-        let ehlo_discard = cfg.ehlo_discard;
+        // The client's address picks the EHLO keywords to suppress.
+        let ehlo_discard = match cfg.ehlo_discard_maps.as_mut() {
+            Some(m) if !peer.stand_alone => match m.find(&peer.addr, 0) {
+                Ok(Some(w)) => ehlo_mask(&w),
+                _ => cfg.ehlo_discard,
+            },
+            _ => cfg.ehlo_discard,
+        };
         Session {
             cfg,
             ck,
@@ -433,6 +484,7 @@ impl<'a> Session<'a> {
             bdat_chunk: 0,
             skip_reply: None,
             rcpt_overshoot: 0,
+            skip_account: false,
         }
     }
 
@@ -450,19 +502,128 @@ impl<'a> Session<'a> {
         if self.st.error_count >= self.cfg.soft_erlim && !self.cfg.err_sleep.is_zero() {
             self.st.events.push(Event::Sleep(self.cfg.err_sleep));
         }
-        let mut b: Vec<u8> = latin1::encode(text);
-        if self.cfg.soft_bounce && b.first() == Some(&b'5') {
-            b[0] = b'4';
-            if b.get(4) == Some(&b'5') {
-                b[4] = b'4';
+        let full;
+        let text = if (text.starts_with('4') || text.starts_with('5'))
+            && !self.cfg.reject_footer.is_empty()
+        {
+            full = self.with_footer(text);
+            full.as_str()
+        } else {
+            text
+        };
+        let mut b: Vec<u8> = Vec::new();
+        for line in text.split("\r\n") {
+            let mut l = latin1::encode(line);
+            if self.cfg.soft_bounce && l.first() == Some(&b'5') {
+                l[0] = b'4';
+                if l.get(4) == Some(&b'5') {
+                    l[4] = b'4';
+                }
             }
+            b.extend_from_slice(&l);
+            b.extend_from_slice(b"\r\n");
         }
-        b.extend_from_slice(b"\r\n");
         let hang = b.starts_with(b"421") || b.starts_with(b"521");
         self.st.events.push(Event::Reply(b));
         if hang {
             self.hangup = true;
         }
+    }
+
+    /// Postfix's smtpd_check_queue: is there room in the queue file system
+    /// for queue_minfree and 1.5 times message_size_limit?
+    fn check_queue(&mut self) -> Option<String> {
+        let (bsize, bfree) =
+            crate::sys::proc::fsspace(&self.cfg.queue_directory).unwrap_or_else(|e| {
+                crate::global::msg::fatal(&format!("statfs {}: {e}", self.cfg.queue_directory))
+            });
+        let bsize = bsize.max(1);
+        let blocks = |x: u64| x / bsize;
+        if blocks(self.cfg.queue_minfree) >= bfree
+            || blocks(self.cfg.message_size_limit) as f64 >= bfree as f64 / 1.5
+        {
+            let t = "452 4.3.1 Insufficient system storage".to_string();
+            self.st.error_mask |= error_class::RESOURCE;
+            self.st.log_whatsup("reject", &t);
+            self.st.log(format!(
+                "warning: not enough free space in mail queue: {} bytes < 1.5*message size limit",
+                bfree.saturating_mul(bsize)
+            ));
+            return Some(t);
+        }
+        None
+    }
+
+    /// Postfix's smtp_reply_footer: the reply with smtpd_reject_footer
+    /// appended (`\n` starts a new line, a leading `\c` continues the
+    /// last one), each added line with the reply code and status code.
+    fn with_footer(&self, text: &str) -> String {
+        let b = text.as_bytes();
+        if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || (b[3] != b' ' && b[3] != b'-') {
+            return text.to_string();
+        }
+        let code = &text[..3];
+        let rest = &text[4..];
+        let dsn: String = {
+            let d: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let ok = d.split('.').count() == 3
+                && d.split('.').all(|p| !p.is_empty())
+                && (d.starts_with('2') || d.starts_with('4') || d.starts_with('5'))
+                && rest[d.len()..].starts_with(' ');
+            if ok { d } else { String::new() }
+        };
+        let st = &self.st;
+        let myhost = self.cfg.myhostname.clone();
+        let mut lookup = |name: &str, _m: crate::global::expand::Mode| -> Option<String> {
+            Some(match name {
+                "server_name" => myhost.clone(),
+                "client" => st.namaddr.clone(),
+                "client_port" => st.port.clone(),
+                "client_address" => st.addr.clone(),
+                "client_name" => st.name.clone(),
+                "reverse_client_name" => st.reverse_name.clone(),
+                "helo_name" => st.helo_name.clone().unwrap_or_default(),
+                _ => return None,
+            })
+        };
+        let mut out = text.to_string();
+        let undo = out.len();
+        let tmpl = self.cfg.reject_footer.clone();
+        let parts: Vec<&str> = tmpl.split("\\n").collect();
+        let mut added = false;
+        for (i, part) in parts.iter().enumerate() {
+            let mut p: &str = part;
+            if i == 0 && p.starts_with("\\c") {
+                p = &p[2..];
+            } else {
+                out.push_str("\r\n");
+                out.push_str(code);
+                out.push(if i + 1 < parts.len() { '-' } else { ' ' });
+                if !dsn.is_empty() {
+                    out.push_str(&dsn);
+                    out.push(' ');
+                }
+                added = true;
+            }
+            let st = crate::global::expand::mac_expand(
+                &mut out,
+                p,
+                crate::global::expand::FLAG_APPEND,
+                Some(&self.cfg.expansion_filter),
+                &mut lookup,
+            );
+            if st & crate::global::expand::PARSE_ERROR != 0 {
+                out.truncate(undo);
+                return out;
+            }
+        }
+        if added {
+            out.replace_range(3..4, "-");
+        }
+        out
     }
 
     /// The connection is up: log it and greet (`pending` is what the client
@@ -831,7 +992,12 @@ impl<'a> Session<'a> {
         if matches!(self.mode, Mode::Data | Mode::Bdat { .. }) {
             return;
         }
-        self.account(idx, ok);
+        if std::mem::take(&mut self.skip_account) {
+            // A successful XCLIENT restarts the session (Postfix longjmps
+            // past its command accounting): counted as tried, not done.
+        } else {
+            self.account(idx, ok);
+        }
         if name == "QUIT" && self.mode != Mode::Closed {
             self.finish();
         }
@@ -1026,18 +1192,28 @@ impl<'a> Session<'a> {
         let mut groups: Vec<Vec<T>> = vec![Vec::new()];
         let mut non_addr = 0;
         let mut depth = 0;
+        // tok822_parse inserts the missing comma between two adjacent words.
+        let mut prev_word = false;
         for t in toks {
+            let word = matches!(t, T::Atom(_) | T::QString(_) | T::DomLit(_));
             match &t {
                 T::Op('<') => depth += 1,
                 T::Op('>') => depth -= 1,
                 T::Op(',') if depth == 0 => groups.push(Vec::new()),
-                T::Comment(_) => non_addr += 1,
+                T::Comment(_) => {
+                    non_addr += 1;
+                    continue;
+                }
                 _ => {
+                    if word && prev_word && depth == 0 {
+                        groups.push(Vec::new());
+                    }
                     if let Some(g) = groups.last_mut() {
                         g.push(t)
                     }
                 }
             }
+            prev_word = word;
         }
         let naddr = groups.iter().filter(|g| !g.is_empty()).count();
         let warn = |s: &mut Self| {
@@ -1114,10 +1290,20 @@ impl<'a> Session<'a> {
             return false;
         };
         let mut envid = None;
+        let mut auth_seen = false;
         for t in &argv[3..] {
             let a = t.text.as_str();
             let up = a.to_ascii_uppercase();
-            if up == "BODY=8BITMIME" {
+            if up.starts_with("AUTH=") {
+                // Postfix (built with SASL) accepts AUTH=sender and does not
+                // keep it; only a second AUTH= is an error.
+                if auth_seen {
+                    self.st.error_mask |= error_class::PROTOCOL;
+                    self.reply("503 5.5.4 Error: multiple AUTH= options");
+                    return false;
+                }
+                auth_seen = a[5..] != *"<>";
+            } else if up == "BODY=8BITMIME" {
                 self.encoding = Some("8bit".into());
             } else if up == "BODY=7BIT" {
                 self.encoding = Some("7bit".into());
@@ -1193,6 +1379,13 @@ impl<'a> Session<'a> {
             self.reply(&err);
             return false;
         }
+        if !self.st.stand_alone
+            && let Some(err) = self.check_queue()
+        {
+            self.mail_reset();
+            self.reply(&err);
+            return false;
+        }
         if !self.st.stand_alone {
             self.rewrite_context = if self.ck.in_mynetworks(&self.st) {
                 "local".into()
@@ -1247,6 +1440,20 @@ impl<'a> Session<'a> {
                     return false;
                 }
                 let m = dsn_notify_mask(&a[7..]);
+                if m == 0
+                    && let Some(bad) = a[7..].split(',').find(|w| {
+                        !["NEVER", "SUCCESS", "FAILURE", "DELAY"]
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(w))
+                    })
+                    && !bad.is_empty()
+                {
+                    let w = format!(
+                        "warning: unknown DSN NOTIFY command value \"{bad}\" in \"{}\"",
+                        &a[7..]
+                    );
+                    self.st.log(w);
+                }
                 if notify != 0 || m == 0 {
                     self.st.error_mask |= error_class::PROTOCOL;
                     self.reply("501 5.5.4 Error: Bad NOTIFY parameter syntax");
@@ -1514,16 +1721,44 @@ impl<'a> Session<'a> {
                 v.eq_ignore_ascii_case("[UNAVAILABLE]") || v.eq_ignore_ascii_case("[TEMPUNAVAIL]");
             match k.to_ascii_uppercase().as_str() {
                 "NAME" => {
-                    self.st.name = if unavailable { "unknown".into() } else { v };
+                    if unavailable {
+                        self.st.name = "unknown".into();
+                    } else {
+                        self.st.reverse_name = v.clone();
+                        self.st.name = v;
+                    }
                 }
                 "REVERSE_NAME" => {
                     self.st.reverse_name = if unavailable { "unknown".into() } else { v };
                 }
+                "ADDR" if v == "[UNAVAILABLE]" => {
+                    self.st.addr = "unknown".into();
+                    self.st.rfc_addr = "unknown".into();
+                }
                 "ADDR" => {
-                    let a = if v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:") {
-                        v[5..].to_string()
+                    let v6 = v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:");
+                    let parsed = if v6 {
+                        v[5..]
+                            .parse::<std::net::Ipv6Addr>()
+                            .ok()
+                            .map(std::net::IpAddr::V6)
                     } else {
-                        v
+                        v.parse::<std::net::Ipv4Addr>()
+                            .ok()
+                            .map(std::net::IpAddr::V4)
+                    };
+                    let Some(ip) = parsed else {
+                        self.st.error_mask |= error_class::PROTOCOL;
+                        let r = format!("501 5.5.4 Bad ADDR syntax: {v}");
+                        self.reply(&r);
+                        return false;
+                    };
+                    let a = match ip {
+                        std::net::IpAddr::V6(x) => match x.to_ipv4_mapped() {
+                            Some(m) => m.to_string(),
+                            None => x.to_string(),
+                        },
+                        std::net::IpAddr::V4(x) => x.to_string(),
                     };
                     self.st.rfc_addr = if a.contains(':') {
                         format!("IPv6:{a}")
@@ -1533,7 +1768,16 @@ impl<'a> Session<'a> {
                     self.st.addr_family = if a.contains(':') { 10 } else { 2 };
                     self.st.addr = a;
                 }
-                "PORT" => self.st.port = v,
+                "PORT" if v == "[UNAVAILABLE]" => self.st.port = "unknown".into(),
+                "PORT" => {
+                    if v.is_empty() || v.len() > 5 || !v.bytes().all(|c| c.is_ascii_digit()) {
+                        self.st.error_mask |= error_class::PROTOCOL;
+                        let r = format!("501 5.5.4 Bad PORT syntax: {v}");
+                        self.reply(&r);
+                        return false;
+                    }
+                    self.st.port = v;
+                }
                 "HELO" => self.st.helo_name = if unavailable { None } else { Some(v) },
                 "PROTO" => self.st.protocol = v.to_ascii_uppercase(),
                 "DESTADDR" => self.st.server_addr = v,
@@ -1556,6 +1800,7 @@ impl<'a> Session<'a> {
         };
         let t = format!("220 {}", self.cfg.banner);
         self.reply(&t);
+        self.skip_account = true;
         true
     }
 
@@ -1927,7 +2172,7 @@ impl<'a> Session<'a> {
             }
         }
         if self.cfg.message_size_limit > 0
-            && self.act_size > self.cfg.message_size_limit.saturating_sub(size)
+            && self.act_size.saturating_add(size) > self.cfg.message_size_limit
         {
             self.st.error_mask |= error_class::POLICY;
             let na = self.st.namaddr.clone();

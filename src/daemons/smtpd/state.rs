@@ -107,16 +107,10 @@ impl State {
             self.namaddr
         );
         if let Some(f) = &self.sender {
-            s.push_str(&format!(
-                " from=<{}>",
-                crate::global::quote_822_local::quote_822_local(f)
-            ));
+            s.push_str(&format!(" from=<{}>", log_form(f)));
         }
         if let Some(t) = &self.recipient {
-            s.push_str(&format!(
-                " to=<{}>",
-                crate::global::quote_822_local::quote_822_local(t)
-            ));
+            s.push_str(&format!(" to=<{}>", log_form(t)));
         }
         if !self.protocol.is_empty() {
             s.push_str(&format!(" proto={}", self.protocol));
@@ -137,4 +131,14 @@ pub mod error_class {
     pub const RESOURCE: u32 = 1 << 4;
     pub const DELAY: u32 = 1 << 5;
     pub const DATA: u32 = 1 << 6;
+}
+
+/// info_log_addr_form: an address as logged (external form; the null
+/// address stays empty).
+fn log_form(a: &str) -> String {
+    if a.is_empty() {
+        String::new()
+    } else {
+        crate::global::quote_822_local::quote_822_local(a)
+    }
 }
