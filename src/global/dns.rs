@@ -8,24 +8,30 @@
 //!   getnameinfo() give a Postfix program on Debian (nsswitch `files dns`):
 //!   /etc/hosts first, then A/AAAA or PTR records, with the gai error texts.
 //!
-//! The resolver is made on first use (after a daemon's privilege drop and
-//! chroot: hickory runs a small runtime with threads), from
-//! /etc/resolv.conf, without hickory's cache (Postfix caches nothing here)
-//! and without hickory's hosts file (we read it ourselves, for reverse
-//! lookups too).
+//! [`lookup`] is a small synchronous stub resolver, as libc's res_query():
+//! hickory-proto builds and parses the messages, the name servers,
+//! timeout and attempts come from /etc/resolv.conf through hickory's
+//! parser, UDP first and TCP when the answer is truncated, the next server
+//! after SERVFAIL/REFUSED, no cache, no threads. hickory-resolver's own
+//! lookup is not used here because it answers every 127.0.0.0/8 PTR query
+//! and every "localhost" query itself (RFC 6761), where libc asks the DNS:
+//! a client at 127.0.0.2 would become "localhost" and then "forged".
+//! [`resolver`] is the shared hickory resolver the smtp client uses (made
+//! on first use, after a daemon's privilege drop and chroot, without
+//! hickory's cache and hosts file).
 //!
 //! Test hooks (environment, rostfix-only): `ROSTFIX_DNS_SERVER=IP:PORT[,..]`
 //! replaces resolv.conf's name servers (and uses a 2 s timeout, one
 //! attempt); `ROSTFIX_HOSTS_FILE=PATH` replaces /etc/hosts.
 
+use crate::util::valid_hostname::{valid_hostaddr, valid_hostname_flags};
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::error::ResolveErrorKind;
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{RData, RecordType};
-use crate::util::valid_hostname::{valid_hostaddr, valid_hostname_flags};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Record types the mail programs ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +224,122 @@ fn error(name: &str, t: RrType, status: DnsStatus, nxdomain: bool) -> DnsError {
     e
 }
 
+/// Where and how the stub resolver asks.
+struct StubConf {
+    servers: Vec<SocketAddr>,
+    timeout: Duration,
+    attempts: usize,
+}
+
+static STUB: OnceLock<StubConf> = OnceLock::new();
+
+fn stub_conf() -> &'static StubConf {
+    STUB.get_or_init(|| {
+        if let Some(servers) = server_override() {
+            return StubConf {
+                servers,
+                timeout: Duration::from_secs(2),
+                attempts: 1,
+            };
+        }
+        // libc's defaults: 127.0.0.1, 5 s, 2 attempts.
+        let mut conf = StubConf {
+            servers: vec![SocketAddr::from(([127, 0, 0, 1], 53))],
+            timeout: Duration::from_secs(5),
+            attempts: 2,
+        };
+        if let Ok((config, opts)) = hickory_resolver::system_conf::read_system_conf() {
+            let mut servers: Vec<SocketAddr> = Vec::new();
+            for ns in config.name_servers() {
+                if !servers.contains(&ns.socket_addr) {
+                    servers.push(ns.socket_addr);
+                }
+            }
+            if !servers.is_empty() {
+                conf.servers = servers;
+            }
+            conf.timeout = opts.timeout;
+            conf.attempts = opts.attempts.max(1);
+        }
+        conf
+    })
+}
+
+/// One exchange with one server: UDP, then TCP if truncated. None on a
+/// timeout or network error.
+fn exchange(server: SocketAddr, query: &[u8], id: u16, timeout: Duration) -> Option<Message> {
+    use std::io::{Read, Write};
+    let bind: SocketAddr = if server.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let sock = std::net::UdpSocket::bind(bind).ok()?;
+    sock.connect(server).ok()?;
+    sock.send(query).ok()?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65535];
+    let reply = loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        let n = sock.recv(&mut buf).ok()?;
+        match Message::from_vec(&buf[..n]) {
+            Ok(m) if m.id() == id && m.message_type() == MessageType::Response => break m,
+            _ => continue,
+        }
+    };
+    if !reply.truncated() {
+        return Some(reply);
+    }
+    let left = deadline
+        .checked_duration_since(Instant::now())
+        .unwrap_or(Duration::from_millis(1))
+        .max(timeout / 2);
+    let mut s = std::net::TcpStream::connect_timeout(&server, left).ok()?;
+    s.set_read_timeout(Some(left)).ok()?;
+    s.set_write_timeout(Some(left)).ok()?;
+    let mut out = (query.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(query);
+    s.write_all(&out).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut data = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut data).ok()?;
+    Message::from_vec(&data).ok().filter(|m| m.id() == id)
+}
+
+/// res_query(): ask the servers in turn until one answers with something
+/// other than SERVFAIL/REFUSED/NOTIMP. Err(()) when none did.
+fn res_query(name: &str, t: RrType) -> Result<Message, ()> {
+    let conf = stub_conf();
+    let qname = Name::from_ascii(absolute(name)).map_err(|_| ())?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let id = ((nanos ^ (std::process::id() << 7)) & 0xffff) as u16;
+    let mut msg = Message::new();
+    msg.set_id(id);
+    msg.set_message_type(MessageType::Query);
+    msg.set_recursion_desired(true);
+    msg.add_query(Query::query(qname, t.hickory()));
+    let query = msg.to_vec().map_err(|_| ())?;
+    for _ in 0..conf.attempts {
+        for &server in &conf.servers {
+            if let Some(reply) = exchange(server, &query, id, conf.timeout) {
+                match reply.response_code() {
+                    ResponseCode::ServFail | ResponseCode::Refused | ResponseCode::NotImp => {
+                        continue;
+                    }
+                    _ => return Ok(reply),
+                }
+            }
+        }
+    }
+    Err(())
+}
+
 /// Postfix's dns_lookup() for one type: the DNS only.
 pub fn lookup(name: &str, t: RrType) -> Result<Vec<Rr>, DnsError> {
     let bare = name.strip_suffix('.').unwrap_or(name);
@@ -228,63 +350,52 @@ pub fn lookup(name: &str, t: RrType) -> Result<Vec<Rr>, DnsError> {
             why: format!("Name service error for {name}: invalid host or domain name"),
         });
     }
-    let Some(r) = resolver() else {
+    let Ok(reply) = res_query(bare, t) else {
         return Err(error(name, t, DnsStatus::Retry, false));
     };
-    match r.lookup(absolute(bare).as_str(), t.hickory()) {
-        Ok(l) => {
-            let mut out = Vec::new();
-            for rec in l.records() {
-                if rec.record_type() != t.hickory() {
-                    continue;
-                }
-                let Some(d) = rec.data() else { continue };
-                match d {
-                    RData::A(a) => out.push(Rr::Addr(IpAddr::V4(a.0))),
-                    RData::AAAA(a) => out.push(Rr::Addr(IpAddr::V6(a.0))),
-                    RData::MX(m) => out.push(Rr::Host(
-                        m.preference(),
-                        m.exchange().to_utf8().trim_end_matches('.').to_string(),
-                    )),
-                    RData::NS(n) => {
-                        out.push(Rr::Host(0, n.0.to_utf8().trim_end_matches('.').to_string()))
-                    }
-                    RData::PTR(p) => {
-                        out.push(Rr::Host(0, p.0.to_utf8().trim_end_matches('.').to_string()))
-                    }
-                    RData::TXT(txt) => {
-                        let mut s = String::new();
-                        for part in txt.txt_data() {
-                            s.push_str(&crate::util::latin1::decode(part));
-                        }
-                        out.push(Rr::Txt(s));
-                    }
-                    _ => {}
-                }
-            }
-            if out.is_empty() {
-                return Err(error(name, t, DnsStatus::NotFound, false));
-            }
-            if t == RrType::Mx && out.iter().any(|r| matches!(r, Rr::Host(_, h) if h.is_empty()))
-            {
-                return Err(DnsError {
-                    status: DnsStatus::NullMx,
-                    nxdomain: false,
-                    why: format!("Domain {name} does not accept mail (nullMX)"),
-                });
-            }
-            Ok(out)
-        }
-        Err(e) => Err(match e.kind() {
-            ResolveErrorKind::NoRecordsFound { response_code, .. } => match *response_code {
-                ResponseCode::NXDomain => error(name, t, DnsStatus::NotFound, true),
-                ResponseCode::NoError => error(name, t, DnsStatus::NotFound, false),
-                ResponseCode::ServFail => error(name, t, DnsStatus::Retry, false),
-                _ => error(name, t, DnsStatus::Fail, false),
-            },
-            _ => error(name, t, DnsStatus::Retry, false),
-        }),
+    match reply.response_code() {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return Err(error(name, t, DnsStatus::NotFound, true)),
+        _ => return Err(error(name, t, DnsStatus::Fail, false)),
     }
+    let mut out = Vec::new();
+    for rec in reply.answers() {
+        if rec.record_type() != t.hickory() {
+            continue;
+        }
+        let Some(d) = rec.data() else { continue };
+        let host = |n: &Name| n.to_utf8().trim_end_matches('.').to_string();
+        match d {
+            RData::A(a) => out.push(Rr::Addr(IpAddr::V4(a.0))),
+            RData::AAAA(a) => out.push(Rr::Addr(IpAddr::V6(a.0))),
+            RData::MX(m) => out.push(Rr::Host(m.preference(), host(m.exchange()))),
+            RData::NS(n) => out.push(Rr::Host(0, host(&n.0))),
+            RData::PTR(p) => out.push(Rr::Host(0, host(&p.0))),
+            RData::TXT(txt) => {
+                let mut s = String::new();
+                for part in txt.txt_data() {
+                    s.push_str(&crate::util::latin1::decode(part));
+                }
+                out.push(Rr::Txt(s));
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(error(name, t, DnsStatus::NotFound, false));
+    }
+    if t == RrType::Mx
+        && out
+            .iter()
+            .any(|r| matches!(r, Rr::Host(_, h) if h.is_empty()))
+    {
+        return Err(DnsError {
+            status: DnsStatus::NullMx,
+            nxdomain: false,
+            why: format!("Domain {name} does not accept mail (nullMX)"),
+        });
+    }
+    Ok(out)
 }
 
 /// Postfix's dns_lookup_l(): several types in turn, all records found;
@@ -321,8 +432,7 @@ pub fn lookup_types(name: &str, types: &[RrType], stop_ok: bool) -> Result<Vec<R
 // ------------------------------------------------------------ hosts file
 
 fn hosts_text() -> String {
-    let path =
-        std::env::var("ROSTFIX_HOSTS_FILE").unwrap_or_else(|_| "/etc/hosts".to_string());
+    let path = std::env::var("ROSTFIX_HOSTS_FILE").unwrap_or_else(|_| "/etc/hosts".to_string());
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
@@ -514,7 +624,9 @@ mod tests {
             "7.2.0.192.in-addr.arpa"
         );
         assert!(reverse_name("2001:db8::1".parse().unwrap()).starts_with("1.0.0.0.0.0.0.0."));
-        assert!(reverse_name("2001:db8::1".parse().unwrap()).ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"));
+        assert!(
+            reverse_name("2001:db8::1".parse().unwrap()).ends_with(".8.b.d.0.1.0.0.2.ip6.arpa")
+        );
     }
 
     #[test]
@@ -525,7 +637,10 @@ mod tests {
             e.why,
             "Name service error for 1.2.3.4: invalid host or domain name"
         );
-        assert_eq!(lookup("a..b", RrType::A).unwrap_err().status, DnsStatus::NotFound);
+        assert_eq!(
+            lookup("a..b", RrType::A).unwrap_err().status,
+            DnsStatus::NotFound
+        );
         assert_eq!(host_addrs("a b", Family::Any), Err(AiError::NoName));
     }
 

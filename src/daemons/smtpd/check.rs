@@ -18,11 +18,11 @@ use super::resolve::{
 };
 use super::state::{Defer, PeerCode, State, error_class};
 use crate::global::dict::{DictError, flags as dflags};
+use crate::global::dns::{self as gdns, AiError, DnsError, DnsStatus, Rr, RrType};
 use crate::global::mail_addr_find::{self, Params, strategy};
 use crate::global::maps::Maps;
 use crate::global::match_list::MatchList;
 use crate::global::quote_822_local::SplitParams;
-use crate::global::dns::{self as gdns, AiError, DnsError, DnsStatus, Rr, RrType};
 use crate::util::stringops::{COMMA_SP, split_q};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -327,7 +327,10 @@ impl Checker {
             rbl_reply_maps: open_maps("rbl_reply_maps", &c.str("rbl_reply_maps")),
             expand_filter: super::expand::filter(&c.raw("smtpd_expansion_filter")),
             myhostname: c.str("myhostname"),
-            unk_name_tf_defer_if_permit: tempfail_action(c, "unknown_helo_hostname_tempfail_action"),
+            unk_name_tf_defer_if_permit: tempfail_action(
+                c,
+                "unknown_helo_hostname_tempfail_action",
+            ),
             unk_addr_tf_defer_if_permit: tempfail_action(c, "unknown_address_tempfail_action"),
             perm_mx_networks: {
                 let v = c.str("permit_mx_backup_networks");
@@ -411,9 +414,12 @@ impl Checker {
         if t.len() > 510 {
             t.truncate(510);
         }
-        let mut t = crate::global::msg::printable(&t, true).replace('?', " ");
-        // printable() replaced non-printables with '?'; Postfix uses ' '.
-        let _ = &mut t;
+        // Postfix's printable(text, ' '): control characters become spaces
+        // (a '?' in the text stays).
+        let t: String = t
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         if !warn && st.defer_if_reject.active && t.starts_with('5') {
             st.warn_if_reject = 0;
             st.defer_if_reject.active = false;
@@ -2120,7 +2126,13 @@ impl Checker {
         }
     }
 
-    fn reject_rbl_domain(&mut self, st: &mut State, rbl_domain: &str, what: &str, class: &str) -> R {
+    fn reject_rbl_domain(
+        &mut self,
+        st: &mut State,
+        rbl_domain: &str,
+        what: &str,
+        class: &str,
+    ) -> R {
         match self.find_dnsxl_domain(st, rbl_domain, what) {
             Dnsxl::Listed(_, txt) => self.rbl_reject_reply(st, txt, rbl_domain, what, class),
             _ => Ok(Status::Dunno),
@@ -2224,9 +2236,7 @@ impl Checker {
         };
         let known = |n: &str| !n.eq_ignore_ascii_case("unknown");
         let (target, reply_name, class) = match who {
-            "check_client" if known(&st.name) => {
-                (st.name.clone(), st.namaddr.clone(), NAME_CLIENT)
-            }
+            "check_client" if known(&st.name) => (st.name.clone(), st.namaddr.clone(), NAME_CLIENT),
             "check_reverse_client_hostname" if known(&st.reverse_name) => (
                 st.reverse_name.clone(),
                 st.reverse_name.clone(),

@@ -17,9 +17,15 @@ pub fn lookup(st: &mut State, myhostname: &str, name: &str) -> Option<String> {
             "_name" => Some(if a.is_empty() {
                 "<>".into()
             } else {
-                a.rfind('@').map(|i| a[..i].to_string()).unwrap_or(a.clone())
+                a.rfind('@')
+                    .map(|i| a[..i].to_string())
+                    .unwrap_or(a.clone())
             }),
-            "_domain" => Some(a.rfind('@').map(|i| a[i + 1..].to_string()).unwrap_or_default()),
+            "_domain" => Some(
+                a.rfind('@')
+                    .map(|i| a[i + 1..].to_string())
+                    .unwrap_or_default(),
+            ),
             _ => {
                 unknown(st, name);
                 None
@@ -100,7 +106,9 @@ mod tests {
             sender: Some("joe@example.test".into()),
             ..State::default()
         };
-        let f = filter("\\t\\40!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~");
+        let f = filter(
+            "\\t\\40!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~",
+        );
         let t = expand(
             "$client_address $sender_name at ${sender_domain} rcpt=$recipient ($x)",
             &f,

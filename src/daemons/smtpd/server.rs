@@ -299,7 +299,8 @@ pub fn tcp_peer(stream: &TcpStream, peername_lookup: bool, log: &mut dyn Logger)
         return Peer::stand_alone();
     };
     let ip = fix(pa.ip());
-    let (name, reverse_name, name_status, reverse_name_status) = lookup_peer(ip, peername_lookup, log);
+    let (name, reverse_name, name_status, reverse_name_status) =
+        lookup_peer(ip, peername_lookup, log);
     Peer {
         name,
         reverse_name,
