@@ -8,6 +8,7 @@ pub mod db_common;
 pub mod deliver_proto;
 pub mod deliver_request;
 pub mod dict;
+pub mod dns;
 pub mod expand;
 pub mod flush_clnt;
 pub mod hostinfo;

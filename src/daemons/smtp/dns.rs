@@ -2,9 +2,9 @@
 //! smtp_parse_destination, smtp_addr.c): `[host]:port`, `host:port`,
 //! `inet:host:port`, `unix:/path`; MX lookup unless the host is bracketed
 //! (never for LMTP), MX preference order with equal preferences shuffled,
-//! then address records; `smtp_host_lookup = dns` goes through
-//! hickory-resolver (which also reads /etc/hosts), `native` through the
-//! system's getaddrinfo.
+//! then address records; `smtp_host_lookup = dns` goes through the shared
+//! hickory resolver of src/global/dns.rs (after /etc/hosts, as before),
+//! `native` through the system's getaddrinfo.
 
 use crate::global::deliver_request::Dsn;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -118,38 +118,13 @@ fn name_error(name: &str, rtype: &str, soft: bool) -> Dsn {
 
 type Resolver = hickory_resolver::Resolver;
 
-static SYSTEM_RESOLVER: std::sync::OnceLock<Option<Resolver>> = std::sync::OnceLock::new();
-
-/// Run `f` with the resolver for these settings (the system one is made once).
+/// Run `f` with the resolver for these settings: the process's shared one
+/// (src/global/dns.rs), or one for the configured name servers.
 fn with_resolver<T>(conf: &LookupConf, f: impl FnOnce(&Resolver) -> T) -> Option<T> {
-    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
     if conf.nameservers.is_empty() {
-        // Without a usable /etc/resolv.conf, /etc/hosts still answers.
-        let r = SYSTEM_RESOLVER.get_or_init(|| {
-            Resolver::from_system_conf()
-                .or_else(|_| {
-                    Resolver::new(
-                        ResolverConfig::from_parts(None, vec![], NameServerConfigGroup::new()),
-                        ResolverOpts::default(),
-                    )
-                })
-                .ok()
-        });
-        return r.as_ref().map(f);
+        return crate::global::dns::resolver().map(f);
     }
-    let mut group = NameServerConfigGroup::new();
-    for ns in &conf.nameservers {
-        group.merge(NameServerConfigGroup::from_ips_clear(
-            &[ns.ip()],
-            ns.port(),
-            true,
-        ));
-    }
-    let mut opts = ResolverOpts::default();
-    opts.attempts = 1;
-    opts.timeout = std::time::Duration::from_secs(2);
-    opts.cache_size = 0;
-    let r = Resolver::new(ResolverConfig::from_parts(None, vec![], group), opts).ok()?;
+    let r = crate::global::dns::make_resolver(&conf.nameservers)?;
     Some(f(&r))
 }
 
@@ -177,6 +152,19 @@ pub fn host_addrs(host: &str, pref: u32, conf: &LookupConf) -> Result<Vec<HostAd
     }
     let mut why = name_error(host, "A", false);
     if conf.dns {
+        // /etc/hosts first, as hickory's own hosts file did.
+        let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let from_file = crate::global::dns::hosts_addrs(&text, host);
+        if !from_file.is_empty() {
+            return Ok(from_file
+                .into_iter()
+                .map(|addr| HostAddr {
+                    name: host.to_string(),
+                    addr,
+                    pref,
+                })
+                .collect());
+        }
         match with_resolver(conf, |r| r.lookup_ip(host)) {
             Some(Ok(l)) => {
                 let v: Vec<HostAddr> = l

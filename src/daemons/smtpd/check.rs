@@ -4,11 +4,13 @@
 //! the reply texts and log lines Postfix gives.
 //!
 //! DNS-based checks (reject_unknown_*_hostname/domain, reject_rbl_client,
-//! reject_rhsbl_*) ask a [`Dns`] implementation; the default one uses the
-//! system resolver (getaddrinfo: /etc/hosts and A/AAAA records), see
-//! compat/DIVERGENCES.md. check_policy_service, permit_mx_backup,
-//! check_*_{mx,ns,a}_access and reject_unverified_* are not implemented:
-//! they log a warning and give Postfix's "Server configuration error".
+//! reject_rhsbl_*, permit_dnswl_client, permit_rhswl_client,
+//! check_*_{mx,ns,a}_access, permit_mx_backup) ask a [`Dns`]
+//! implementation; the default one is the shared hickory resolver of
+//! src/global/dns.rs (DNS only for dns_lookup(), /etc/hosts then DNS where
+//! Postfix calls getaddrinfo()). check_policy_service and
+//! reject_unverified_* are not implemented: they log a warning and give
+//! Postfix's "Server configuration error".
 
 use super::conf::Conf;
 use super::resolve::{
@@ -16,12 +18,14 @@ use super::resolve::{
 };
 use super::state::{Defer, PeerCode, State, error_class};
 use crate::global::dict::{DictError, flags as dflags};
+use crate::global::dns::{self as gdns, AiError, DnsError, DnsStatus, Rr, RrType};
 use crate::global::mail_addr_find::{self, Params, strategy};
 use crate::global::maps::Maps;
 use crate::global::match_list::MatchList;
 use crate::global::quote_822_local::SplitParams;
 use crate::util::stringops::{COMMA_SP, split_q};
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// A restriction verdict (SMTPD_CHECK_*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,37 +38,50 @@ pub enum Status {
 /// Early exit with the verdict (Postfix's longjmp out of the checks).
 type R = Result<Status, Status>;
 
-/// A temporary DNS failure (the caller defers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DnsTempFail;
-
 /// Host and DNSBL lookups.
 pub trait Dns {
-    /// Does the host name have an address (or MX) record? `Err(())` is a
-    /// temporary failure.
-    fn host_exists(&mut self, name: &str) -> Result<bool, DnsTempFail>;
-    /// The A records of a DNSBL query name.
-    fn dnsbl(&mut self, query: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsTempFail>;
+    /// Postfix's dns_lookup_l(): these record types in turn (stopping at
+    /// the first that has records with `stop_ok`).
+    fn lookup(&mut self, name: &str, types: &[RrType], stop_ok: bool) -> Result<Vec<Rr>, DnsError>;
+    /// getaddrinfo(name), any address family.
+    fn host_addrs(&mut self, name: &str) -> Result<Vec<IpAddr>, AiError>;
 }
 
-/// The system resolver.
+/// The shared resolver (src/global/dns.rs).
 pub struct SystemDns;
 
 impl Dns for SystemDns {
-    fn host_exists(&mut self, name: &str) -> Result<bool, DnsTempFail> {
-        Ok(crate::sys::net::resolve(name, libc::AF_UNSPEC).is_ok_and(|v| !v.is_empty()))
+    fn lookup(&mut self, name: &str, types: &[RrType], stop_ok: bool) -> Result<Vec<Rr>, DnsError> {
+        gdns::lookup_types(name, types, stop_ok)
     }
-    fn dnsbl(&mut self, query: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsTempFail> {
-        Ok(crate::sys::net::resolve(query, libc::AF_INET)
-            .map(|v| {
-                v.iter()
-                    .filter_map(|sa| match sa {
-                        crate::sys::net::SockAddr::Inet(a) => Some(*a),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+    fn host_addrs(&mut self, name: &str) -> Result<Vec<IpAddr>, AiError> {
+        gdns::host_addrs(name, gdns::Family::Any)
+    }
+}
+
+/// A DNSxL answer (Postfix's SMTPD_RBL_STATE), cached per process as
+/// Postfix's ctable does (100 entries).
+#[derive(Debug, Clone)]
+enum Dnsxl {
+    /// Not listed (or filtered out).
+    Hard,
+    /// Lookup error: give the benefit of the doubt.
+    Soft,
+    /// Listed: the A records and the TXT text.
+    Listed(Vec<std::net::Ipv4Addr>, Option<String>),
+}
+
+thread_local! {
+    static RBL_CACHE: std::cell::RefCell<Vec<(String, Dnsxl)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A tempfail action (defer_if_permit or defer).
+fn tempfail_action(c: &Conf, name: &str) -> bool {
+    let v = c.str(name);
+    match v.as_str() {
+        "defer_if_permit" => true,
+        "defer" => false,
+        _ => crate::global::msg::fatal(&format!("bad configuration: {name} = {v}")),
     }
 }
 
@@ -135,6 +152,16 @@ pub struct Checker {
     pub show_unk_rcpt_table: bool,
     pub allow_untrusted_routing: bool,
     pub rbl_reply: String,
+    pub rbl_reply_maps: Option<Maps>,
+    pub expand_filter: String,
+    pub myhostname: String,
+    pub unk_name_tf_defer_if_permit: bool,
+    pub unk_addr_tf_defer_if_permit: bool,
+    pub perm_mx_networks: Option<MatchList>,
+    /// inet_protocols: IPv4, IPv6.
+    pub inet_v4: bool,
+    pub inet_v6: bool,
+    pub dns_rr_list_limit: usize,
     pub dns: Box<dyn Dns>,
 }
 
@@ -340,6 +367,28 @@ impl Checker {
             show_unk_rcpt_table: c.bool("show_user_unknown_table_name"),
             allow_untrusted_routing: c.bool("allow_untrusted_routing"),
             rbl_reply: c.raw("default_rbl_reply"),
+            rbl_reply_maps: open_maps("rbl_reply_maps", &c.str("rbl_reply_maps")),
+            expand_filter: super::expand::filter(&c.raw("smtpd_expansion_filter")),
+            myhostname: c.str("myhostname"),
+            unk_name_tf_defer_if_permit: tempfail_action(
+                c,
+                "unknown_helo_hostname_tempfail_action",
+            ),
+            unk_addr_tf_defer_if_permit: tempfail_action(c, "unknown_address_tempfail_action"),
+            perm_mx_networks: {
+                let v = c.str("permit_mx_backup_networks");
+                (!v.trim().is_empty()).then(|| {
+                    namadr_list(
+                        "permit_mx_backup_networks",
+                        FLAG_RETURN | parent("permit_mx_backup_networks"),
+                        &v,
+                    )
+                })
+            },
+            inet_v4: fams.contains(&crate::sys::net::AF_INET),
+            inet_v6: fams.contains(&crate::sys::net::AF_INET6),
+            // Postfix's var_dns_rr_list_limit (not a main.cf parameter).
+            dns_rr_list_limit: 100,
             dns: Box::new(SystemDns),
         };
         // Open every table named in a restriction list now, as Postfix does
@@ -408,9 +457,12 @@ impl Checker {
         if t.len() > 510 {
             t.truncate(510);
         }
-        let mut t = crate::global::msg::printable(&t, true).replace('?', " ");
-        // printable() replaced non-printables with '?'; Postfix uses ' '.
-        let _ = &mut t;
+        // Postfix's printable(text, ' '): control characters become spaces
+        // (a '?' in the text stays).
+        let t: String = t
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         if !warn && st.defer_if_reject.active && t.starts_with('5') {
             st.warn_if_reject = 0;
             st.defer_if_reject.active = false;
@@ -895,17 +947,9 @@ impl Checker {
                     let (n, a) = (st.reverse_name.clone(), st.addr.clone());
                     self.check_namadr_access(st, &t, &n, &a, &n, NAME_REV_CLIENT, def_acl)?
                 }
-                "reject_rbl_client" | "reject_rbl" => match next.clone() {
-                    None => {
-                        st.warn(format!("restriction {name} requires domain name argument"));
-                        Status::Dunno
-                    }
-                    Some(d) => {
-                        i += 1;
-                        self.reject_rbl_addr(st, &d)
-                    }
-                },
-                "permit_dnswl_client"
+                "reject_rbl_client"
+                | "reject_rbl"
+                | "permit_dnswl_client"
                 | "reject_rhsbl_client"
                 | "permit_rhswl_client"
                 | "reject_rhsbl_reverse_client"
@@ -918,8 +962,20 @@ impl Checker {
                     }
                     Some(d) => {
                         i += 1;
-                        self.rhsbl(st, &lname, &d)
+                        self.dnsxl_restriction(st, &lname, &d)?
                     }
+                },
+                _ if lname.starts_with("check_")
+                    && (lname.ends_with("_mx_access")
+                        || lname.ends_with("_ns_access")
+                        || lname.ends_with("_a_access")) =>
+                {
+                    let t = table_arg.unwrap_or_default();
+                    self.server_access_restriction(st, &lname, name, &t, def_acl)?
+                }
+                "permit_mx_backup" => match st.recipient.clone() {
+                    Some(r) => self.permit_mx_backup(st, &r)?,
+                    None => Status::Dunno,
                 },
                 "check_helo_access" => {
                     let t = table_arg.unwrap_or_default();
@@ -1124,7 +1180,6 @@ impl Checker {
                         self.generic(st, &l, reply_name, class, def_acl)?
                     } else if MAP_COMMANDS.iter().any(|m| m.eq_ignore_ascii_case(name))
                         || lname == "check_policy_service"
-                        || lname == "permit_mx_backup"
                         || lname.starts_with("reject_unverified_")
                     {
                         st.warn(format!(
@@ -1177,25 +1232,41 @@ impl Checker {
         }
     }
 
+    /// reject_unknown_hostname(): the HELO name needs an A, AAAA or MX
+    /// record (a null MX is fine).
     fn reject_unknown_hostname(&mut self, st: &mut State, h: &str) -> Status {
-        match self.dns.host_exists(h) {
-            Ok(true) => Status::Dunno,
-            Ok(false) => {
+        let e = match self
+            .dns
+            .lookup(h, &[RrType::A, RrType::Aaaa, RrType::Mx], true)
+        {
+            Ok(_) => return Status::Dunno,
+            Err(e) => e,
+        };
+        match e.status {
+            DnsStatus::NullMx => Status::Dunno,
+            DnsStatus::Retry => {
+                let text = format!("<{h}>: {NAME_HELO} rejected: Host not found");
+                if st.warn_if_reject == 0 && self.unk_name_tf_defer_if_permit {
+                    Self::defer_if(&mut st.defer_if_permit, 450, "4.7.1", text)
+                } else {
+                    self.reject(st, error_class::POLICY, 450, "4.7.1", text)
+                }
+            }
+            s => {
                 let c = self.codes.unk_name;
+                let why = if s == DnsStatus::Inval {
+                    "Malformed DNS server reply"
+                } else {
+                    "Host not found"
+                };
                 self.reject(
                     st,
                     error_class::POLICY,
                     c,
                     "4.7.1",
-                    format!("<{h}>: {NAME_HELO} rejected: Host not found"),
+                    format!("<{h}>: {NAME_HELO} rejected: {why}"),
                 )
             }
-            Err(DnsTempFail) => Self::defer_if(
-                &mut st.defer_if_permit,
-                450,
-                "4.7.1",
-                format!("<{h}>: {NAME_HELO} rejected: Host not found"),
-            ),
         }
     }
 
@@ -1241,26 +1312,62 @@ impl Checker {
         {
             return Ok(Status::Dunno);
         }
+        Ok(self.reject_unknown_mailhost(st, &domain, addr, class))
+    }
+
+    /// reject_unknown_mailhost(): the domain needs an MX, A or AAAA record
+    /// and no null MX.
+    fn reject_unknown_mailhost(
+        &mut self,
+        st: &mut State,
+        domain: &str,
+        reply_name: &str,
+        class: &str,
+    ) -> Status {
+        let aname = ascii_domain(domain);
+        let e = match self
+            .dns
+            .lookup(&aname, &[RrType::Mx, RrType::A, RrType::Aaaa], true)
+        {
+            Ok(_) => return Status::Dunno,
+            Err(e) => e,
+        };
         let sender = class == NAME_SENDER;
-        Ok(match self.dns.host_exists(&domain) {
-            Ok(true) => Status::Dunno,
-            Ok(false) => {
+        match e.status {
+            DnsStatus::NullMx => self.reject(
+                st,
+                error_class::POLICY,
+                if sender { 550 } else { 556 },
+                if sender { "4.7.27" } else { "4.1.10" },
+                format!(
+                    "<{reply_name}>: {class} rejected: Domain {aname} does not accept mail (nullMX)"
+                ),
+            ),
+            DnsStatus::Retry => {
+                let text = format!("<{reply_name}>: {class} rejected: Domain not found");
+                let dsn = if sender { "4.1.8" } else { "4.1.2" };
+                if st.warn_if_reject == 0 && self.unk_addr_tf_defer_if_permit {
+                    Self::defer_if(&mut st.defer_if_permit, 450, dsn, text)
+                } else {
+                    self.reject(st, error_class::POLICY, 450, dsn, text)
+                }
+            }
+            s => {
                 let c = self.codes.unk_addr;
+                let why = if s == DnsStatus::Inval {
+                    "Malformed DNS server reply"
+                } else {
+                    "Domain not found"
+                };
                 self.reject(
                     st,
                     error_class::POLICY,
                     c,
                     if sender { "4.1.8" } else { "4.1.2" },
-                    format!("<{addr}>: {class} rejected: Domain not found"),
+                    format!("<{reply_name}>: {class} rejected: {why}"),
                 )
             }
-            Err(DnsTempFail) => Self::defer_if(
-                &mut st.defer_if_permit,
-                450,
-                if sender { "4.1.8" } else { "4.1.2" },
-                format!("<{addr}>: {class} rejected: Domain not found"),
-            ),
-        })
+        }
     }
 
     fn permit_auth_destination(&mut self, st: &mut State, rcpt: &str) -> R {
@@ -1865,87 +1972,641 @@ impl Checker {
 
     // ---------------------------------------------------------------- DNSBL
 
-    fn reject_rbl_addr(&mut self, st: &mut State, rbl: &str) -> Status {
-        let (domain, want) = match rbl.find('=') {
-            Some(i) => (&rbl[..i], Some(&rbl[i + 1..])),
-            None => (rbl, None),
-        };
-        let Ok(ip) = st.addr.parse::<std::net::IpAddr>() else {
-            return Status::Dunno;
-        };
-        let query = match ip {
-            std::net::IpAddr::V4(a) => {
-                let o = a.octets();
-                format!("{}.{}.{}.{}.{domain}", o[3], o[2], o[1], o[0])
+    /// The DNSBL/DNSWL restrictions with their domain argument.
+    fn dnsxl_restriction(&mut self, st: &mut State, lname: &str, arg: &str) -> R {
+        let known = |n: &str| !n.eq_ignore_ascii_case("unknown");
+        Ok(match lname {
+            "reject_rbl_client" | "reject_rbl" => {
+                let a = st.addr.clone();
+                self.reject_rbl_addr(st, arg, &a, NAME_CLIENT)?
             }
-            std::net::IpAddr::V6(a) => {
-                let mut s = String::new();
-                for b in a.octets().iter().rev() {
-                    s.push_str(&format!("{:x}.{:x}.", b & 15, b >> 4));
+            "permit_dnswl_client" => {
+                if st.where_ == "RCPT"
+                    && let Some(r) = st.recipient.clone()
+                    && self.permit_auth_destination(st, &r)? != Status::Ok
+                {
+                    return Ok(Status::Dunno);
                 }
-                format!("{s}{domain}")
+                let a = st.addr.clone();
+                match self.find_dnsxl_addr(st, arg, &a) {
+                    Dnsxl::Hard => Status::Dunno,
+                    Dnsxl::Soft => Self::defer_if(
+                        &mut st.defer_if_reject,
+                        450,
+                        "4.7.1",
+                        format!("<{a}>: {NAME_CLIENT} rejected: Service unavailable"),
+                    ),
+                    Dnsxl::Listed(..) => Status::Ok,
+                }
             }
-        };
-        let Ok(answers) = self.dns.dnsbl(&query) else {
-            return Status::Dunno;
-        };
-        let hit = answers.iter().any(|a| want.is_none_or(|w| rbl_match(w, a)));
-        if !hit {
-            return Status::Dunno;
-        }
-        let a = st.addr.clone();
-        let text = self.rbl_text(domain, NAME_CLIENT, &a);
-        let code = self.codes.maps_rbl;
-        self.reject(st, error_class::POLICY, code, "5.7.1", text)
+            "reject_rhsbl_client" if known(&st.name) => {
+                let n = st.name.clone();
+                self.reject_rbl_domain(st, arg, &n, NAME_CLIENT)?
+            }
+            "permit_rhswl_client" if known(&st.name) => {
+                if st.where_ == "RCPT"
+                    && let Some(r) = st.recipient.clone()
+                    && self.permit_auth_destination(st, &r)? != Status::Ok
+                {
+                    return Ok(Status::Dunno);
+                }
+                let n = st.name.clone();
+                match self.find_dnsxl_domain(st, arg, &n) {
+                    Dnsxl::Hard => Status::Dunno,
+                    Dnsxl::Soft => Self::defer_if(
+                        &mut st.defer_if_reject,
+                        450,
+                        "4.7.1",
+                        format!("<{n}>: {NAME_CLIENT} rejected: Service unavailable"),
+                    ),
+                    Dnsxl::Listed(..) => Status::Ok,
+                }
+            }
+            "reject_rhsbl_reverse_client" if known(&st.reverse_name) => {
+                let n = st.reverse_name.clone();
+                self.reject_rbl_domain(st, arg, &n, NAME_REV_CLIENT)?
+            }
+            "reject_rhsbl_helo" => match st.helo_name.clone() {
+                Some(h) => self.reject_rbl_domain(st, arg, &h, NAME_HELO)?,
+                None => Status::Dunno,
+            },
+            "reject_rhsbl_sender" => match st.sender.clone() {
+                Some(s) if !s.is_empty() => self.reject_rbl_domain(st, arg, &s, NAME_SENDER)?,
+                _ => Status::Dunno,
+            },
+            "reject_rhsbl_recipient" => match st.recipient.clone() {
+                Some(r) => self.reject_rbl_domain(st, arg, &r, NAME_RECIPIENT)?,
+                None => Status::Dunno,
+            },
+            _ => Status::Dunno,
+        })
     }
 
-    fn rhsbl(&mut self, st: &mut State, which: &str, rbl: &str) -> Status {
-        let (what, class) = match which {
-            "reject_rhsbl_client" if st.name != "unknown" => (st.name.clone(), NAME_CLIENT),
-            "reject_rhsbl_reverse_client" if st.reverse_name != "unknown" => {
-                (st.reverse_name.clone(), NAME_REV_CLIENT)
+    /// rbl_pagein() through the per-process cache: the A records of the
+    /// query, then its TXT records.
+    fn dnsxl_query(&mut self, st: &mut State, query: &str) -> Dnsxl {
+        if let Some(hit) = RBL_CACHE.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|(q, _)| q == query)
+                .map(|(_, r)| r.clone())
+        }) {
+            return hit;
+        }
+        let result = match self.dns.lookup(query, &[RrType::A], false) {
+            Err(e) if e.status == DnsStatus::NotFound => Dnsxl::Hard,
+            Err(e) => {
+                st.warn(format!("{query}: RBL lookup error: {}", e.why));
+                Dnsxl::Soft
             }
-            "reject_rhsbl_helo" => match &st.helo_name {
-                Some(h) => (h.clone(), NAME_HELO),
-                None => return Status::Dunno,
-            },
-            "reject_rhsbl_sender" => match &st.sender {
-                Some(s) if !s.is_empty() => (s.clone(), NAME_SENDER),
-                _ => return Status::Dunno,
-            },
-            "reject_rhsbl_recipient" => match &st.recipient {
-                Some(r) => (r.clone(), NAME_RECIPIENT),
-                None => return Status::Dunno,
-            },
-            _ => return Status::Dunno,
+            Ok(v) => {
+                let addrs: Vec<std::net::Ipv4Addr> = v
+                    .iter()
+                    .filter_map(|r| match r {
+                        Rr::Addr(IpAddr::V4(a)) => Some(*a),
+                        _ => None,
+                    })
+                    .collect();
+                let txt = match self.dns.lookup(query, &[RrType::Txt], false) {
+                    Ok(t) => {
+                        const LIMIT: usize = 500;
+                        let parts: Vec<&str> = t
+                            .iter()
+                            .filter_map(|r| match r {
+                                Rr::Txt(s) => Some(s.as_str()),
+                                _ => None,
+                            })
+                            .collect();
+                        let mut buf = String::new();
+                        for (k, part) in parts.iter().enumerate() {
+                            let left = LIMIT.saturating_sub(buf.len());
+                            if left == 0 {
+                                break;
+                            }
+                            buf.extend(part.chars().take(left));
+                            if k + 1 < parts.len() && LIMIT.saturating_sub(buf.len()) > 3 {
+                                buf.push_str(" / ");
+                            }
+                        }
+                        Some(buf)
+                    }
+                    Err(_) => None,
+                };
+                Dnsxl::Listed(addrs, txt)
+            }
         };
-        let (domain, want) = match rbl.find('=') {
-            Some(i) => (&rbl[..i], Some(&rbl[i + 1..])),
-            None => (rbl, None),
-        };
-        let host = what
-            .rfind('@')
-            .map(|i| &what[i + 1..])
-            .unwrap_or(&what)
-            .to_string();
-        if host.is_empty() || host.starts_with('[') {
-            return Status::Dunno;
-        }
-        let Ok(answers) = self.dns.dnsbl(&format!("{host}.{domain}")) else {
-            return Status::Dunno;
-        };
-        if !answers.iter().any(|a| want.is_none_or(|w| rbl_match(w, a))) {
-            return Status::Dunno;
-        }
-        let text = self.rbl_text(domain, class, &host);
-        let code = self.codes.maps_rbl;
-        self.reject(st, error_class::POLICY, code, "5.7.1", text)
+        RBL_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= 100 {
+                c.remove(0);
+            }
+            c.push((query.to_string(), result.clone()));
+        });
+        result
     }
 
-    // The default_rbl_reply template without a TXT reason, after the code and DSN.
-    fn rbl_text(&self, domain: &str, class: &str, what: &str) -> String {
-        let _ = &self.rbl_reply;
-        format!("Service unavailable; {class} [{what}] blocked using {domain}")
+    /// Look up `query` (which may end in `=pattern`) and apply the filter.
+    fn dnsxl_find(&mut self, st: &mut State, query: &str) -> Dnsxl {
+        let (q, want) = match query.find('=') {
+            Some(i) => (&query[..i], Some(&query[i + 1..])),
+            None => (query, None),
+        };
+        match self.dnsxl_query(st, q) {
+            Dnsxl::Listed(a, t) => match want {
+                Some(w) if !a.iter().any(|x| rbl_match(w, x)) => Dnsxl::Hard,
+                _ => Dnsxl::Listed(a, t),
+            },
+            other => other,
+        }
+    }
+
+    /// find_dnsxl_addr(): the client address, reversed, under the domain.
+    fn find_dnsxl_addr(&mut self, st: &mut State, rbl_domain: &str, addr: &str) -> Dnsxl {
+        let Ok(ip) = addr.parse::<IpAddr>() else {
+            return Dnsxl::Hard;
+        };
+        let rev = gdns::reverse_name(ip);
+        let prefix = rev
+            .strip_suffix("in-addr.arpa")
+            .or_else(|| rev.strip_suffix("ip6.arpa"))
+            .unwrap_or(&rev);
+        let query = format!("{prefix}{rbl_domain}");
+        self.dnsxl_find(st, &query)
+    }
+
+    /// find_dnsxl_domain(): the domain of a name or address under the
+    /// RHSBL domain.
+    fn find_dnsxl_domain(&mut self, st: &mut State, rbl_domain: &str, what: &str) -> Dnsxl {
+        let domain = match what.rfind('@') {
+            Some(i) => {
+                let d = &what[i + 1..];
+                if d.starts_with('[') {
+                    return Dnsxl::Hard;
+                }
+                d
+            }
+            None => what,
+        };
+        if domain.is_empty() {
+            return Dnsxl::Hard;
+        }
+        let last = domain.rsplit('.').next().unwrap_or(domain);
+        if last.bytes().all(|b| b.is_ascii_digit()) {
+            return Dnsxl::Hard;
+        }
+        let domain = ascii_domain(domain);
+        if domain.is_empty() || !crate::util::valid_hostname::valid_hostname(&domain, false) {
+            return Dnsxl::Hard;
+        }
+        let query = format!("{domain}.{rbl_domain}");
+        self.dnsxl_find(st, &query)
+    }
+
+    fn reject_rbl_addr(&mut self, st: &mut State, rbl_domain: &str, addr: &str, class: &str) -> R {
+        match self.find_dnsxl_addr(st, rbl_domain, addr) {
+            Dnsxl::Listed(_, txt) => self.rbl_reject_reply(st, txt, rbl_domain, addr, class),
+            _ => Ok(Status::Dunno),
+        }
+    }
+
+    fn reject_rbl_domain(
+        &mut self,
+        st: &mut State,
+        rbl_domain: &str,
+        what: &str,
+        class: &str,
+    ) -> R {
+        match self.find_dnsxl_domain(st, rbl_domain, what) {
+            Dnsxl::Listed(_, txt) => self.rbl_reject_reply(st, txt, rbl_domain, what, class),
+            _ => Ok(Status::Dunno),
+        }
+    }
+
+    /// rbl_reject_reply(): the rbl_reply_maps template for the domain (as
+    /// written in the restriction), else default_rbl_reply, expanded.
+    fn rbl_reject_reply(
+        &mut self,
+        st: &mut State,
+        txt: Option<String>,
+        rbl_domain: &str,
+        what: &str,
+        class: &str,
+    ) -> R {
+        let mut template = None;
+        if let Some(m) = self.rbl_reply_maps.as_mut() {
+            match m.find(rbl_domain, 0) {
+                Ok(v) => template = v,
+                Err(_) => return Err(self.server_error(st)),
+            }
+        }
+        let domain = rbl_domain.split('=').next().unwrap_or("").to_string();
+        let txt = txt.unwrap_or_default();
+        let code = self.codes.maps_rbl.to_string();
+        let filter = self.expand_filter.clone();
+        let myhostname = self.myhostname.clone();
+        let why = loop {
+            let t = template.clone().unwrap_or_else(|| self.rbl_reply.clone());
+            let mut extra = |n: &str| -> Option<String> {
+                match n {
+                    "rbl_code" => Some(code.clone()),
+                    "rbl_domain" => Some(domain.clone()),
+                    "rbl_reason" | "rbl_txt" => Some(txt.clone()),
+                    "rbl_what" => Some(what.to_string()),
+                    "rbl_class" => Some(class.to_string()),
+                    _ => None,
+                }
+            };
+            match super::expand::expand(&t, &filter, &mut extra, st, &myhostname) {
+                Some(w) => break w,
+                None => {
+                    if template.is_none() {
+                        crate::global::msg::fatal(&format!(
+                            "rbl_reject_reply: bad default rbl reply template: {}",
+                            self.rbl_reply
+                        ));
+                    }
+                    st.warn(format!(
+                        "rbl_reject_reply: bad rbl reply template for domain {rbl_domain}: {t}"
+                    ));
+                    template = None;
+                }
+            }
+        };
+        let b = why.as_bytes();
+        if b.len() < 4
+            || !(b[0] == b'4' || b[0] == b'5')
+            || !b[1].is_ascii_digit()
+            || !b[2].is_ascii_digit()
+            || b[3] != b' '
+        {
+            st.warn(format!("rbl response code configuration error: {why}"));
+            return Ok(self.reject(
+                st,
+                error_class::POLICY,
+                450,
+                "4.7.1",
+                "Service unavailable".into(),
+            ));
+        }
+        let code: u32 = why[..3].parse().unwrap_or(450);
+        let (dsn, text) = dsn_split("4.7.1", &why[4..]);
+        let dsn = dsn_fix(&dsn, class);
+        let text = if text.is_empty() {
+            "Service unavailable".to_string()
+        } else {
+            text.to_string()
+        };
+        Ok(self.reject(st, error_class::POLICY, code, &dsn, text))
+    }
+
+    // --------------------------------------------- check_*_{mx,ns,a}_access
+
+    /// check_{client,reverse_client_hostname,helo,sender,recipient}_{mx,ns,a}_access.
+    fn server_access_restriction(
+        &mut self,
+        st: &mut State,
+        lname: &str,
+        name: &str,
+        table: &str,
+        def_acl: &str,
+    ) -> R {
+        let (who, rtype) = if let Some(w) = lname.strip_suffix("_mx_access") {
+            (w, RrType::Mx)
+        } else if let Some(w) = lname.strip_suffix("_ns_access") {
+            (w, RrType::Ns)
+        } else {
+            (lname.strip_suffix("_a_access").unwrap_or(lname), RrType::A)
+        };
+        let known = |n: &str| !n.eq_ignore_ascii_case("unknown");
+        let (target, reply_name, class) = match who {
+            "check_client" if known(&st.name) => (st.name.clone(), st.namaddr.clone(), NAME_CLIENT),
+            "check_reverse_client_hostname" if known(&st.reverse_name) => (
+                st.reverse_name.clone(),
+                st.reverse_name.clone(),
+                NAME_REV_CLIENT,
+            ),
+            "check_helo" => match st.helo_name.clone() {
+                Some(h) => (h.clone(), h, NAME_HELO),
+                None => return Ok(Status::Dunno),
+            },
+            "check_sender" => match st.sender.clone() {
+                Some(s) if !s.is_empty() => (s.clone(), s, NAME_SENDER),
+                _ => return Ok(Status::Dunno),
+            },
+            "check_recipient" => match st.recipient.clone() {
+                Some(r) if !r.is_empty() => (r.clone(), r, NAME_RECIPIENT),
+                _ => return Ok(Status::Dunno),
+            },
+            _ => return Ok(Status::Dunno),
+        };
+        let status =
+            self.check_server_access(st, table, &target, rtype, &reply_name, class, def_acl)?;
+        self.forbid_allowlist(st, name, status, &target)?;
+        Ok(status)
+    }
+
+    /// forbid_allowlist(): these restrictions must not return OK.
+    fn forbid_allowlist(&mut self, st: &mut State, name: &str, status: Status, target: &str) -> R {
+        if !st.discard && status == Status::Ok {
+            st.warn(format!("restriction {name} returns OK for {target}"));
+            st.warn("this is not allowed for security reasons".into());
+            st.warn("use DUNNO instead of OK if you want to make an exception".into());
+            return Err(self.server_error(st));
+        }
+        Ok(Status::Dunno)
+    }
+
+    /// check_server_access(): the MX or NS hosts of a domain (or the domain
+    /// itself for A), by name then by address, in an access table.
+    #[allow(clippy::too_many_arguments)]
+    fn check_server_access(
+        &mut self,
+        st: &mut State,
+        table: &str,
+        name: &str,
+        rtype: RrType,
+        reply_name: &str,
+        class: &str,
+        def_acl: &str,
+    ) -> R {
+        let domain = match name.rfind('@') {
+            Some(i) => &name[i + 1..],
+            None => name,
+        };
+        if let Some(inner) = domain.strip_prefix('[') {
+            if rtype != RrType::A && rtype != RrType::Mx {
+                return Ok(Status::Dunno);
+            }
+            let Some(inner) = inner.strip_suffix(']') else {
+                return Ok(Status::Dunno);
+            };
+            if !valid_mailhost_addr(inner) {
+                return Ok(Status::Dunno);
+            }
+            let bare = inner
+                .strip_prefix("IPv6:")
+                .or_else(|| inner.strip_prefix("ipv6:"))
+                .unwrap_or(inner);
+            let (s, _) = self.check_addr_access(st, table, bare, reply_name, class, def_acl)?;
+            return Ok(s);
+        }
+        let mut domain = ascii_domain(domain);
+        let servers: Vec<String> = if rtype == RrType::A {
+            vec![domain.clone()]
+        } else {
+            let mut res = self.dns.lookup(&domain, &[rtype], false);
+            if let Err(e) = &res {
+                if e.status == DnsStatus::NullMx {
+                    return Ok(Status::Dunno);
+                }
+                if e.status == DnsStatus::NotFound {
+                    if rtype == RrType::Mx {
+                        res = Ok(vec![Rr::Host(0, domain.clone())]);
+                    } else {
+                        // No NS record: try the parent domains.
+                        let mut d = domain.clone();
+                        let mut exhausted = true;
+                        while let Some(k) = d.find('.') {
+                            if k + 1 >= d.len() {
+                                break;
+                            }
+                            d = d[k + 1..].to_string();
+                            res = self.dns.lookup(&d, &[rtype], false);
+                            if !matches!(&res, Err(e) if e.status == DnsStatus::NotFound) {
+                                exhausted = false;
+                                break;
+                            }
+                        }
+                        domain = if exhausted { name.to_string() } else { d };
+                    }
+                }
+            }
+            match res {
+                Ok(v) => v
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Rr::Host(_, h) => Some(h),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) => {
+                    st.warn(format!(
+                        "Unable to look up {} host for {domain}: {}",
+                        rtype.name(),
+                        e.strerror()
+                    ));
+                    return Ok(Status::Dunno);
+                }
+            }
+        };
+        let mut count = 0;
+        for server in &servers {
+            if valid_hostaddr(server) {
+                let (s, found) =
+                    self.check_addr_access(st, table, server, reply_name, class, def_acl)?;
+                if s != Status::Dunno || found {
+                    return Ok(s);
+                }
+                continue;
+            }
+            if rtype != RrType::A {
+                let (s, found) =
+                    self.check_domain_access(st, table, server, reply_name, class, def_acl)?;
+                if s != Status::Dunno || found {
+                    return Ok(s);
+                }
+            }
+            let addrs = match self.dns.host_addrs(server) {
+                Ok(a) => a,
+                Err(e) => {
+                    if rtype != RrType::A {
+                        st.warn(format!(
+                            "Unable to look up {} host {server} for {class} {reply_name}: {}",
+                            rtype.name(),
+                            e.text()
+                        ));
+                    }
+                    continue;
+                }
+            };
+            for a in addrs {
+                count += 1;
+                if count > self.dns_rr_list_limit {
+                    st.warn(format!(
+                        "check_server_access: {} server address count limit ({}) exceeded for {class} {reply_name} -- ignoring the remainder",
+                        rtype.name(),
+                        self.dns_rr_list_limit
+                    ));
+                    return Ok(Status::Dunno);
+                }
+                if (a.is_ipv4() && !self.inet_v4) || (a.is_ipv6() && !self.inet_v6) {
+                    continue;
+                }
+                let text = crate::global::hostinfo::format_addr(&a);
+                let (s, found) =
+                    self.check_addr_access(st, table, &text, reply_name, class, def_acl)?;
+                if s != Status::Dunno || found {
+                    return Ok(s);
+                }
+            }
+        }
+        Ok(Status::Dunno)
+    }
+
+    // --------------------------------------------------------- permit_mx_backup
+
+    fn permit_mx_backup(&mut self, st: &mut State, rcpt: &str) -> R {
+        let r = self.resolve(st, rcpt)?;
+        let Some(i) = r.recipient.rfind('@') else {
+            return Ok(Status::Ok);
+        };
+        let domain = r.recipient[i + 1..].to_string();
+        if !self.allow_untrusted_routing && r.flags & rflags::ROUTED != 0 {
+            return Ok(Status::Dunno);
+        }
+        if r.flags & (rflags::CLASS_FINAL | rflags::CLASS_RELAY) != 0 {
+            return Ok(Status::Ok);
+        }
+        if domain.starts_with('[') && domain.ends_with(']') {
+            return Ok(Status::Dunno);
+        }
+        let domain = ascii_domain(&domain);
+        let mut mx: Vec<(u16, String)> = match self.dns.lookup(&domain, &[RrType::Mx], false) {
+            Ok(v) => v
+                .into_iter()
+                .filter_map(|r| match r {
+                    Rr::Host(p, h) => Some((p, h)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                if e.status == DnsStatus::Retry {
+                    Self::defer_if(
+                        &mut st.defer_if_reject,
+                        450,
+                        "4.4.4",
+                        format!(
+                            "<{rcpt}>: {NAME_RECIPIENT} rejected: Unable to look up mail exchanger information: {}",
+                            e.strerror()
+                        ),
+                    );
+                }
+                return Ok(Status::Dunno);
+            }
+        };
+        mx.sort_by_key(|m| m.0);
+        let best = mx.first().map(|m| m.0).unwrap_or(0);
+        let split = mx.iter().position(|m| m.0 != best).unwrap_or(mx.len());
+        let rest: Vec<String> = mx[split..].iter().map(|m| m.1.clone()).collect();
+        let primaries: Vec<String> = mx[..split].iter().map(|m| m.1.clone()).collect();
+        if self.i_am_mx(st, &primaries, rcpt) {
+            return Ok(Status::Dunno);
+        }
+        if rest.is_empty() || !self.i_am_mx(st, &rest, rcpt) {
+            return Ok(Status::Dunno);
+        }
+        if self.perm_mx_networks.is_some() {
+            for h in &primaries {
+                if !self.all_auth_mx_addr(st, h, rcpt) {
+                    return Ok(Status::Dunno);
+                }
+            }
+        }
+        Ok(Status::Ok)
+    }
+
+    /// i_am_mx(): one of these hosts is this machine (by name, then by
+    /// address).
+    fn i_am_mx(&mut self, st: &mut State, hosts: &[String], rcpt: &str) -> bool {
+        if hosts.iter().any(|h| self.resolver.is_local(h)) {
+            return true;
+        }
+        for h in hosts {
+            match self.dns.host_addrs(h) {
+                Err(e) => {
+                    Self::defer_if(
+                        &mut st.defer_if_reject,
+                        450,
+                        "4.4.4",
+                        format!(
+                            "<{rcpt}>: {NAME_RECIPIENT} rejected: Unable to look up mail exchanger host {h}: {}",
+                            e.text()
+                        ),
+                    );
+                }
+                Ok(addrs) => {
+                    for a in addrs {
+                        if (a.is_ipv4() && !self.inet_v4) || (a.is_ipv6() && !self.inet_v6) {
+                            continue;
+                        }
+                        if self.resolver.own_addrs.contains(&a) {
+                            return true;
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// all_auth_mx_addr(): every address of the host is in
+    /// permit_mx_backup_networks.
+    fn all_auth_mx_addr(&mut self, st: &mut State, host: &str, rcpt: &str) -> bool {
+        let mut types = Vec::new();
+        if self.inet_v4 {
+            types.push(RrType::A);
+        }
+        if self.inet_v6 {
+            types.push(RrType::Aaaa);
+        }
+        let addrs = match self.dns.lookup(host, &types, false) {
+            Ok(v) => v,
+            Err(e) => {
+                Self::defer_if(
+                    &mut st.defer_if_reject,
+                    450,
+                    "4.4.4",
+                    format!(
+                        "<{rcpt}>: {NAME_RECIPIENT} rejected: Unable to look up host {host} as mail exchanger: {}",
+                        e.strerror()
+                    ),
+                );
+                return false;
+            }
+        };
+        for r in addrs {
+            let Rr::Addr(a) = r else { continue };
+            let text = crate::global::hostinfo::format_addr(&a);
+            let Some(nets) = self.perm_mx_networks.as_mut() else {
+                return true;
+            };
+            if !nets.matches(&[host, &text]) {
+                if nets.error {
+                    st.warn(format!(
+                        "all_auth_mx_addr: permit_mx_backup_networks lookup error for address {text} for {host}"
+                    ));
+                    Self::defer_if(
+                        &mut st.defer_if_reject,
+                        450,
+                        "4.4.4",
+                        format!(
+                            "<{rcpt}>: {NAME_RECIPIENT} rejected: Unable to verify host {host} as mail exchanger"
+                        ),
+                    );
+                }
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A domain in ASCII form for DNS queries (IDNA for UTF-8 names).
+fn ascii_domain(d: &str) -> String {
+    if d.is_ascii() {
+        d.to_string()
+    } else {
+        crate::util::midna::domain_to_ascii(d).unwrap_or_else(|| d.to_string())
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod check;
 pub mod cleanup_sink;
 pub mod conf;
+pub mod expand;
 pub mod proto;
 pub mod resolve;
 pub mod server;
@@ -189,7 +190,7 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
     let mut log = server::MaillogLogger::new(&srv.conf);
     match conn {
         crate::master::server::Conn::Tcp(s) => {
-            let peer = server::tcp_peer(s, &mut log);
+            let peer = server::tcp_peer(s, c.bool("smtpd_peername_lookup"), &mut log);
             server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, s, &mut log);
         }
         crate::master::server::Conn::Unix(s) => {
@@ -297,7 +298,7 @@ fn listen_loop(c: &conf::Conf, addr: &str) -> i32 {
             let mut ck = check::Checker::from_conf(&c);
             let mut sink = make_sink(&c.mc);
             let mut log = logger(&c);
-            let peer = server::tcp_peer(&s, &mut log);
+            let peer = server::tcp_peer(&s, c.bool("smtpd_peername_lookup"), &mut log);
             server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, &mut s, &mut log);
         });
     }

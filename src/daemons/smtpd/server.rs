@@ -223,68 +223,73 @@ pub fn serve(
     }
 }
 
-/// Look up the client's name as Postfix's smtpd_peer does: reverse lookup,
-/// then a forward lookup that must give the address back.
-pub fn lookup_peer(ip: IpAddr, log: &mut dyn Logger) -> (String, String, PeerCode, PeerCode) {
+/// Look up the client's name as Postfix's smtpd_peer does: reverse lookup
+/// (/etc/hosts, then PTR), then a forward lookup in the client's address
+/// family that must give the address back. Returns (name, reverse name,
+/// name status, reverse name status); `lookup = false` is
+/// `smtpd_peername_lookup = no`.
+pub fn lookup_peer(
+    ip: IpAddr,
+    lookup: bool,
+    log: &mut dyn Logger,
+) -> (String, String, PeerCode, PeerCode) {
+    use crate::global::dns::{self, Family};
     let ip = match ip {
         IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
         a => a,
     };
+    let unknown = |st: PeerCode| ("unknown".to_string(), "unknown".to_string(), st, st);
+    if !lookup {
+        return unknown(PeerCode::Perm);
+    }
     let addr = crate::global::hostinfo::format_addr(&ip);
-    match crate::sys::net::reverse_name(ip) {
-        Err(code) => {
-            let st = if code == libc::EAI_AGAIN {
+    let name = match dns::addr_name(ip) {
+        Err(e) => {
+            return unknown(if e.is_temp() {
                 PeerCode::Temp
             } else {
                 PeerCode::Perm
-            };
-            ("unknown".into(), "unknown".into(), st, st)
+            });
         }
-        Ok(name) => {
-            if !super::resolve::valid_hostname(&name) {
-                log.log(&format!("warning: {addr}: hostname {name} verification failed: Name or service not known"));
-                return (
-                    "unknown".into(),
-                    "unknown".into(),
-                    PeerCode::Perm,
-                    PeerCode::Perm,
-                );
-            }
-            match crate::sys::net::resolve(&name, libc::AF_UNSPEC) {
-                Err(e) => {
-                    log.log(&format!(
-                        "warning: hostname {name} does not resolve to address {addr}: {}",
-                        e.text()
-                    ));
-                    let st = if e.code == libc::EAI_AGAIN {
-                        PeerCode::Temp
-                    } else {
-                        PeerCode::Forged
-                    };
-                    ("unknown".into(), name, st, PeerCode::Ok)
-                }
-                Ok(list) => {
-                    let hit = list.iter().any(|sa| match sa {
-                        crate::sys::net::SockAddr::Inet(a) => IpAddr::V4(*a) == ip,
-                        crate::sys::net::SockAddr::Inet6(a) => IpAddr::V6(*a) == ip,
-                        crate::sys::net::SockAddr::Other(_) => false,
-                    });
-                    if hit {
-                        (name.clone(), name, PeerCode::Ok, PeerCode::Ok)
-                    } else {
-                        log.log(&format!(
-                            "warning: hostname {name} does not resolve to address {addr}"
-                        ));
-                        ("unknown".into(), name, PeerCode::Forged, PeerCode::Ok)
-                    }
-                }
+        Ok(n) => n,
+    };
+    // getnameinfo() names that are numeric or malformed count as not found.
+    if crate::util::valid_hostname::valid_hostaddr(&name, false) {
+        log.log(&format!("warning: numeric hostname: {name}"));
+        return unknown(PeerCode::Perm);
+    }
+    if !crate::util::valid_hostname::valid_hostname(&name, true) {
+        return unknown(PeerCode::Perm);
+    }
+    let family = if ip.is_ipv4() { Family::V4 } else { Family::V6 };
+    match dns::host_addrs(&name, family) {
+        Err(e) => {
+            log.log(&format!(
+                "warning: hostname {name} does not resolve to address {addr}: {}",
+                e.text()
+            ));
+            let st = if e.is_temp() {
+                PeerCode::Temp
+            } else {
+                PeerCode::Forged
+            };
+            ("unknown".into(), name, st, PeerCode::Ok)
+        }
+        Ok(list) => {
+            if list.contains(&ip) {
+                (name.clone(), name, PeerCode::Ok, PeerCode::Ok)
+            } else {
+                log.log(&format!(
+                    "warning: hostname {name} does not resolve to address {addr}"
+                ));
+                ("unknown".into(), name, PeerCode::Forged, PeerCode::Ok)
             }
         }
     }
 }
 
 /// The peer of an accepted TCP connection.
-pub fn tcp_peer(stream: &TcpStream, log: &mut dyn Logger) -> Peer {
+pub fn tcp_peer(stream: &TcpStream, peername_lookup: bool, log: &mut dyn Logger) -> Peer {
     let (pa, la) = (stream.peer_addr().ok(), stream.local_addr().ok());
     let fix = |ip: IpAddr| match ip {
         IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
@@ -294,7 +299,8 @@ pub fn tcp_peer(stream: &TcpStream, log: &mut dyn Logger) -> Peer {
         return Peer::stand_alone();
     };
     let ip = fix(pa.ip());
-    let (name, reverse_name, name_status, reverse_name_status) = lookup_peer(ip, log);
+    let (name, reverse_name, name_status, reverse_name_status) =
+        lookup_peer(ip, peername_lookup, log);
     Peer {
         name,
         reverse_name,
