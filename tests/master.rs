@@ -76,7 +76,7 @@ impl Scratch {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for p in ["master", "testd"] {
+        for p in ["master", "testd", "postlogd"] {
             std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
         }
         let d = dir.display();

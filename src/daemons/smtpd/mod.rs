@@ -159,19 +159,14 @@ fn pre_init(conf: &MailConf) {
     SINK.with(|s| *s.borrow_mut() = Some(sink));
 }
 
-fn logger(c: &conf::Conf) -> server::FileLogger {
-    let syslog_name = c.str("syslog_name");
-    let file = c.str("maillog_file");
-    server::FileLogger {
-        tag: format!("{syslog_name}/smtpd"),
-        host: c
-            .str("myhostname")
-            .split('.')
-            .next()
-            .unwrap_or("")
-            .to_string(),
-        file: if file.is_empty() { None } else { Some(file) },
+/// The mail log of `smtpd -S` and `smtpd -L`: the same as under master
+/// (the postlog service when maillog_file is set, else syslog).
+fn logger(c: &conf::Conf) -> server::MaillogLogger {
+    let tag = crate::global::maillog::mail_task(Some(&c.mc), "smtpd");
+    if let Err(e) = crate::global::maillog::init(&tag, &c.mc) {
+        msg::fatal(&e);
     }
+    server::MaillogLogger::new(&c.mc)
 }
 
 /// Serve one connection that master's single-server skeleton accepted.

@@ -15,42 +15,6 @@ pub trait Logger {
     fn log(&mut self, text: &str);
 }
 
-/// Postfix's maillog_file format, or stderr (`postfix/smtpd[pid]: text`).
-pub struct FileLogger {
-    pub tag: String,
-    pub host: String,
-    pub file: Option<String>,
-}
-
-impl Logger for FileLogger {
-    fn log(&mut self, text: &str) {
-        let pid = std::process::id();
-        match &self.file {
-            Some(path) if path != "/dev/stderr" => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                let stamp = crate::sys::time::asctime_local(now)
-                    .map(|s| s[4..19].to_string())
-                    .unwrap_or_default();
-                let line = format!("{stamp} {} {}[{pid}]: {text}\n", self.host, self.tag);
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(crate::util::latin1::to_path(path))
-                {
-                    let _ = f.write_all(&crate::util::latin1::encode(&line));
-                }
-            }
-            _ => {
-                let line = format!("{}[{pid}]: {text}\n", self.tag);
-                let _ = std::io::stderr().write_all(&crate::util::latin1::encode(&line));
-            }
-        }
-    }
-}
-
 /// The mail log of master-run daemons (syslog or maillog_file), under
 /// smtpd's own tag.
 pub struct MaillogLogger {
