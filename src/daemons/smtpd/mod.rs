@@ -154,9 +154,27 @@ thread_local! {
     static SINK: std::cell::RefCell<Option<Box<dyn Sink>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// What one smtpd process keeps from connection to connection, as
+/// Postfix's smtpd: the protocol settings, the restrictions with their
+/// tables (opened before the privilege drop) and the cleanup service.
+struct Resident {
+    cfg: proto::Config,
+    ck: check::Checker,
+}
+
+thread_local! {
+    static RESIDENT: std::cell::RefCell<Option<Resident>> = const { std::cell::RefCell::new(None) };
+}
+
 fn pre_init(conf: &MailConf) {
     let sink = make_sink(conf);
     SINK.with(|s| *s.borrow_mut() = Some(sink));
+    let c = conf::Conf::new(conf.clone());
+    let r = Resident {
+        cfg: proto::Config::from_conf(&c),
+        ck: check::Checker::from_conf(&c),
+    };
+    RESIDENT.with(|s| *s.borrow_mut() = Some(r));
 }
 
 /// The mail log of `smtpd -S` and `smtpd -L`: the same as under master
@@ -171,23 +189,29 @@ fn logger(c: &conf::Conf) -> server::MaillogLogger {
 
 /// Serve one connection that master's single-server skeleton accepted.
 fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::server::Server) {
-    let c = conf::Conf::new(srv.conf.clone());
-    let mut cfg = proto::Config::from_conf(&c);
-    let mut ck = check::Checker::from_conf(&c);
+    let mut res = RESIDENT.with(|s| s.borrow_mut().take()).unwrap_or_else(|| {
+        let c = conf::Conf::new(srv.conf.clone());
+        Resident {
+            cfg: proto::Config::from_conf(&c),
+            ck: check::Checker::from_conf(&c),
+        }
+    });
     let mut sink = SINK
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| make_sink(&srv.conf));
     let mut log = server::MaillogLogger::new(&srv.conf);
+    let (cfg, ck) = (&mut res.cfg, &mut res.ck);
     match conn {
         crate::master::server::Conn::Tcp(s) => {
             let peer = server::tcp_peer(s, &mut log);
-            server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, s, &mut log);
+            let mut t = server::TimedTcp::new(s);
+            server::serve(cfg, ck, sink.as_mut(), peer, &mut t, &mut log);
         }
         crate::master::server::Conn::Unix(s) => {
             let mut u = server::UnixConn(s);
             server::serve(
-                &mut cfg,
-                &mut ck,
+                cfg,
+                ck,
                 sink.as_mut(),
                 proto::Peer::stand_alone(),
                 &mut u,
@@ -196,6 +220,7 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
         }
     }
     SINK.with(|s| *s.borrow_mut() = Some(sink));
+    RESIDENT.with(|s| *s.borrow_mut() = Some(res));
 }
 
 /// `smtpd -S` (stdin/stdout), `smtpd -L host:port` (listen by itself), or,

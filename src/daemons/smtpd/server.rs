@@ -114,6 +114,58 @@ impl Conn for TcpStream {
     }
 }
 
+/// A TCP connection that sets its socket timeouts only when they change
+/// (one setsockopt per session instead of one per read and write).
+pub struct TimedTcp<'a> {
+    pub s: &'a mut TcpStream,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+impl<'a> TimedTcp<'a> {
+    pub fn new(s: &'a mut TcpStream) -> TimedTcp<'a> {
+        TimedTcp {
+            s,
+            read: None,
+            write: None,
+        }
+    }
+}
+
+impl Conn for TimedTcp<'_> {
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>> {
+        let t = t.max(Duration::from_millis(1));
+        if self.read != Some(t) {
+            self.s.set_read_timeout(Some(t))?;
+            self.read = Some(t);
+        }
+        match self.s.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Some(0)),
+            Err(e) => Err(e),
+        }
+    }
+    fn write_all_timeout(&mut self, data: &[u8], t: Duration) -> std::io::Result<()> {
+        let t = t.max(Duration::from_millis(1));
+        if self.write != Some(t) {
+            self.s.set_write_timeout(Some(t))?;
+            self.write = Some(t);
+        }
+        self.s.write_all(data)
+    }
+    fn pending(&mut self) -> Vec<u8> {
+        self.s.pending()
+    }
+}
+
 /// stdin/stdout (`smtpd -S`, `sendmail -bs`).
 pub struct StdioConn;
 
