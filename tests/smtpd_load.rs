@@ -86,9 +86,14 @@ fn sample(master: i32, peak: &mut Peak) {
     let total = master_rss + children.iter().map(|p| p.3).sum::<u64>();
     peak.smtpd = peak.smtpd.max(smtpd);
     peak.master_rss = peak.master_rss.max(master_rss);
-    peak.smtpd_rss = peak
-        .smtpd_rss
-        .max(children.iter().filter(|p| p.2 == "smtpd").map(|p| p.3).max().unwrap_or(0));
+    peak.smtpd_rss = peak.smtpd_rss.max(
+        children
+            .iter()
+            .filter(|p| p.2 == "smtpd")
+            .map(|p| p.3)
+            .max()
+            .unwrap_or(0),
+    );
     peak.total_rss = peak.total_rss.max(total);
     peak.samples += 1;
 }
@@ -253,7 +258,10 @@ fn five_hundred_concurrent_sessions() {
         MESSAGES,
         "client= lines"
     );
-    assert!(!log.contains(": fatal: ") && !log.contains(": panic: "), "{tail}");
+    assert!(
+        !log.contains(": fatal: ") && !log.contains(": panic: "),
+        "{tail}"
+    );
     eprintln!(
         "smtpd_load: {MESSAGES} messages in {:.1} s, {peak:?}",
         start.elapsed().as_secs_f64()
