@@ -21,6 +21,7 @@
 pub mod check;
 pub mod cleanup_sink;
 pub mod conf;
+pub mod inbuf;
 pub mod proto;
 pub mod resolve;
 pub mod server;
