@@ -618,13 +618,18 @@ pub fn dgram_server(
                 continue;
             };
             // The listener is non-blocking: take every datagram queued
-            // now, then tell master once.
-            notify(generation, STAT_TAKEN);
+            // now. A solitary service does not report busy and idle to
+            // master (with one process allowed, master would start no
+            // other anyway): for postlogd that saves two master wake-ups
+            // per log line.
+            if !solitary {
+                notify(generation, STAT_TAKEN);
+            }
             while let Ok(n) = d.recv(&mut buf) {
                 service(&buf[..n], &server);
                 use_count = use_count.saturating_add(1);
             }
-            if !notify(generation, STAT_AVAIL) {
+            if !solitary && !notify(generation, STAT_AVAIL) {
                 return 0;
             }
             idle_since = Instant::now();
