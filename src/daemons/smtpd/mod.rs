@@ -304,6 +304,7 @@ fn listen_loop(c: &conf::Conf, addr: &str) -> i32 {
         Ok(l) => l,
         Err(e) => msg::fatal(&format!("bind {addr}: {e}")),
     };
+    let _ = logger(c);
     let mc = std::sync::Arc::new(c.mc.clone());
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
@@ -313,7 +314,7 @@ fn listen_loop(c: &conf::Conf, addr: &str) -> i32 {
             let mut cfg = proto::Config::from_conf(&c);
             let mut ck = check::Checker::from_conf(&c);
             let mut sink = make_sink(&c.mc);
-            let mut log = logger(&c);
+            let mut log = server::MaillogLogger::new(&c.mc);
             let peer = server::tcp_peer(&s, &mut log);
             server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, &mut s, &mut log);
         });
