@@ -209,6 +209,27 @@ pub fn write_raw(record: &[u8]) -> bool {
     }
 }
 
+/// Wait (at most `limit`) until postlogd has read every line this process
+/// sent: a command that is about to stop master (and with it postlogd)
+/// calls this so that its own last lines are not lost.
+pub fn drain(limit: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let fd = {
+        let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            Some(State {
+                target: Target::Postlog { sock: Some(s), .. },
+                ..
+            }) => s.as_raw_fd(),
+            _ => return,
+        }
+    };
+    let t = std::time::Instant::now();
+    while matches!(crate::sys::net::unread_output(fd), Ok(n) if n > 0) && t.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// The current tag, if the log is set up.
 pub fn tag() -> Option<String> {
     let g = STATE.lock().unwrap_or_else(|e| e.into_inner());

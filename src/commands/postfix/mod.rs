@@ -222,6 +222,7 @@ impl Script {
                     return fatal_exit("the Postfix mail system is not running");
                 };
                 info("stopping the Postfix mail system");
+                maillog::drain(std::time::Duration::from_secs(1));
                 self.kill_master(&pid, libc::SIGTERM);
                 for _ in 0..5 {
                     // The script's check runs a program: give master as long.
@@ -254,6 +255,7 @@ impl Script {
                     return fatal_exit("the Postfix mail system is not running");
                 };
                 info("aborting the Postfix mail system");
+                maillog::drain(std::time::Duration::from_secs(1));
                 self.kill_master(&pid, libc::SIGTERM);
                 0
             }
