@@ -151,7 +151,7 @@ fn five_hundred_concurrent_sessions() {
         &extra,
         &[("access", "127.0.0.0/8 HOLD\n")],
     );
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), dir.join("bin/smtpd")).unwrap();
+    let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), dir.join("bin/smtpd"));
     std::fs::write(
         dir.join("conf/master.cf"),
         format!(
