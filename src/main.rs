@@ -29,6 +29,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postcat", commands::postcat::main),
     ("postconf", commands::postconf::main),
     ("postfix", commands::postfix::main),
+    ("postlogd", daemons::postlogd::main),
     ("postmap", commands::postmap::main),
     ("postmulti", commands::postmulti::main),
     ("postqueue", commands::postqueue::main),

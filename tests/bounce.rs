@@ -666,7 +666,7 @@ fn master_runs_the_bounce_services() {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for p in ["master", "bounce"] {
+    for p in ["master", "bounce", "postlogd"] {
         std::os::unix::fs::symlink(BIN, d.join("bin").join(p)).unwrap();
     }
     let dd = d.display();

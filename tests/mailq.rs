@@ -369,7 +369,7 @@ fn listing_through_our_showq_service() {
     }
     let bin = s.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for p in ["master", "showq"] {
+    for p in ["master", "showq", "postlogd"] {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), bin.join(p)).unwrap();
     }
     let d = s.s();

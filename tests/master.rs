@@ -76,7 +76,7 @@ impl Scratch {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for p in ["master", "testd"] {
+        for p in ["master", "testd", "postlogd"] {
             std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
         }
         let d = dir.display();
@@ -292,7 +292,7 @@ fn sighup_rereads_master_cf_and_sigterm_stops() {
     wait_for("old listener closed", Duration::from_secs(5), || {
         TcpStream::connect(("127.0.0.1", p1)).is_err()
     });
-    // SIGTERM: master dies of the signal and logs it; files stay.
+    // SIGTERM: master dies of the signal; files stay.
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let mut child = s.master.take().unwrap();
@@ -310,7 +310,9 @@ fn sighup_rereads_master_cf_and_sigterm_stops() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM));
     s.wait_log("postfix/master[");
-    assert!(s.log().contains("terminating on signal 15\n"));
+    // Master logs "terminating on signal 15" after it has stopped its
+    // children, postlogd among them: as with Postfix, that line usually
+    // never reaches the file, so nothing is asserted about it.
     for f in [
         "q/pid/master.pid",
         "data/master.lock",
@@ -430,12 +432,8 @@ fn postfix_command_start_status_reload_stop_match_postfix() {
     let mut seen = vec![run_cmd(&s, "start (running)", &["start"])];
     seen.push(run_cmd(&s, "status (running)", &["status"]));
     let pid = s.pid_file().unwrap();
-    assert!(
-        s.log()
-            .contains(&format!("the Postfix mail system is running: PID: {pid}\n")),
-        "{}",
-        s.log()
-    );
+    // The line goes through postlogd: it reaches the file a little later.
+    s.wait_log(&format!("the Postfix mail system is running: PID: {pid}\n"));
     seen.push(run_cmd(&s, "reload (running)", &["reload"]));
     s.wait_log("reload -- version 3.7.11");
     seen.push(run_cmd(&s, "stop (running)", &["stop"]));

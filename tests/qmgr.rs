@@ -191,6 +191,7 @@ fn qmgr_delivers_like_postfix() {
         "discard",
         "sendmail",
         "postqueue",
+        "postlogd",
     ] {
         std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
     }

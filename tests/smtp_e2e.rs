@@ -87,7 +87,7 @@ fn smtp_and_lmtp_deliver_through_qmgr() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for p in [
-        "master", "pickup", "cleanup", "qmgr", "smtp", "lmtp", "sendmail",
+        "master", "pickup", "cleanup", "qmgr", "smtp", "lmtp", "sendmail", "postlogd",
     ] {
         std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
     }

@@ -18,7 +18,7 @@ fn scratch(tag: &str) -> std::path::PathBuf {
         d.join("main.cf"),
         "compatibility_level = 3.6\nmyhostname = mx.example.test\nsmtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\n\
 inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmynetworks = 127.0.0.1/32\nmydestination = $myhostname, localhost\n\
-local_recipient_maps =\nalias_maps =\nsmtpd_timeout = 5s\nmaillog_file = /dev/stderr\n",
+local_recipient_maps =\nalias_maps =\nsmtpd_timeout = 5s\nmaillog_file = /dev/stderr\nmaillog_file_prefixes = /dev/stderr\n",
     )
     .unwrap();
     d

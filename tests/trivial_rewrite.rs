@@ -380,7 +380,7 @@ fn rewrite_service_under_master() {
     }
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    for p in ["master", "trivial-rewrite"] {
+    for p in ["master", "trivial-rewrite", "postlogd"] {
         std::os::unix::fs::symlink(bin, dir.join("bin").join(p)).unwrap();
     }
     let d = dir.display();

@@ -1,8 +1,8 @@
 //! The mail log, as Postfix's maillog_client: every message of a daemon
 //! (and the log copy of a command's messages) goes either to syslog (the
 //! `mail` facility, or `syslog_facility`) as `postfix/NAME[PID]: text`, or,
-//! when `maillog_file` is set, to that file as the line Postfix's
-//! msg_logger/postlogd writes:
+//! when `maillog_file` is set, to the postlog service, which appends it to
+//! that file as the line Postfix's msg_logger formats:
 //!
 //! ```text
 //! Nov 25 19:09:07 host postfix/master[300]: daemon started -- version 3.7.11, ...
@@ -11,9 +11,14 @@
 //!
 //! (local time `%b %d %H:%M:%S`, the first label of myhostname, the tag, the
 //! pid, then `warning: `, `error: `, `fatal: ` or `panic: ` for those
-//! levels). Postfix sends such lines to its postlogd service, which appends
-//! them to the file; rostfix processes append them to the file themselves
-//! (O_APPEND, one write per line), which gives the same file.
+//! levels; the text cut at 2000 bytes). Each line is one datagram, without
+//! the newline, to `$queue_directory/public/$postlog_service_name` (the
+//! `postlog unix-dgram` service of master.cf, run by postlogd(8)); the
+//! socket is connected before a daemon chroots and drops privileges.
+//! When the service cannot be reached, the line is appended to the file
+//! directly (Postfix's logwriter fallback: master, postfix, postsuper; see
+//! compat/DIVERGENCES.md for the other programs). postlogd itself writes
+//! the file ([`set_fallback_only`]).
 //!
 //! Reusable by every daemon: call [`init`] with the process's tag once the
 //! configuration is read (and again after a reload).
@@ -21,11 +26,24 @@
 use crate::global::mail_conf::MailConf;
 use crate::global::msg;
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 use std::sync::Mutex;
+
+/// Postfix's MSG_LOGGER_RECLEN: the longest text a line carries.
+const RECLEN: usize = 2000;
 
 enum Target {
     Syslog,
-    File(String, Option<std::fs::File>),
+    Postlog {
+        /// maillog_file, for the direct-write fallback.
+        path: String,
+        file: Option<std::fs::File>,
+        /// The postlog service's socket path, and the socket once connected.
+        service: String,
+        sock: Option<UnixDatagram>,
+        /// Write the file directly (postlogd itself).
+        fallback_only: bool,
+    },
 }
 
 struct State {
@@ -66,8 +84,8 @@ pub fn init_syslog(tag: &str) {
 }
 
 /// Choose the log from the configuration: `maillog_file` (which must start
-/// with one of `maillog_file_prefixes`), else syslog. The error is
-/// Postfix's fatal text.
+/// with one of `maillog_file_prefixes`) through the postlog service, else
+/// syslog. The error is Postfix's fatal text.
 pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
     let file = conf
         .lookup_eval("maillog_file")
@@ -103,13 +121,32 @@ pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
                 "maillog_file value '{file}' does not match any prefix in maillog_file_prefixes"
             ));
         }
-        // Open now, before a daemon drops privileges.
-        let f = if file == "/dev/stdout" || file == "/dev/stderr" {
+        let queue = conf
+            .lookup_eval("queue_directory")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let name = conf
+            .lookup_eval("postlog_service_name")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "postlog".into());
+        let service = format!("{queue}/public/{name}");
+        // Connect now, before a daemon chroots and drops privileges.
+        let sock = connect(&service);
+        // The fallback file is opened now for the same reason.
+        let f = if sock.is_some() || file == "/dev/stdout" || file == "/dev/stderr" {
             None
         } else {
             open_log(&file)
         };
-        Target::File(file, f)
+        Target::Postlog {
+            path: file,
+            file: f,
+            service,
+            sock,
+            fallback_only: false,
+        }
     };
     *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
         tag: tag.to_string(),
@@ -118,6 +155,79 @@ pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
     });
     msg::set_sink(Some(sink));
     Ok(())
+}
+
+fn connect(path: &str) -> Option<UnixDatagram> {
+    let s = UnixDatagram::unbound().ok()?;
+    s.connect(crate::util::latin1::to_path(path)).ok()?;
+    // Never block on a full service queue for long: see send_line.
+    let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(2)));
+    Some(s)
+}
+
+/// Stop using the postlog service and write `maillog_file` directly, with
+/// `file` open already (postlogd, Postfix's MSG_LOGGER_CTL_FALLBACK_ONLY).
+pub fn set_fallback_only(file: std::fs::File) {
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(State {
+        target:
+            Target::Postlog {
+                file: f,
+                sock,
+                fallback_only,
+                ..
+            },
+        ..
+    }) = g.as_mut()
+    {
+        *f = Some(file);
+        *sock = None;
+        *fallback_only = true;
+    }
+}
+
+/// Append a record that a client formatted to the file this process
+/// writes directly (postlogd after [`set_fallback_only`]); false when
+/// there is none.
+pub fn write_raw(record: &[u8]) -> bool {
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    match g.as_mut() {
+        Some(State {
+            target:
+                Target::Postlog {
+                    path,
+                    file,
+                    fallback_only: true,
+                    ..
+                },
+            ..
+        }) => {
+            write_record(path, file.as_mut(), record);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Wait (at most `limit`) until postlogd has read every line this process
+/// sent: a command that is about to stop master (and with it postlogd)
+/// calls this so that its own last lines are not lost.
+pub fn drain(limit: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let fd = {
+        let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            Some(State {
+                target: Target::Postlog { sock: Some(s), .. },
+                ..
+            }) => s.as_raw_fd(),
+            _ => return,
+        }
+    };
+    let t = std::time::Instant::now();
+    while matches!(crate::sys::net::unread_output(fd), Ok(n) if n > 0) && t.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// The current tag, if the log is set up.
@@ -130,6 +240,9 @@ pub fn tag() -> Option<String> {
 pub fn set_tag(tag: &str) {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(st) = g.as_mut() {
+        if st.tag == tag {
+            return;
+        }
         st.tag = tag.to_string();
         if let Target::Syslog = st.target {
             crate::sys::syslog::open(tag, libc::LOG_MAIL);
@@ -137,19 +250,22 @@ pub fn set_tag(tag: &str) {
     }
 }
 
-/// Forget the open log file (a child after fork, or before a reload).
+/// Forget the open log file and service socket (a child after fork, or
+/// before a reload).
 pub fn reopen() {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(State {
-        target: Target::File(_, f),
+        target: Target::Postlog { file, sock, .. },
         ..
     }) = g.as_mut()
     {
-        *f = None;
+        *file = None;
+        *sock = None;
     }
 }
 
-fn open_log(path: &str) -> Option<std::fs::File> {
+/// Open `maillog_file` as Postfix's logwriter does (append, create 0644).
+pub fn open_log(path: &str) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .append(true)
@@ -159,16 +275,57 @@ fn open_log(path: &str) -> Option<std::fs::File> {
         .ok()
 }
 
-/// The file line for a message: `Mon DD HH:MM:SS host tag[pid]: text`.
-pub fn format_line(now: i64, host: &str, tag: &str, pid: u32, level: &str, text: &str) -> String {
+/// Cut `text` at Postfix's record length (on a character boundary).
+fn clip(text: &str) -> &str {
+    if text.len() <= RECLEN {
+        return text;
+    }
+    let mut n = RECLEN;
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    &text[..n]
+}
+
+/// The log line for a message, without the newline: `Mon DD HH:MM:SS host
+/// tag[pid]: text`.
+pub fn format_record(now: i64, host: &str, tag: &str, pid: u32, level: &str, text: &str) -> String {
     let prefix = match level {
         "info" | "" => String::new(),
         l => format!("{l}: "),
     };
     format!(
-        "{} {host} {tag}[{pid}]: {prefix}{text}\n",
-        crate::sys::syslog::timestamp(now)
+        "{} {host} {tag}[{pid}]: {prefix}{}",
+        crate::sys::syslog::timestamp(now),
+        clip(text)
     )
+}
+
+/// The file line for a message: [`format_record`] and a newline.
+pub fn format_line(now: i64, host: &str, tag: &str, pid: u32, level: &str, text: &str) -> String {
+    let mut l = format_record(now, host, tag, pid, level, text);
+    l.push('\n');
+    l
+}
+
+/// Append one record and its newline to `maillog_file` (postlogd's
+/// logwriter): the standard streams are the ones this process has (master
+/// -s passes its own on), anything else the open file.
+pub fn write_record(path: &str, file: Option<&mut std::fs::File>, record: &[u8]) {
+    let mut b = Vec::with_capacity(record.len() + 1);
+    b.extend_from_slice(record);
+    b.push(b'\n');
+    let _ = match path {
+        "/dev/stdout" => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(&b).and_then(|_| o.flush())
+        }
+        "/dev/stderr" => std::io::stderr().write_all(&b),
+        _ => match file {
+            Some(f) => f.write_all(&b),
+            None => Ok(()),
+        },
+    };
 }
 
 /// Log one message (level `info`, `warning`, `error`, `fatal`, `panic`).
@@ -193,32 +350,36 @@ pub fn log(level: &str, text: &str) {
             };
             send(prio, &line);
         }
-        Target::File(path, file) => {
+        Target::Postlog {
+            path,
+            file,
+            service,
+            sock,
+            fallback_only,
+        } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            let line = format_line(now, &st.host, &st.tag, std::process::id(), level, text);
-            // The standard streams are the ones this process has (master
-            // -s passes its own on): reopening /dev/stdout would need
-            // permission on whatever it is, which an unprivileged process
-            // may lack.
-            if path == "/dev/stdout" || path == "/dev/stderr" {
-                let b = crate::util::latin1::encode(&line);
-                let _ = if path == "/dev/stdout" {
-                    let mut o = std::io::stdout().lock();
-                    o.write_all(&b).and_then(|_| o.flush())
-                } else {
-                    std::io::stderr().write_all(&b)
-                };
-                return;
+            let rec = format_record(now, &st.host, &st.tag, std::process::id(), level, text);
+            let rec = crate::util::latin1::encode(&rec);
+            if !*fallback_only {
+                if sock.is_none() {
+                    *sock = connect(service);
+                }
+                if let Some(s) = sock.as_ref() {
+                    match s.send(&rec) {
+                        Ok(_) => return,
+                        // The service went away: fall back for this line,
+                        // reconnect for the next.
+                        Err(_) => *sock = None,
+                    }
+                }
             }
-            if file.is_none() {
+            if file.is_none() && path != "/dev/stdout" && path != "/dev/stderr" {
                 *file = open_log(path);
             }
-            if let Some(f) = file.as_mut() {
-                let _ = f.write_all(&crate::util::latin1::encode(&line));
-            }
+            write_record(path, file.as_mut(), &rec);
         }
     }
 }

@@ -912,7 +912,10 @@ impl Master {
             if sigs.hup {
                 self.reload();
             }
-            if sigs.chld || !self.procs.is_empty() {
+            // SIGCHLD says when to reap; an idle tick reaps too, in case a
+            // signal was merged or missed.
+            let idle = !ready.iter().any(|r| *r);
+            if sigs.chld || (idle && !self.procs.is_empty()) {
                 self.reap_children();
             }
         }

@@ -126,6 +126,7 @@ enum Listener {
     Tcp(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
     Fifo(OwnedFd),
+    Dgram(std::os::unix::net::UnixDatagram),
 }
 
 fn notify(generation: u32, status: i32) -> bool {
@@ -163,6 +164,15 @@ fn setup(
     pre_init: Option<fn(&MailConf)>,
     allow_fifo: bool,
 ) -> Setup {
+    setup_kind(args, pre_init, allow_fifo, false)
+}
+
+fn setup_kind(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    allow_fifo: bool,
+    dgram: bool,
+) -> Setup {
     let argv: Vec<String> = args
         .iter()
         .map(|a| crate::util::latin1::from_os(a))
@@ -199,10 +209,14 @@ fn setup(
     };
     let is_inet = transport.eq_ignore_ascii_case("inet");
     let is_fifo = transport.eq_ignore_ascii_case("fifo");
-    let known = is_inet
-        || transport.eq_ignore_ascii_case("unix")
-        || transport.eq_ignore_ascii_case("pass")
-        || (allow_fifo && is_fifo);
+    let known = if dgram {
+        transport.eq_ignore_ascii_case("unix-dgram")
+    } else {
+        is_inet
+            || transport.eq_ignore_ascii_case("unix")
+            || transport.eq_ignore_ascii_case("pass")
+            || (allow_fifo && is_fifo)
+    };
     if !known {
         msg::fatal(&format!("unsupported transport type: {transport}"));
     }
@@ -295,7 +309,9 @@ fn setup(
         };
         let _ = process::set_cloexec(fd, true);
         listen_fds.push(fd);
-        listeners.push(if is_fifo {
+        listeners.push(if dgram {
+            Listener::Dgram(std::os::unix::net::UnixDatagram::from(owned))
+        } else if is_fifo {
             Listener::Fifo(owned)
         } else if is_inet {
             Listener::Tcp(std::net::TcpListener::from(owned))
@@ -389,7 +405,7 @@ pub fn single_server_init(
                     let _ = s.set_nonblocking(false);
                     Conn::Unix(s)
                 }),
-                Listener::Fifo(_) => None,
+                Listener::Fifo(_) | Listener::Dgram(_) => None,
             };
             if conn.is_some() {
                 break;
@@ -456,6 +472,10 @@ fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
             let _ = s.set_nonblocking(false);
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let n = s.read(&mut buf).unwrap_or(0);
+            Some(buf[..n].to_vec())
+        }
+        Listener::Dgram(d) => {
+            let n = d.recv(&mut buf).ok()?;
             Some(buf[..n].to_vec())
         }
         Listener::Tcp(t) => {
@@ -528,6 +548,97 @@ pub fn trigger_server(
                 use_count += 1;
                 idle_since = Instant::now();
             }
+        }
+    }
+}
+
+/// Postfix's DGRAM_BUF_SIZE: the longest datagram a dgram server reads.
+pub const DGRAM_BUF_SIZE: usize = 4096;
+
+/// A datagram service (Postfix's dgram_server, for postlogd): `service`
+/// gets each datagram that arrives on the inherited `unix-dgram` listener.
+/// `solitary` services need a process limit of 1 (`-l`); with `unlimited`,
+/// `max_use` does not apply (max_idle does). Returns the exit status.
+pub fn dgram_server(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    solitary: bool,
+    unlimited: bool,
+    service: fn(&[u8], &Server),
+) -> i32 {
+    let Setup {
+        server,
+        _status,
+        listeners,
+        lock: _lock,
+        generation,
+        max_idle,
+        max_use,
+    } = setup_kind(args, pre_init, false, true);
+    if solitary && !server.options.alone {
+        msg::fatal(&format!(
+            "service {} requires a process limit of 1",
+            server.options.service_name
+        ));
+    }
+    let mut use_count = 0i64;
+    let mut idle_since = Instant::now();
+    let mut buf = vec![0u8; DGRAM_BUF_SIZE];
+    for l in &listeners {
+        if let Listener::Dgram(d) = l {
+            let _ = d.set_nonblocking(true);
+        }
+    }
+    loop {
+        if !unlimited && max_use > 0 && use_count >= max_use {
+            return 0;
+        }
+        let ms = if max_idle > 0 {
+            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
+            if left.is_zero() {
+                if msg::verbose() > 0 {
+                    msg::info("idle timeout -- exiting");
+                }
+                return 0;
+            }
+            left.as_millis().min(i32::MAX as u128) as i32
+        } else {
+            -1
+        };
+        let mut fds: Vec<i32> = server.listen_fds.clone();
+        fds.push(STATUS_FD);
+        let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
+            msg::fatal(&format!(
+                "select: {}",
+                crate::global::config_file::errno_text(&e)
+            ))
+        });
+        for (k, r) in ready.iter().enumerate().take(listeners.len()) {
+            let (true, Listener::Dgram(d)) = (*r, &listeners[k]) else {
+                continue;
+            };
+            // The listener is non-blocking: take every datagram queued
+            // now. A solitary service does not report busy and idle to
+            // master (with one process allowed, master would start no
+            // other anyway): for postlogd that saves two master wake-ups
+            // per log line.
+            if !solitary {
+                notify(generation, STAT_TAKEN);
+            }
+            while let Ok(n) = d.recv(&mut buf) {
+                service(&buf[..n], &server);
+                use_count = use_count.saturating_add(1);
+            }
+            if !solitary && !notify(generation, STAT_AVAIL) {
+                return 0;
+            }
+            idle_since = Instant::now();
+        }
+        if ready.last() == Some(&true) {
+            if msg::verbose() > 0 {
+                msg::info("master disconnect -- exiting");
+            }
+            return 0;
         }
     }
 }

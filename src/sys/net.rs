@@ -321,6 +321,18 @@ pub fn connect_from(
     Ok(stream)
 }
 
+/// Bytes this socket sent that its peer has not read yet (SIOCOUTQ; for
+/// a UNIX datagram socket, the datagrams still queued at the receiver).
+pub fn unread_output(fd: i32) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the valid pointer.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,6 +222,7 @@ impl Script {
                     return fatal_exit("the Postfix mail system is not running");
                 };
                 info("stopping the Postfix mail system");
+                maillog::drain(std::time::Duration::from_secs(1));
                 self.kill_master(&pid, libc::SIGTERM);
                 for _ in 0..5 {
                     // The script's check runs a program: give master as long.
@@ -254,6 +255,7 @@ impl Script {
                     return fatal_exit("the Postfix mail system is not running");
                 };
                 info("aborting the Postfix mail system");
+                maillog::drain(std::time::Duration::from_secs(1));
                 self.kill_master(&pid, libc::SIGTERM);
                 0
             }
@@ -282,6 +284,7 @@ impl Script {
                 0
             }
             "flush" => self.flush(),
+            "logrotate" => self.logrotate(),
             "set-permissions" | "upgrade-configuration" => match self.create_missing(true) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -290,6 +293,67 @@ impl Script {
                 }
             },
             other => fatal_exit(&format!("unknown command: '{other}'. {UNKNOWN}")),
+        }
+    }
+
+    /// `postfix logrotate`: rename maillog_file with the date suffix, make
+    /// master restart postlogd (a reload), then compress the old file, as
+    /// postfix-script does.
+    fn logrotate(&self) -> i32 {
+        let mut vals = Vec::new();
+        for name in [
+            "maillog_file",
+            "maillog_file_compressor",
+            "maillog_file_rotate_suffix",
+        ] {
+            let v = self.p(name);
+            if v.is_empty() {
+                return fatal_exit(&format!(
+                    "empty '{name}' parameter value - logfile rotation failed"
+                ));
+            }
+            vals.push(v);
+        }
+        let (file, compressor, suffix) = (&vals[0], &vals[1], &vals[2]);
+        if file.starts_with("/dev/") {
+            return fatal_exit(&format!("not rotating '{file}'"));
+        }
+        let r = (|| -> Result<(), String> {
+            let out = std::process::Command::new("date")
+                .arg(format!("+{suffix}"))
+                .output()
+                .map_err(|e| format!("date: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string());
+            }
+            let stamp = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+            let old = format!("{file}.{stamp}");
+            std::fs::rename(
+                crate::util::latin1::to_path(file),
+                crate::util::latin1::to_path(&old),
+            )
+            .map_err(|e| {
+                format!(
+                    "mv: cannot move '{file}' to '{old}': {}",
+                    crate::global::config_file::errno_text(&e)
+                )
+            })?;
+            if let Some(pid) = self.running() {
+                self.kill_master(&pid, libc::SIGHUP);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let out = std::process::Command::new(compressor)
+                .arg(&old)
+                .output()
+                .map_err(|e| format!("{compressor}: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string());
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => 0,
+            Err(e) => fatal_exit(&format!("logfile '{file}' rotation failed: {e}")),
         }
     }
 

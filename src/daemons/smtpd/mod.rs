@@ -22,6 +22,7 @@ pub mod check;
 pub mod cleanup_sink;
 pub mod conf;
 pub mod expand;
+pub mod inbuf;
 pub mod proto;
 pub mod resolve;
 pub mod server;
@@ -159,45 +160,67 @@ thread_local! {
     static SINK: std::cell::RefCell<Option<Box<dyn Sink>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// What one smtpd process keeps from connection to connection, as
+/// Postfix's smtpd: the protocol settings, the restrictions with their
+/// tables (opened before the privilege drop) and the cleanup service.
+struct Resident {
+    cfg: proto::Config,
+    ck: check::Checker,
+    peername_lookup: bool,
+}
+
+thread_local! {
+    static RESIDENT: std::cell::RefCell<Option<Resident>> = const { std::cell::RefCell::new(None) };
+}
+
 fn pre_init(conf: &MailConf) {
     let sink = make_sink(conf);
     SINK.with(|s| *s.borrow_mut() = Some(sink));
+    let c = conf::Conf::new(conf.clone());
+    let r = Resident {
+        cfg: proto::Config::from_conf(&c),
+        ck: check::Checker::from_conf(&c),
+        peername_lookup: c.bool("smtpd_peername_lookup"),
+    };
+    RESIDENT.with(|s| *s.borrow_mut() = Some(r));
 }
 
-fn logger(c: &conf::Conf) -> server::FileLogger {
-    let syslog_name = c.str("syslog_name");
-    let file = c.str("maillog_file");
-    server::FileLogger {
-        tag: format!("{syslog_name}/smtpd"),
-        host: c
-            .str("myhostname")
-            .split('.')
-            .next()
-            .unwrap_or("")
-            .to_string(),
-        file: if file.is_empty() { None } else { Some(file) },
+/// The mail log of `smtpd -S` and `smtpd -L`: the same as under master
+/// (the postlog service when maillog_file is set, else syslog).
+fn logger(c: &conf::Conf) -> server::MaillogLogger {
+    let tag = crate::global::maillog::mail_task(Some(&c.mc), "smtpd");
+    if let Err(e) = crate::global::maillog::init(&tag, &c.mc) {
+        msg::fatal(&e);
     }
+    server::MaillogLogger::new(&c.mc)
 }
 
 /// Serve one connection that master's single-server skeleton accepted.
 fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::server::Server) {
-    let c = conf::Conf::new(srv.conf.clone());
-    let mut cfg = proto::Config::from_conf(&c);
-    let mut ck = check::Checker::from_conf(&c);
+    let mut res = RESIDENT.with(|s| s.borrow_mut().take()).unwrap_or_else(|| {
+        let c = conf::Conf::new(srv.conf.clone());
+        Resident {
+            cfg: proto::Config::from_conf(&c),
+            ck: check::Checker::from_conf(&c),
+            peername_lookup: c.bool("smtpd_peername_lookup"),
+        }
+    });
     let mut sink = SINK
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| make_sink(&srv.conf));
     let mut log = server::MaillogLogger::new(&srv.conf);
+    let (cfg, ck) = (&mut res.cfg, &mut res.ck);
     match conn {
         crate::master::server::Conn::Tcp(s) => {
-            let peer = server::tcp_peer(s, c.bool("smtpd_peername_lookup"), &mut log);
-            server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, s, &mut log);
+            let peer = server::tcp_peer(s, res.peername_lookup, &mut log);
+            let mut t = server::TimedTcp::new(s);
+            server::serve(cfg, ck, sink.as_mut(), peer, &mut t, &mut log);
         }
         crate::master::server::Conn::Unix(s) => {
             let mut u = server::UnixConn(s);
             server::serve(
-                &mut cfg,
-                &mut ck,
+                cfg,
+                ck,
                 sink.as_mut(),
                 proto::Peer::stand_alone(),
                 &mut u,
@@ -206,6 +229,7 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
         }
     }
     SINK.with(|s| *s.borrow_mut() = Some(sink));
+    RESIDENT.with(|s| *s.borrow_mut() = Some(res));
 }
 
 /// `smtpd -S` (stdin/stdout), `smtpd -L host:port` (listen by itself), or,
@@ -288,6 +312,7 @@ fn listen_loop(c: &conf::Conf, addr: &str) -> i32 {
         Ok(l) => l,
         Err(e) => msg::fatal(&format!("bind {addr}: {e}")),
     };
+    let _ = logger(c);
     let mc = std::sync::Arc::new(c.mc.clone());
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
@@ -297,7 +322,7 @@ fn listen_loop(c: &conf::Conf, addr: &str) -> i32 {
             let mut cfg = proto::Config::from_conf(&c);
             let mut ck = check::Checker::from_conf(&c);
             let mut sink = make_sink(&c.mc);
-            let mut log = logger(&c);
+            let mut log = server::MaillogLogger::new(&c.mc);
             let peer = server::tcp_peer(&s, c.bool("smtpd_peername_lookup"), &mut log);
             server::serve(&mut cfg, &mut ck, sink.as_mut(), peer, &mut s, &mut log);
         });

@@ -15,42 +15,6 @@ pub trait Logger {
     fn log(&mut self, text: &str);
 }
 
-/// Postfix's maillog_file format, or stderr (`postfix/smtpd[pid]: text`).
-pub struct FileLogger {
-    pub tag: String,
-    pub host: String,
-    pub file: Option<String>,
-}
-
-impl Logger for FileLogger {
-    fn log(&mut self, text: &str) {
-        let pid = std::process::id();
-        match &self.file {
-            Some(path) if path != "/dev/stderr" => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                let stamp = crate::sys::time::asctime_local(now)
-                    .map(|s| s[4..19].to_string())
-                    .unwrap_or_default();
-                let line = format!("{stamp} {} {}[{pid}]: {text}\n", self.host, self.tag);
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(crate::util::latin1::to_path(path))
-                {
-                    let _ = f.write_all(&crate::util::latin1::encode(&line));
-                }
-            }
-            _ => {
-                let line = format!("{}[{pid}]: {text}\n", self.tag);
-                let _ = std::io::stderr().write_all(&crate::util::latin1::encode(&line));
-            }
-        }
-    }
-}
-
 /// The mail log of master-run daemons (syslog or maillog_file), under
 /// smtpd's own tag.
 pub struct MaillogLogger {
@@ -147,6 +111,58 @@ impl Conn for TcpStream {
         let _ = self.set_nonblocking(false);
         buf.truncate(n);
         buf
+    }
+}
+
+/// A TCP connection that sets its socket timeouts only when they change
+/// (one setsockopt per session instead of one per read and write).
+pub struct TimedTcp<'a> {
+    pub s: &'a mut TcpStream,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+impl<'a> TimedTcp<'a> {
+    pub fn new(s: &'a mut TcpStream) -> TimedTcp<'a> {
+        TimedTcp {
+            s,
+            read: None,
+            write: None,
+        }
+    }
+}
+
+impl Conn for TimedTcp<'_> {
+    fn read_timeout(&mut self, buf: &mut [u8], t: Duration) -> std::io::Result<Option<usize>> {
+        let t = t.max(Duration::from_millis(1));
+        if self.read != Some(t) {
+            self.s.set_read_timeout(Some(t))?;
+            self.read = Some(t);
+        }
+        match self.s.read(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(Some(0)),
+            Err(e) => Err(e),
+        }
+    }
+    fn write_all_timeout(&mut self, data: &[u8], t: Duration) -> std::io::Result<()> {
+        let t = t.max(Duration::from_millis(1));
+        if self.write != Some(t) {
+            self.s.set_write_timeout(Some(t))?;
+            self.write = Some(t);
+        }
+        self.s.write_all(data)
+    }
+    fn pending(&mut self) -> Vec<u8> {
+        self.s.pending()
     }
 }
 

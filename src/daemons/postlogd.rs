@@ -1,0 +1,115 @@
+//! Replaces postlogd(8) of Postfix 3.7: the postlog service that appends
+//! the daemons' log records to `maillog_file`.
+//!
+//! Runs from master.cf as `postlog unix-dgram n - n - 1 postlogd`: not
+//! chrooted and as root (unprivileged = n), so that it can write a
+//! root-owned file that the unprivileged daemons cannot. Each datagram is
+//! one record formatted by its sender ([`crate::global::maillog`]); it is
+//! appended as it is, with a newline. Trusts its senders as Postfix's
+//! does: whoever can reach public/ can add lines.
+//!
+//! When `maillog_file` is empty (after a reload that turned file logging
+//! off), records from processes that still use the old setting go to
+//! syslog, with their `date host` prefix removed and their `name[pid]`
+//! kept as the syslog tag.
+//!
+//! Parameters: maillog_file, maillog_file_prefixes, postlog_service_name,
+//! syslog_name, syslog_facility, max_idle (max_use does not apply).
+
+use crate::global::mail_conf::MailConf;
+use crate::global::{maillog, msg};
+use std::ffi::OsString;
+
+fn pre_init(conf: &MailConf) {
+    let path = conf
+        .lookup_eval("maillog_file")
+        .unwrap_or_else(|e| msg::fatal(&e.0))
+        .unwrap_or_default();
+    if path.is_empty() {
+        return;
+    }
+    let file = if path == "/dev/stdout" || path == "/dev/stderr" {
+        None
+    } else {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(crate::util::latin1::to_path(&path))
+        {
+            Ok(f) => Some(f),
+            Err(e) => msg::fatal(&format!(
+                "open logfile '{path}': cannot open file: {}",
+                crate::global::config_file::errno_text(&e)
+            )),
+        }
+    };
+    match file {
+        Some(f) => maillog::set_fallback_only(f),
+        None => {
+            // The standard streams: any handle will do, records go to
+            // this process's own stdout/stderr.
+            if let Ok(f) = std::fs::OpenOptions::new().append(true).open("/dev/null") {
+                maillog::set_fallback_only(f);
+            }
+        }
+    }
+}
+
+/// Split a record into its `name[pid]` and its text, past the date and
+/// host that the sender put first.
+pub fn strip_prefix(rec: &str) -> (Option<&str>, &str) {
+    let mut rest = rec;
+    for _ in 0..4 {
+        rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        let end = rest.find([' ', '\t', '\r', '\n']).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    rest = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+    let end = rest
+        .find([':', ' ', '\t', '\r', '\n'])
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    let mut text = &rest[end..];
+    if !text.is_empty() {
+        text = &text[1..];
+    }
+    let text = text.trim_start_matches([' ', '\t', '\r', '\n']);
+    ((!name.is_empty()).then_some(name), text)
+}
+
+fn service(rec: &[u8], _srv: &crate::master::server::Server) {
+    if maillog::write_raw(rec) {
+        return;
+    }
+    let rec = crate::util::latin1::decode(rec);
+    let (name, text) = strip_prefix(&rec);
+    let own = maillog::tag();
+    if let Some(n) = name {
+        maillog::set_tag(n);
+    }
+    maillog::log("info", text);
+    if let Some(t) = own {
+        maillog::set_tag(&t);
+    }
+}
+
+/// Run by master.
+pub fn main(args: Vec<OsString>) -> i32 {
+    crate::master::server::dgram_server(args, Some(pre_init), true, true, service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_date_host_and_colon() {
+        assert_eq!(
+            strip_prefix("Nov 25 19:09:07 host postfix/smtpd[12]: connect from x"),
+            (Some("postfix/smtpd[12]"), "connect from x")
+        );
+        assert_eq!(strip_prefix("Nov  5 1:2:3 h"), (None, ""));
+    }
+}

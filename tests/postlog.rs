@@ -1,0 +1,209 @@
+//! The mail log through postlogd, against Postfix 3.7.11: the same main.cf
+//! (`maillog_file`, a `postlog unix-dgram ... postlogd` service) and the
+//! same SMTP sessions (one accepted message put on HOLD by an access rule,
+//! one rejected recipient, one bare QUIT) on a running instance of each.
+//! The maillog lines of smtpd, cleanup and master must be the same once
+//! times, pids, queue IDs and ports are normalised, and every line must
+//! have Postfix's shape (`Mon DD HH:MM:SS host postfix/NAME[PID]: text`).
+//!
+//! Also: the file is written by postlogd (root, mode 0644) although smtpd
+//! runs as mail_owner, as with Postfix.
+//!
+//! The Postfix side runs when the reference exists and we are root; our
+//! side always runs and must match compat/golden/postlog/smtpd.log
+//! (recorded from the Postfix side with `ROSTFIX_RECORD=1`).
+
+mod common;
+use common::instance::{Instance, Side, is_root};
+use common::queue::reference;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const GOLDEN: &str = "compat/golden/postlog/smtpd.log";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn dialogue(port: u16, lines: &[&str]) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let read_reply = |s: &mut TcpStream, buf: &mut [u8]| {
+        let mut got = Vec::new();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            let n = s.read(buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if text.ends_with("\r\n")
+                && text
+                    .trim_end()
+                    .rsplit("\r\n")
+                    .next()
+                    .is_some_and(|l| l.as_bytes().get(3) == Some(&b' '))
+            {
+                break;
+            }
+        }
+    };
+    read_reply(&mut s, &mut buf);
+    for l in lines {
+        s.write_all(l.as_bytes()).unwrap();
+        s.write_all(b"\r\n").unwrap();
+        // Message text lines get no reply until the final dot.
+        let expects_reply = !(l.starts_with("Subject")
+            || l.starts_with("Message-ID")
+            || l.is_empty()
+            || *l == "body");
+        if expects_reply {
+            read_reply(&mut s, &mut buf);
+        }
+    }
+}
+
+/// The normalised lines of smtpd, cleanup and master, sorted.
+fn normalise(log: &str, port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in log.lines() {
+        // "Mon DD HH:MM:SS host tag[pid]: text"
+        let b = l.as_bytes();
+        assert!(
+            b.len() > 16
+                && b[0].is_ascii_uppercase()
+                && b[3] == b' '
+                && b[4].is_ascii_digit()
+                && b[5].is_ascii_digit()
+                && b[6] == b' '
+                && b[9] == b':'
+                && b[12] == b':'
+                && b[15] == b' ',
+            "not Postfix's line shape: {l:?}"
+        );
+        let rest = &l[16..];
+        let Some(rest) = rest.strip_prefix("test postfix/") else {
+            panic!("host and tag: {l:?}");
+        };
+        let (name, text) = rest.split_once(": ").expect(l);
+        let prog = name.split('[').next().unwrap();
+        assert!(
+            name.ends_with(']')
+                && name[prog.len() + 1..name.len() - 1]
+                    .bytes()
+                    .all(|c| c.is_ascii_digit()),
+            "{l:?}"
+        );
+        if !matches!(prog, "smtpd" | "cleanup") {
+            continue;
+        }
+        let mut t = text.replace(&port.to_string(), "PORT");
+        // Queue IDs: 10 or more upper-case hex digits before ": ".
+        if let Some((id, r)) = t.split_once(": ")
+            && id.len() >= 10
+            && id
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        {
+            t = format!("QUEUEID: {r}");
+        }
+        out.push(format!("{prog}: {t}"));
+    }
+    out.sort();
+    out
+}
+
+fn run(side: Side) -> Vec<String> {
+    let dir =
+        std::env::temp_dir().join(format!("rostfix-postlog-{}-{:?}", std::process::id(), side));
+    let port = free_port();
+    let extra = format!(
+        "mydestination = $myhostname, localhost\n\
+         alias_maps =\n\
+         local_recipient_maps =\n\
+         mynetworks = 127.0.0.1/32\n\
+         smtpd_client_restrictions = check_client_access cidr:{0}/conf/access\n\
+         smtpd_recipient_restrictions = check_recipient_access regexp:{0}/conf/rcpt, permit_mynetworks, reject_unauth_destination\n",
+        dir.display()
+    );
+    let mut inst = Instance::new(
+        side,
+        &dir,
+        &extra,
+        &[
+            ("access", "127.0.0.0/8 HOLD\n"),
+            ("rcpt", "/^nobody@/ REJECT no such person\n"),
+        ],
+    );
+    if side == Side::Ours {
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), dir.join("bin/smtpd"));
+    }
+    let mut mcf = std::fs::read_to_string(dir.join("conf/master.cf")).unwrap();
+    mcf.push_str(&format!("127.0.0.1:{port} inet n - n - - smtpd\n"));
+    std::fs::write(dir.join("conf/master.cf"), mcf).unwrap();
+    inst.start();
+    dialogue(
+        port,
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<a@test.example>",
+            "RCPT TO:<nobody@test.example>",
+            "RCPT TO:<b@test.example>",
+            "DATA",
+            "Subject: x",
+            "Message-ID: <1@test.example>",
+            "",
+            "body",
+            ".",
+            "QUIT",
+        ],
+    );
+    dialogue(port, &["QUIT"]);
+    let t = Instant::now();
+    while inst.log().matches("disconnect from").count() < 2 && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = inst.log();
+    if is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dir.join("maillog")).unwrap();
+        assert_eq!(m.uid(), 0, "maillog_file owner ({side:?})");
+        assert_eq!(m.mode() & 0o777, 0o644, "maillog_file mode ({side:?})");
+    }
+    inst.stop();
+    normalise(&log, port)
+}
+
+#[test]
+fn smtpd_log_lines_through_postlogd_match_postfix() {
+    let ours = run(Side::Ours);
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("QUEUEID: client=localhost[127.0.0.1]")),
+        "{ours:#?}"
+    );
+    let golden = if reference().is_some() && is_root() {
+        let pf = run(Side::Postfix);
+        if std::env::var_os("ROSTFIX_RECORD").is_some() {
+            std::fs::create_dir_all("compat/golden/postlog").unwrap();
+            std::fs::write(GOLDEN, pf.join("\n") + "\n").unwrap();
+        }
+        pf
+    } else {
+        eprintln!("SKIP: live comparison needs the reference Postfix and root; using {GOLDEN}");
+        std::fs::read_to_string(GOLDEN)
+            .expect("golden file")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(ours, golden, "ours (left) vs Postfix (right)");
+}
