@@ -6,7 +6,8 @@
 //! DNS-based checks (reject_unknown_*_hostname/domain, reject_rbl_client,
 //! reject_rhsbl_*) ask a [`Dns`] implementation; the default one uses the
 //! system resolver (getaddrinfo: /etc/hosts and A/AAAA records), see
-//! compat/DIVERGENCES.md. check_policy_service, permit_mx_backup,
+//! compat/DIVERGENCES.md. check_policy_service is in [`super::policy`]
+//! and [`super::policy_hook`]. permit_mx_backup,
 //! check_*_{mx,ns,a}_access and reject_unverified_* are not implemented:
 //! they log a warning and give Postfix's "Server configuration error".
 
@@ -32,7 +33,7 @@ pub enum Status {
 }
 
 /// Early exit with the verdict (Postfix's longjmp out of the checks).
-type R = Result<Status, Status>;
+pub(super) type R = Result<Status, Status>;
 
 /// A temporary DNS failure (the caller defers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +137,11 @@ pub struct Checker {
     pub allow_untrusted_routing: bool,
     pub rbl_reply: String,
     pub dns: Box<dyn Dns>,
+    /// `stress` (master's `-o stress=yes`), sent to policy servers.
+    pub stress: String,
+    pub smtputf8_enable: bool,
+    /// Default-action nesting of check_policy_service.
+    pub policy_nesting: u32,
 }
 
 fn parse_list(text: &str) -> Vec<String> {
@@ -298,6 +304,9 @@ impl Checker {
             allow_untrusted_routing: c.bool("allow_untrusted_routing"),
             rbl_reply: c.raw("default_rbl_reply"),
             dns: Box::new(SystemDns),
+            stress: c.str("stress"),
+            smtputf8_enable: c.bool("smtputf8_enable"),
+            policy_nesting: 0,
         };
         // Open every table named in a restriction list now, as Postfix does
         // before it drops privileges.
@@ -315,8 +324,12 @@ impl Checker {
         .cloned()
         .chain(ck.classes.values().cloned())
         .collect();
+        super::policy_hook::register_all(c, &lists);
         for list in lists {
             for (i, name) in list.iter().enumerate() {
+                if i > 0 && list[i - 1].eq_ignore_ascii_case("check_policy_service") {
+                    continue;
+                }
                 let table = if name.contains(':') {
                     Some(name.clone())
                 } else if MAP_COMMANDS.iter().any(|m| m.eq_ignore_ascii_case(name)) {
@@ -397,7 +410,7 @@ impl Checker {
         )
     }
 
-    fn server_error(&mut self, st: &mut State) -> Status {
+    pub(super) fn server_error(&mut self, st: &mut State) -> Status {
         self.reject(
             st,
             error_class::SOFTWARE,
@@ -1076,11 +1089,23 @@ impl Checker {
                         None => Status::Dunno,
                     }
                 }
+                "check_policy_service" => match next.clone().filter(|n| n.contains(':')) {
+                    None => {
+                        st.warn(
+                            "restriction check_policy_service must be followed by transport:server"
+                                .into(),
+                        );
+                        return Err(self.server_error(st));
+                    }
+                    Some(server) => {
+                        i += 1;
+                        self.check_policy_service(st, &server, reply_name, class, def_acl)?
+                    }
+                },
                 _ => {
                     if let Some(l) = self.classes.get(name).cloned() {
                         self.generic(st, &l, reply_name, class, def_acl)?
                     } else if MAP_COMMANDS.iter().any(|m| m.eq_ignore_ascii_case(name))
-                        || lname == "check_policy_service"
                         || lname == "permit_mx_backup"
                         || lname.starts_with("reject_unverified_")
                     {
@@ -1477,7 +1502,7 @@ impl Checker {
 
     /// check_table_result(): act on an access(5) table value.
     #[allow(clippy::too_many_arguments)]
-    fn table_result(
+    pub(super) fn table_result(
         &mut self,
         st: &mut State,
         table: &str,

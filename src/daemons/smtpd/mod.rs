@@ -21,6 +21,8 @@
 pub mod check;
 pub mod cleanup_sink;
 pub mod conf;
+pub mod policy;
+pub mod policy_hook;
 pub mod proto;
 pub mod resolve;
 pub mod server;

@@ -859,6 +859,8 @@ impl<'a> Session<'a> {
     fn mail_reset(&mut self) {
         self.msg_size = 0;
         self.act_size = 0;
+        self.st.size = 0;
+        self.st.instance.clear();
         if let Some(tx) = self.tx.take() {
             tx.abort();
         }
@@ -1128,7 +1130,10 @@ impl<'a> Session<'a> {
                     return false;
                 }
                 match a[5..].parse::<i64>() {
-                    Ok(n) => self.msg_size = n as u64,
+                    Ok(n) => {
+                        self.msg_size = n as u64;
+                        self.st.size = self.msg_size;
+                    }
                     Err(_) => {
                         self.st.error_mask |= error_class::POLICY;
                         self.reply("552 5.3.4 Message size exceeds file system imposed limit");
@@ -1201,6 +1206,18 @@ impl<'a> Session<'a> {
             };
         }
         self.arrival = now();
+        let t = self
+            .arrival
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.st.instance = format!(
+            "{:x}.{:x}.{:x}.{:x}",
+            std::process::id(),
+            t.as_secs(),
+            t.subsec_micros(),
+            self.st.seqno
+        );
+        self.st.seqno += 1;
         self.st.sender = Some(addr);
         self.dsn_envid = envid;
         self.reply("250 2.1.0 Ok");
@@ -1700,6 +1717,7 @@ impl<'a> Session<'a> {
             self.st.warn(format!("{q}: queue file size limit exceeded"));
         } else {
             self.act_size += len + 2;
+            self.st.size = self.act_size;
             if let Some(tx) = self.tx.as_mut() {
                 tx.record(kind, data);
             }

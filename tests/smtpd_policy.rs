@@ -1,0 +1,504 @@
+//! smtpd's check_policy_service, client rate/concurrency limits (anvil) and
+//! stress mode, compared with Postfix 3.7.11: both run as whole instances
+//! (master, smtpd, cleanup) with the same main.cf, a scripted policy
+//! server answers both, dialogues come from 127.0.0.2 with mynetworks =
+//! 127.0.0.1/32, and the replies, the smtpd log lines and the policy
+//! requests must be the same after normalising queue IDs, pids, ports and
+//! dates. Needs root and the reference binaries (CI has both); without
+//! the reference the tests fail rather than pass silently, unless
+//! ROSTFIX_NO_REFERENCE=1 says to skip them.
+
+mod common;
+
+use common::instance::{Instance, Side, is_root};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn reference_available() -> bool {
+    if common::queue::reference().is_some() && is_root() {
+        return true;
+    }
+    if std::env::var_os("ROSTFIX_NO_REFERENCE").is_some() {
+        eprintln!("skipped: no Postfix reference / not root");
+        return false;
+    }
+    panic!(
+        "Postfix 3.7.11 reference binaries and root are required (ROSTFIX_NO_REFERENCE=1 to skip)"
+    );
+}
+
+fn scratch(tag: &str) -> std::path::PathBuf {
+    // maillog_file must be under a prefix Postfix accepts: Instance sets
+    // maillog_file_prefixes to the instance dir.
+    std::path::PathBuf::from(format!("/tmp/s5-policy-tests/{}-{tag}", std::process::id()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+type Request = Vec<(String, String)>;
+
+/// The scripted policy server: the answer depends on the recipient's
+/// local part. Records every request (attributes in order).
+struct PolicyServer {
+    port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<Mutex<u32>>,
+}
+
+fn answer_for(req: &[(String, String)]) -> Option<String> {
+    let get = |n: &str| {
+        req.iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let state = get("protocol_state");
+    let rcpt = get("recipient");
+    let local = rcpt.split('@').next().unwrap_or("").to_string();
+    if state == "DATA" || state == "END-OF-MESSAGE" {
+        return Some("action=DUNNO\n\n".to_string());
+    }
+    Some(match local.as_str() {
+        "reject" => "action=REJECT not today\n\n".into(),
+        "reject-plain" => "action=REJECT\n\n".into(),
+        "defer" => "action=DEFER 4.7.9 later please\n\n".into(),
+        "code550" => "action=550 5.7.0 custom policy text\n\n".into(),
+        "code450" => "action=450 no dsn here\n\n".into(),
+        "ok" => "action=OK\n\n".into(),
+        "hold" => "action=HOLD held by policy\n\n".into(),
+        "discard" => "action=DISCARD\n\n".into(),
+        "prepend" => "action=PREPEND X-Policy: seen\n\n".into(),
+        "filter" => "action=FILTER smtp:[127.0.0.1]:10025\n\n".into(),
+        "redirect" => "action=REDIRECT other@example.org\n\n".into(),
+        "dip" => "action=DEFER_IF_PERMIT wait a bit\n\n".into(),
+        "class" => "action=policy_class\n\n".into(),
+        "extra" => "foo=bar\naction=REJECT with extras\nbaz=1\n\n".into(),
+        "noaction" => "foo=bar\n\n".into(),
+        "warn" => "action=WARN looked at it\n\n".into(),
+        "info" => "action=INFO noted\n\n".into(),
+        "bogus" => "action=WHATEVER\n\n".into(),
+        "noeq" => "action\n\n".into(),
+        "close" => return None,
+        "slow" => {
+            std::thread::sleep(Duration::from_millis(2500));
+            "action=DUNNO\n\n".into()
+        }
+        _ => "action=DUNNO\n\n".into(),
+    })
+}
+
+impl PolicyServer {
+    fn start() -> PolicyServer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let (rq, cn) = (requests.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming().take(500) {
+                let Ok(s) = s else { continue };
+                *cn.lock().unwrap() += 1;
+                let rq = rq.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut r = BufReader::new(s.try_clone().unwrap());
+                    let mut w = s;
+                    for _ in 0..1000 {
+                        let mut req = Vec::new();
+                        loop {
+                            let mut line = String::new();
+                            match r.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            let line = line.trim_end_matches('\n');
+                            if line.is_empty() {
+                                break;
+                            }
+                            let (k, v) = line.split_once('=').unwrap_or((line, ""));
+                            req.push((k.to_string(), v.to_string()));
+                        }
+                        rq.lock().unwrap().push(req.clone());
+                        let a = answer_for(&req);
+                        match a {
+                            Some(a) => {
+                                if w.write_all(a.as_bytes()).is_err() {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        }
+                    }
+                });
+            }
+        });
+        PolicyServer {
+            port,
+            requests,
+            connections,
+        }
+    }
+    fn take(&self) -> Vec<Vec<(String, String)>> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+/// One side: an instance with smtpd (and anvil) in master.cf.
+fn instance(side: Side, tag: &str, main: &str, smtpd_port: u16, master_extra: &str) -> Instance {
+    let dir = scratch(&format!("{tag}-{side:?}"));
+    let inst = Instance::new(side, &dir, main, &[]);
+    let mut mcf = std::fs::read_to_string(dir.join("conf/master.cf")).unwrap();
+    mcf.push_str(&format!(
+        "127.0.0.1:{smtpd_port} inet n - n - - smtpd\n\
+         anvil unix - - n - 1 anvil\n{master_extra}"
+    ));
+    if side == Side::Ours {
+        for p in ["smtpd", "anvil"] {
+            let _ =
+                std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), dir.join("bin").join(p));
+        }
+    } else {
+        // Postfix's trivial-rewrite is its "rewrite" service, already there.
+    }
+    std::fs::write(dir.join("conf/master.cf"), mcf).unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.join("conf/master.cf"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    inst
+}
+
+fn connect(port: u16) -> TcpStream {
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Instant::now();
+    loop {
+        match rostfix::sys::net::connect_from("127.0.0.2".parse().unwrap(), to) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                return s;
+            }
+            Err(e) => {
+                assert!(t.elapsed() < Duration::from_secs(10), "connect: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn read_reply(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let t = String::from_utf8_lossy(&out);
+        if let Some(last) = t.trim_end_matches("\r\n").rsplit("\r\n").next()
+            && t.ends_with("\r\n")
+            && last.as_bytes().get(3) == Some(&b' ')
+        {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Run a dialogue: each command, its reply. Returns the transcript.
+fn dialogue(port: u16, cmds: &[&str]) -> Vec<String> {
+    let mut s = connect(port);
+    let mut out = vec![read_reply(&mut s)];
+    for c in cmds {
+        if s.write_all(format!("{c}\r\n").as_bytes()).is_err() {
+            out.push(format!("{c} -> (write failed)"));
+            break;
+        }
+        let r = read_reply(&mut s);
+        out.push(format!("{c} -> {r}"));
+        if r.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// Normalise queue IDs, pids and dates.
+fn norm(s: &str) -> String {
+    // A maillog_file date: "Mon DD HH:MM:SS host ".
+    let mut s = s.to_string();
+    let b = s.as_bytes();
+    if b.len() > 16
+        && b[3] == b' '
+        && b[6] == b' '
+        && b[9] == b':'
+        && b[12] == b':'
+        && let Some(i) = s[16..].find(' ')
+    {
+        s = s[16 + i + 1..].to_string();
+    }
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    // "[digits]:" -> "[PID]:"
+    while let Some(i) = rest.find('[') {
+        let after = &rest[i + 1..];
+        let n = after.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if n > 0 && after[n..].starts_with("]:") {
+            out.push_str(&rest[..i]);
+            out.push_str("[PID]:");
+            rest = &after[n + 2..];
+        } else {
+            out.push_str(&rest[..=i]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    // Queue IDs: words of 10-12 upper-case hex digits.
+    let mut res = String::new();
+    let mut word = String::new();
+    let flush = |w: &mut String, res: &mut String| {
+        let qid = (10..=12).contains(&w.len())
+            && w.bytes()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c));
+        res.push_str(if qid { "QUEUEID" } else { w });
+        w.clear();
+    };
+    for c in out.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut res);
+            res.push(c);
+        }
+    }
+    flush(&mut word, &mut res);
+    res
+}
+
+/// The smtpd and anvil log lines (normalised), minus start-up noise.
+fn smtpd_log(inst: &Instance) -> Vec<String> {
+    inst.log()
+        .lines()
+        .filter(|l| l.contains("/smtpd[") || l.contains("/anvil[") || l.contains("/master["))
+        .filter(|l| !l.contains("daemon started") && !l.contains("terminating on signal"))
+        .map(norm)
+        .collect()
+}
+
+fn norm_requests(reqs: Vec<Vec<(String, String)>>) -> Vec<String> {
+    reqs.into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|(k, v)| {
+                    let v = match k.as_str() {
+                        "client_port" | "server_port" => "PORT".into(),
+                        "instance" if !v.is_empty() => "INSTANCE".into(),
+                        "queue_id" if !v.is_empty() => "QUEUEID".into(),
+                        _ => v,
+                    };
+                    format!("{k}={v}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+struct Run {
+    replies: Vec<Vec<String>>,
+    log: Vec<String>,
+    requests: Vec<String>,
+    connections: u32,
+}
+
+fn run_side(
+    side: Side,
+    tag: &str,
+    main: &dyn Fn(u16) -> String,
+    dialogues: &[Vec<&str>],
+    settle: Duration,
+) -> Run {
+    let pol = PolicyServer::start();
+    let port = free_port();
+    let mut inst = instance(side, tag, &main(pol.port), port, "");
+    inst.start();
+    let mut replies = Vec::new();
+    for d in dialogues {
+        replies.push(dialogue(port, d).into_iter().map(|r| norm(&r)).collect());
+        // Let smtpd log the disconnect before the next session.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(settle);
+    inst.stop();
+    let log = smtpd_log(&inst)
+        .into_iter()
+        .map(|l| l.replace(&format!(":{}", pol.port), ":POLPORT"))
+        .collect();
+    Run {
+        replies,
+        log,
+        requests: norm_requests(pol.take()),
+        connections: *pol.connections.lock().unwrap(),
+    }
+}
+
+fn compare(tag: &str, a: &Run, b: &Run) {
+    for (x, y) in [("Postfix", a), ("ours", b)] {
+        eprintln!(
+            "== {tag} {x} replies:\n{}",
+            y.replies
+                .iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        eprintln!("== {tag} {x} log:\n{}", y.log.join("\n"));
+    }
+    assert_eq!(
+        a.replies, b.replies,
+        "{tag}: replies (Postfix left, ours right)"
+    );
+    assert_eq!(a.requests, b.requests, "{tag}: policy requests");
+    assert_eq!(a.log, b.log, "{tag}: log lines");
+}
+
+const BASE: &str = "mynetworks = 127.0.0.1/32\n\
+                    smtpd_client_event_limit_exceptions = 127.0.0.0/8\n\
+                    smtpd_restriction_classes = policy_class\n\
+                    policy_class = reject_unauth_destination, permit\n\
+                    smtpd_policy_service_retry_delay = 1s\n\
+                    relay_domains = example.com\n\
+                    mydestination =\n\
+                    local_recipient_maps =\n\
+                    alias_maps =\n";
+
+#[test]
+fn policy_actions_match_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let main = |p: u16| {
+        format!(
+            "{BASE}smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{p}, \
+             reject_unauth_destination\n\
+             smtpd_data_restrictions = check_policy_service inet:127.0.0.1:{p}\n"
+        )
+    };
+    let rcpts = [
+        "reject",
+        "reject-plain",
+        "defer",
+        "code550",
+        "code450",
+        "ok",
+        "hold",
+        "discard",
+        "prepend",
+        "filter",
+        "redirect",
+        "dip",
+        "class",
+        "extra",
+        "warn",
+        "info",
+        "bogus",
+        "dunno",
+    ];
+    let mut dialogues: Vec<Vec<&str>> = Vec::new();
+    let cmds: Vec<String> = rcpts
+        .iter()
+        .map(|r| format!("RCPT TO:<{r}@example.com>"))
+        .collect();
+    let mut d1 = vec!["EHLO client.example", "MAIL FROM:<s@example.net> SIZE=1234"];
+    for c in &cmds[..9] {
+        d1.push(c);
+    }
+    d1.push("RSET");
+    d1.push("MAIL FROM:<s@example.net>");
+    for c in &cmds[9..] {
+        d1.push(c);
+    }
+    d1.push("QUIT");
+    dialogues.push(d1);
+    dialogues.push(vec![
+        "HELO h.example",
+        "MAIL FROM:<>",
+        "RCPT TO:<dunno@example.com>",
+        "DATA",
+        "Subject: x\r\n\r\nbody\r\n.",
+        "QUIT",
+    ]);
+    let pf = run_side(
+        Side::Postfix,
+        "act",
+        &main,
+        &dialogues,
+        Duration::from_millis(300),
+    );
+    let us = run_side(
+        Side::Ours,
+        "act",
+        &main,
+        &dialogues,
+        Duration::from_millis(300),
+    );
+    assert!(pf.requests.len() >= rcpts.len(), "{:?}", pf.requests);
+    compare("actions", &pf, &us);
+    // One connection to the policy server for the whole process life.
+    assert_eq!(us.connections, pf.connections);
+}
+
+#[test]
+fn policy_server_failures_match_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let dead = free_port();
+    let main = move |p: u16| {
+        format!(
+            "{BASE}smtpd_policy_service_timeout = 1s\n\
+             smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{p}, \
+             check_policy_service {{ inet:127.0.0.1:{dead}, default_action=DUNNO, try_limit=1 }}, \
+             reject_unauth_destination\n\
+             smtpd_data_restrictions = check_policy_service unix:private/nowhere\n"
+        )
+    };
+    let dialogues = vec![vec![
+        "EHLO client.example",
+        "MAIL FROM:<s@example.net>",
+        "RCPT TO:<noaction@example.com>",
+        "RCPT TO:<close@example.com>",
+        "RCPT TO:<slow@example.com>",
+        "RCPT TO:<noeq@example.com>",
+        "RCPT TO:<dunno@example.com>",
+        "DATA",
+        "QUIT",
+    ]];
+    let pf = run_side(
+        Side::Postfix,
+        "fail",
+        &main,
+        &dialogues,
+        Duration::from_millis(300),
+    );
+    let us = run_side(
+        Side::Ours,
+        "fail",
+        &main,
+        &dialogues,
+        Duration::from_millis(300),
+    );
+    compare("failures", &pf, &us);
+}
