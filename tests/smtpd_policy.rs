@@ -502,3 +502,144 @@ fn policy_server_failures_match_postfix() {
     );
     compare("failures", &pf, &us);
 }
+
+/// A connection that has read the banner.
+struct Open(TcpStream);
+
+impl Open {
+    fn new(port: u16) -> (Open, String) {
+        let mut s = connect(port);
+        let b = read_reply(&mut s);
+        (Open(s), norm(&b))
+    }
+    fn cmd(&mut self, c: &str) -> String {
+        let _ = self.0.write_all(format!("{c}\r\n").as_bytes());
+        format!("{c} -> {}", norm(&read_reply(&mut self.0)))
+    }
+}
+
+fn run_limits(side: Side, stats_wait: Duration) -> (Vec<String>, Vec<String>) {
+    run_limits_with(side, stats_wait, "anvil_status_update_time = 1h\n", true)
+}
+
+fn run_limits_with(
+    side: Side,
+    stats_wait: Duration,
+    extra: &str,
+    all: bool,
+) -> (Vec<String>, Vec<String>) {
+    let port = free_port();
+    let main = "mynetworks = 127.0.0.1/32\n\
+                mydestination =\nlocal_recipient_maps =\nalias_maps =\n\
+                relay_domains = example.com\n\
+                smtpd_client_connection_count_limit = 2\n\
+                smtpd_client_connection_rate_limit = 5\n\
+                smtpd_client_message_rate_limit = 2\n\
+                smtpd_client_recipient_rate_limit = 3\n";
+    let main = format!("{main}{extra}");
+    let tag = if all { "limits" } else { "stats" };
+    let mut inst = instance(side, tag, &main, port, "");
+    inst.start();
+    let pause = || std::thread::sleep(Duration::from_millis(300));
+    let mut t = Vec::new();
+    let svc = format!("127.0.0.1:{port}");
+    let fix = |v: Vec<String>| -> Vec<String> {
+        v.into_iter().map(|l| l.replace(&svc, "SERVICE")).collect()
+    };
+    if !all {
+        let (mut a, ba) = Open::new(port);
+        t.push(ba);
+        t.push(a.cmd("QUIT"));
+        std::thread::sleep(stats_wait);
+        inst.stop();
+        return (fix(t), fix(smtpd_log(&inst)));
+    }
+    // Concurrency: two sessions open, the third is turned away.
+    let (mut a, ba) = Open::new(port);
+    t.push(ba);
+    pause();
+    let (mut b, bb) = Open::new(port);
+    t.push(bb);
+    pause();
+    let (mut c, bc) = Open::new(port);
+    t.push(bc);
+    pause();
+    t.push(c.cmd("QUIT"));
+    pause();
+    t.push(a.cmd("QUIT"));
+    pause();
+    t.push(b.cmd("QUIT"));
+    pause();
+    // Message and recipient rates.
+    let (mut d, bd) = Open::new(port);
+    t.push(bd);
+    for cmd in [
+        "EHLO client.example",
+        "MAIL FROM:<s@example.net>",
+        "RCPT TO:<a@example.com>",
+        "RCPT TO:<b@example.com>",
+        "RCPT TO:<c@example.com>",
+        "RCPT TO:<d@example.com>",
+        "VRFY e@example.com",
+        "RSET",
+        "MAIL FROM:<s@example.net>",
+        "RSET",
+        "MAIL FROM:<s@example.net>",
+        "QUIT",
+    ] {
+        t.push(d.cmd(cmd));
+    }
+    pause();
+    // Connection rate: this is the 5th connection, the 6th is refused.
+    for _ in 0..2 {
+        let (mut e, be) = Open::new(port);
+        t.push(be);
+        t.push(e.cmd("QUIT"));
+        pause();
+    }
+    std::thread::sleep(stats_wait);
+    inst.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    (fix(t), fix(smtpd_log(&inst)))
+}
+
+#[test]
+fn client_limits_match_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let (pt, pl) = run_limits(Side::Postfix, Duration::from_millis(300));
+    let (ot, ol) = run_limits(Side::Ours, Duration::from_millis(300));
+    eprintln!("== Postfix:\n{}\n{}", pt.join("\n"), pl.join("\n"));
+    eprintln!("== ours:\n{}\n{}", ot.join("\n"), ol.join("\n"));
+    assert_eq!(pt, ot, "replies");
+    assert_eq!(pl, ol, "log");
+}
+
+#[test]
+fn anvil_statistics_match_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let extra = "anvil_status_update_time = 2s\n";
+    let wait = Duration::from_millis(3000);
+    let (pt, pl) = run_limits_with(Side::Postfix, wait, extra, false);
+    let (ot, ol) = run_limits_with(Side::Ours, wait, extra, false);
+    // The dates in the statistics lines differ; their text must not.
+    let undate = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|l| match l.find(" at ") {
+                Some(i) if l.contains("statistics:") => format!("{} at DATE", &l[..i]),
+                _ => l,
+            })
+            .collect()
+    };
+    let (pl, ol) = (undate(pl), undate(ol));
+    assert!(
+        pl.iter()
+            .any(|l| l.contains("statistics: max connection rate 1/60s for (SERVICE:127.0.0.2)")),
+        "{pl:?}"
+    );
+    assert_eq!(pt, ot, "replies");
+    assert_eq!(pl, ol, "log");
+}

@@ -18,6 +18,7 @@
 //! `sendmail -bs` uses it); `smtpd -L 127.0.0.1:PORT` listens by itself
 //! until master hands it sockets (rostfix extension, for tests).
 
+pub mod anvil_clnt;
 pub mod check;
 pub mod cleanup_sink;
 pub mod conf;
@@ -180,6 +181,7 @@ fn logger(c: &conf::Conf) -> server::FileLogger {
 fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::server::Server) {
     let c = conf::Conf::new(srv.conf.clone());
     let mut cfg = proto::Config::from_conf(&c);
+    cfg.service = srv.options.service_name.clone();
     let mut ck = check::Checker::from_conf(&c);
     let mut sink = SINK
         .with(|s| s.borrow_mut().take())
