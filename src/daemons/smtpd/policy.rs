@@ -591,7 +591,7 @@ mod tests {
     #[test]
     fn service_overrides() {
         let (n, s) = parse_service(
-            "{ inet:127.0.0.1:9998, timeout=10s, default_action=DUNNO, try_limit=1, policy_context={a b} }",
+            "{ inet:127.0.0.1:9998, timeout=10s, default_action=DUNNO, try_limit=1, {policy_context = a b} }",
             &base(),
         )
         .unwrap();
