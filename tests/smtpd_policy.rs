@@ -64,7 +64,14 @@ fn answer_for(req: &[(String, String)]) -> Option<String> {
     let rcpt = get("recipient");
     let local = rcpt.split('@').next().unwrap_or("").to_string();
     if state == "DATA" || state == "END-OF-MESSAGE" {
-        return Some("action=DUNNO\n\n".to_string());
+        let sender = get("sender");
+        let a = match (state.as_str(), sender.split('@').next().unwrap_or("")) {
+            ("END-OF-MESSAGE", "eodreject") => "REJECT too big for me",
+            ("END-OF-MESSAGE", "eodprepend") => "PREPEND X-Late: yes",
+            ("DATA", "datadefer") => "DEFER come back later",
+            _ => "DUNNO",
+        };
+        return Some(format!("action={a}\n\n"));
     }
     Some(match local.as_str() {
         "reject" => "action=REJECT not today\n\n".into(),
@@ -107,37 +114,9 @@ impl PolicyServer {
                 let Ok(s) = s else { continue };
                 *cn.lock().unwrap() += 1;
                 let rq = rq.clone();
-                std::thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                    let mut r = BufReader::new(s.try_clone().unwrap());
-                    let mut w = s;
-                    for _ in 0..1000 {
-                        let mut req = Vec::new();
-                        loop {
-                            let mut line = String::new();
-                            match r.read_line(&mut line) {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => {}
-                            }
-                            let line = line.trim_end_matches('\n');
-                            if line.is_empty() {
-                                break;
-                            }
-                            let (k, v) = line.split_once('=').unwrap_or((line, ""));
-                            req.push((k.to_string(), v.to_string()));
-                        }
-                        rq.lock().unwrap().push(req.clone());
-                        let a = answer_for(&req);
-                        match a {
-                            Some(a) => {
-                                if w.write_all(a.as_bytes()).is_err() {
-                                    return;
-                                }
-                            }
-                            None => return,
-                        }
-                    }
-                });
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let r = BufReader::new(s.try_clone().unwrap());
+                std::thread::spawn(move || serve_policy(r, s, rq));
             }
         });
         PolicyServer {
@@ -146,8 +125,58 @@ impl PolicyServer {
             connections,
         }
     }
+    /// Also answer on a UNIX socket at `path`, into the same request list.
+    fn also_unix(&self, path: &std::path::Path) {
+        let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (rq, cn) = (self.requests.clone(), self.connections.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming().take(500) {
+                let Ok(s) = s else { continue };
+                *cn.lock().unwrap() += 1;
+                let rq = rq.clone();
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let r = BufReader::new(s.try_clone().unwrap());
+                std::thread::spawn(move || serve_policy(r, s, rq));
+            }
+        });
+    }
     fn take(&self) -> Vec<Vec<(String, String)>> {
         std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+/// Answer policy requests on one connection.
+fn serve_policy<S: Read + Write>(
+    mut r: BufReader<S>,
+    mut w: S,
+    rq: Arc<Mutex<Vec<Request>>>,
+) {
+    for _ in 0..1000 {
+        let mut req = Vec::new();
+        loop {
+            let mut line = String::new();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches('\n');
+            if line.is_empty() {
+                break;
+            }
+            let (k, v) = line.split_once('=').unwrap_or((line, ""));
+            req.push((k.to_string(), v.to_string()));
+        }
+        rq.lock().unwrap().push(req.clone());
+        match answer_for(&req) {
+            Some(a) => {
+                if w.write_all(a.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            None => return,
+        }
     }
 }
 
@@ -642,4 +671,83 @@ fn anvil_statistics_match_postfix() {
     );
     assert_eq!(pt, ot, "replies");
     assert_eq!(pl, ol, "log");
+}
+
+#[test]
+fn policy_data_states_match_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let run = |side: Side| -> Run {
+        let pol = PolicyServer::start();
+        let port = free_port();
+        let p = pol.port;
+        let main = format!(
+            "{BASE}smtpd_recipient_restrictions = check_policy_service \
+             {{ inet:127.0.0.1:{p}, {{policy_context = rcpt ctx}}, request_limit=2 }}, \
+             reject_unauth_destination\n\
+             smtpd_data_restrictions = check_policy_service inet:127.0.0.1:{p}\n\
+             smtpd_end_of_data_restrictions = check_policy_service unix:private/policy\n"
+        );
+        let mut inst = instance(side, "data", &main, port, "");
+        inst.start();
+        pol.also_unix(&inst.queue().join("private/policy"));
+        let dialogues: Vec<Vec<&str>> = vec![
+            vec![
+                "EHLO client.example",
+                "MAIL FROM:<s@example.net> SIZE=500",
+                "RCPT TO:<a@example.com>",
+                "RCPT TO:<hold@example.com>",
+                "RCPT TO:<prepend@example.com>",
+                "DATA",
+                "Subject: one\r\n\r\nbody\r\n.",
+                "MAIL FROM:<eodprepend@example.net>",
+                "RCPT TO:<b@example.com>",
+                "BDAT 21 LAST\r\nSubject: three\r\n\r\nx",
+                "MAIL FROM:<datadefer@example.net>",
+                "RCPT TO:<b@example.com>",
+                "DATA",
+                "RSET",
+                "MAIL FROM:<eodreject@example.net>",
+                "RCPT TO:<b@example.com>",
+                "DATA",
+                "Subject: two\r\n\r\nbody\r\n.",
+                "MAIL FROM:<again@example.net>",
+                "QUIT",
+            ],
+        ];
+        let mut replies = Vec::new();
+        for d in &dialogues {
+            replies.push(dialogue(port, d).into_iter().map(|r| norm(&r)).collect());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let queued = inst.files(&["incoming", "hold"]);
+        inst.stop();
+        let mut log: Vec<String> = smtpd_log(&inst)
+            .into_iter()
+            .map(|l| l.replace(&format!(":{p}"), ":POLPORT"))
+            .collect();
+        // Where the messages went (hold/ for HOLD).
+        log.extend(
+            queued
+                .iter()
+                .map(|f| format!("queue: {}", f.split('/').next().unwrap_or(""))),
+        );
+        Run {
+            replies,
+            log,
+            requests: norm_requests(pol.take()),
+            connections: *pol.connections.lock().unwrap(),
+        }
+    };
+    let pf = run(Side::Postfix);
+    let us = run(Side::Ours);
+    assert!(
+        pf.requests.iter().any(|r| r.contains("protocol_state=END-OF-MESSAGE")),
+        "{:?}\n{:?}",
+        pf.requests,
+        pf.log
+    );
+    compare("data", &pf, &us);
+    assert_eq!(pf.connections, us.connections, "policy connections");
 }

@@ -627,7 +627,7 @@ impl Checker {
         st.defer_if_permit.active = false;
         Self::reset(st);
         let (name, class) = if eod {
-            ("END-OF-DATA", NAME_EOD)
+            ("END-OF-MESSAGE", NAME_EOD)
         } else {
             ("DATA", NAME_DATA)
         };

@@ -1920,8 +1920,8 @@ impl<'a> Session<'a> {
             if let Some(tx) = self.tx.take() {
                 tx.abort();
             }
-            self.mail_reset();
-            self.rcpt_reset();
+            // Postfix (common_post_message_handling) drops the queue file
+            // but leaves the transaction as it was: a MAIL now is "nested".
             self.account(cmd, false);
             return;
         }
