@@ -148,11 +148,7 @@ impl PolicyServer {
 }
 
 /// Answer policy requests on one connection.
-fn serve_policy<S: Read + Write>(
-    mut r: BufReader<S>,
-    mut w: S,
-    rq: Arc<Mutex<Vec<Request>>>,
-) {
+fn serve_policy<S: Read + Write>(mut r: BufReader<S>, mut w: S, rq: Arc<Mutex<Vec<Request>>>) {
     for _ in 0..1000 {
         let mut req = Vec::new();
         loop {
@@ -692,30 +688,28 @@ fn policy_data_states_match_postfix() {
         let mut inst = instance(side, "data", &main, port, "");
         inst.start();
         pol.also_unix(&inst.queue().join("private/policy"));
-        let dialogues: Vec<Vec<&str>> = vec![
-            vec![
-                "EHLO client.example",
-                "MAIL FROM:<s@example.net> SIZE=500",
-                "RCPT TO:<a@example.com>",
-                "RCPT TO:<hold@example.com>",
-                "RCPT TO:<prepend@example.com>",
-                "DATA",
-                "Subject: one\r\n\r\nbody\r\n.",
-                "MAIL FROM:<eodprepend@example.net>",
-                "RCPT TO:<b@example.com>",
-                "BDAT 21 LAST\r\nSubject: three\r\n\r\nx",
-                "MAIL FROM:<datadefer@example.net>",
-                "RCPT TO:<b@example.com>",
-                "DATA",
-                "RSET",
-                "MAIL FROM:<eodreject@example.net>",
-                "RCPT TO:<b@example.com>",
-                "DATA",
-                "Subject: two\r\n\r\nbody\r\n.",
-                "MAIL FROM:<again@example.net>",
-                "QUIT",
-            ],
-        ];
+        let dialogues: Vec<Vec<&str>> = vec![vec![
+            "EHLO client.example",
+            "MAIL FROM:<s@example.net> SIZE=500",
+            "RCPT TO:<a@example.com>",
+            "RCPT TO:<hold@example.com>",
+            "RCPT TO:<prepend@example.com>",
+            "DATA",
+            "Subject: one\r\n\r\nbody\r\n.",
+            "MAIL FROM:<eodprepend@example.net>",
+            "RCPT TO:<b@example.com>",
+            "BDAT 21 LAST\r\nSubject: three\r\n\r\nx",
+            "MAIL FROM:<datadefer@example.net>",
+            "RCPT TO:<b@example.com>",
+            "DATA",
+            "RSET",
+            "MAIL FROM:<eodreject@example.net>",
+            "RCPT TO:<b@example.com>",
+            "DATA",
+            "Subject: two\r\n\r\nbody\r\n.",
+            "MAIL FROM:<again@example.net>",
+            "QUIT",
+        ]];
         let mut replies = Vec::new();
         for d in &dialogues {
             replies.push(dialogue(port, d).into_iter().map(|r| norm(&r)).collect());
@@ -743,11 +737,78 @@ fn policy_data_states_match_postfix() {
     let pf = run(Side::Postfix);
     let us = run(Side::Ours);
     assert!(
-        pf.requests.iter().any(|r| r.contains("protocol_state=END-OF-MESSAGE")),
+        pf.requests
+            .iter()
+            .any(|r| r.contains("protocol_state=END-OF-MESSAGE")),
         "{:?}\n{:?}",
         pf.requests,
         pf.log
     );
     compare("data", &pf, &us);
     assert_eq!(pf.connections, us.connections, "policy connections");
+}
+
+/// Stress mode as master hands it over (`-o stress=yes`; master does so
+/// only for services that listen on non-loopback addresses, which tests
+/// may not use): smtpd_hard_error_limit becomes 1, smtpd_junk_command_limit
+/// 1 and smtpd_timeout 10s, and policy servers are told `stress=yes`.
+#[test]
+fn stress_mode_matches_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let run = |side: Side| -> Run {
+        let pol = PolicyServer::start();
+        let port = free_port();
+        let p = pol.port;
+        let main = format!(
+            "{BASE}smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{p}, \
+             reject_unauth_destination\n"
+        );
+        let inst = instance(side, "stress", &main, port, "");
+        let mcf_path = inst.dir.join("conf/master.cf");
+        let mcf = std::fs::read_to_string(&mcf_path).unwrap().replace(
+            &format!("127.0.0.1:{port} inet n - n - - smtpd"),
+            &format!("127.0.0.1:{port} inet n - n - - smtpd -o stress=yes"),
+        );
+        std::fs::write(&mcf_path, mcf).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&mcf_path)
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        let mut inst = inst;
+        inst.start();
+        let mut t = Vec::new();
+        let (mut b, bb) = Open::new(port);
+        t.push(bb);
+        for c in [
+            "EHLO client.example",
+            "MAIL FROM:<s@example.net>",
+            "RCPT TO:<dunno@example.com>",
+            "BOGUS",
+            "NOOP",
+            "NOOP",
+            "NOOP",
+        ] {
+            t.push(b.cmd(c));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        inst.stop();
+        Run {
+            replies: vec![t],
+            log: smtpd_log(&inst),
+            requests: norm_requests(pol.take()),
+            connections: 0,
+        }
+    };
+    let pf = run(Side::Postfix);
+    let us = run(Side::Ours);
+    assert!(
+        pf.requests.iter().any(|r| r.contains("stress=yes")),
+        "{:?}",
+        pf.requests
+    );
+    compare("stress", &pf, &us);
 }
