@@ -181,9 +181,13 @@ fn instance(side: Side, tag: &str, main: &str, smtpd_port: u16, master_extra: &s
     let dir = scratch(&format!("{tag}-{side:?}"));
     let inst = Instance::new(side, &dir, main, &[]);
     let mut mcf = std::fs::read_to_string(dir.join("conf/master.cf")).unwrap();
+    // master_extra "-anvil" leaves the anvil service out.
+    let (anvil, master_extra) = match master_extra.strip_prefix("-anvil") {
+        Some(rest) => ("", rest),
+        None => ("anvil unix - - n - 1 anvil\n", master_extra),
+    };
     mcf.push_str(&format!(
-        "127.0.0.1:{smtpd_port} inet n - n - - smtpd\n\
-         anvil unix - - n - 1 anvil\n{master_extra}"
+        "127.0.0.1:{smtpd_port} inet n - n - - smtpd\n{anvil}{master_extra}"
     ));
     if side == Side::Ours {
         for p in ["smtpd", "anvil"] {
@@ -811,4 +815,36 @@ fn stress_mode_matches_postfix() {
         pf.requests
     );
     compare("stress", &pf, &us);
+}
+
+/// Without an anvil service in master.cf, smtpd warns and serves the
+/// client without limits, as Postfix does.
+#[test]
+fn missing_anvil_matches_postfix() {
+    if !reference_available() {
+        return;
+    }
+    let run = |side: Side| -> (Vec<String>, Vec<String>) {
+        let port = free_port();
+        let main = "mynetworks = 127.0.0.1/32\n\
+                    mydestination =\nlocal_recipient_maps =\nalias_maps =\n\
+                    relay_domains = example.com\n\
+                    smtpd_client_message_rate_limit = 2\n";
+        let mut inst = instance(side, "noanvil", main, port, "-anvil");
+        inst.start();
+        let (mut a, ba) = Open::new(port);
+        let mut t = vec![ba];
+        for c in ["HELO client.example", "MAIL FROM:<s@example.net>", "QUIT"] {
+            t.push(a.cmd(c));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        inst.stop();
+        (t, smtpd_log(&inst))
+    };
+    let (pt, pl) = run(Side::Postfix);
+    let (ot, ol) = run(Side::Ours);
+    eprintln!("== Postfix:\n{}\n{}", pt.join("\n"), pl.join("\n"));
+    eprintln!("== ours:\n{}\n{}", ot.join("\n"), ol.join("\n"));
+    assert_eq!(pt, ot, "replies");
+    assert_eq!(pl, ol, "log");
 }

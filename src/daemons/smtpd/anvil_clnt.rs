@@ -14,6 +14,8 @@ pub const ANVIL_PATH: &str = "private/anvil";
 pub struct AnvilClient {
     conn: Option<BufReader<UnixStream>>,
     timeout: Duration,
+    /// The errno of the last failed attempt (Postfix's %m).
+    errno: Option<i32>,
 }
 
 fn read_attrs(r: &mut BufReader<UnixStream>) -> Option<Vec<(String, String)>> {
@@ -40,6 +42,7 @@ impl AnvilClient {
         AnvilClient {
             conn: None,
             timeout,
+            errno: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl AnvilClient {
                 }
             }
             Err(e) => {
+                self.errno = e.raw_os_error();
                 warn(format!(
                     "connect to {ANVIL_PATH}: {}",
                     crate::sys::strerror(e.raw_os_error().unwrap_or(0))
@@ -99,6 +103,7 @@ impl AnvilClient {
             .collect();
         let req = format!("request={request}\nident={ident}\n\n").into_bytes();
         for attempt in 0..2 {
+            self.errno = None;
             if self.open(warn)
                 && let Some(a) = self.once(&req)
             {
@@ -106,10 +111,18 @@ impl AnvilClient {
                 return ok.then_some(a);
             }
             self.conn = None;
+            let quiet = matches!(
+                self.errno,
+                None | Some(libc::EPIPE) | Some(libc::ENOENT) | Some(libc::ECONNRESET)
+            );
+            if attempt == 1 || !quiet {
+                let text = match self.errno {
+                    Some(e) => crate::sys::strerror(e),
+                    None => "Application error".to_string(),
+                };
+                warn(format!("problem talking to server {ANVIL_PATH}: {text}"));
+            }
             if attempt == 1 {
-                warn(format!(
-                    "problem talking to server {ANVIL_PATH}: Application error"
-                ));
                 return None;
             }
             std::thread::sleep(Duration::from_secs(1));
