@@ -12,6 +12,7 @@ use std::ffi::OsString;
 type Entry = fn(Vec<OsString>) -> i32;
 
 const PROGRAMS: &[(&str, Entry)] = &[
+    ("anvil", daemons::anvil::main),
     ("bounce", daemons::bounce::main),
     ("cleanup", daemons::cleanup::main),
     ("demo", commands::demo::main),

@@ -2,6 +2,7 @@
 //! privilege as their callers are also libraries (DESIGN.md §2).
 
 pub mod agents;
+pub mod anvil;
 pub mod bounce;
 pub mod cleanup;
 pub mod flush;

@@ -612,6 +612,19 @@ impl Master {
         let now = Instant::now();
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
+        // Entering stress mode restarts the service (a new status channel),
+        // so that the processes it has now exit when their client is done
+        // and are replaced by stress-mode ones, as Postfix's master_avail.
+        let entering = {
+            let s = &self.services[i];
+            s.def.stress_arg.is_some()
+                && s.def.max_proc != 0
+                && s.total + 1 >= s.def.max_proc
+                && s.stress_expire.is_none_or(|t| t < now)
+        };
+        if entering {
+            self.restart_service(i);
+        }
         let s = &mut self.services[i];
         let mut args = s.def.args.clone();
         if let Some(k) = s.def.stress_arg {

@@ -552,6 +552,154 @@ pub fn trigger_server(
     }
 }
 
+/// A client broke the protocol: drop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropClient;
+
+/// A service with many concurrent clients in one process (Postfix's
+/// multi_server), such as anvil.
+pub trait MultiService {
+    /// A client connected: what to send it first (a protocol greeting).
+    fn accept(&mut self, id: u64) -> Vec<u8>;
+    /// Bytes arrived from a client: consume the complete requests at the
+    /// front of `input` and return the replies; `Err` drops the client.
+    fn input(&mut self, id: u64, input: &mut Vec<u8>) -> Result<Vec<u8>, DropClient>;
+    /// A client went away.
+    fn disconnect(&mut self, id: u64);
+    /// Periodic work; how long until the next call (`None`: no timer).
+    fn tick(&mut self, server: &Server) -> Option<Duration>;
+    /// The process is about to exit (idle, or master went away).
+    fn exit(&mut self);
+    /// The smallest max_idle the service accepts (seconds).
+    fn min_idle(&self, _server: &Server) -> i64 {
+        0
+    }
+}
+
+/// Run a multi-client server. Returns the exit status.
+pub fn multi_server(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    service: &mut dyn MultiService,
+) -> i32 {
+    use std::os::fd::AsRawFd;
+    let Setup {
+        server,
+        _status,
+        listeners,
+        lock: _lock,
+        generation,
+        max_idle,
+        max_use: _,
+    } = setup(args, pre_init, false);
+    let max_idle = if max_idle > 0 {
+        max_idle.max(service.min_idle(&server))
+    } else {
+        max_idle
+    };
+    let mut clients: Vec<(u64, Conn, Vec<u8>)> = Vec::new();
+    let mut next_id = 0u64;
+    let mut idle_since = Instant::now();
+    let fd_of = |c: &Conn| match c {
+        Conn::Tcp(s) => s.as_raw_fd(),
+        Conn::Unix(s) => s.as_raw_fd(),
+    };
+    loop {
+        let next = service.tick(&server);
+        let mut wait = next;
+        if clients.is_empty() && max_idle > 0 {
+            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
+            if left.is_zero() {
+                if msg::verbose() > 0 {
+                    msg::info("idle timeout -- exiting");
+                }
+                service.exit();
+                return 0;
+            }
+            wait = Some(wait.map_or(left, |w| w.min(left)));
+        }
+        let ms = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
+        let mut fds: Vec<i32> = server.listen_fds.clone();
+        fds.extend(clients.iter().map(|(_, c, _)| fd_of(c)));
+        fds.push(STATUS_FD);
+        let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
+            msg::fatal(&format!(
+                "select: {}",
+                crate::global::config_file::errno_text(&e)
+            ))
+        });
+        if ready.last() == Some(&true) {
+            if msg::verbose() > 0 {
+                msg::info("master disconnect -- exiting");
+            }
+            service.exit();
+            return 0;
+        }
+        let nl = listeners.len();
+        // Clients first (indices shift when one goes away).
+        let mut gone = Vec::new();
+        for (k, (id, conn, buf)) in clients.iter_mut().enumerate() {
+            if !ready[nl + k] {
+                continue;
+            }
+            let mut tmp = [0u8; 4096];
+            let n = conn.read(&mut tmp).unwrap_or(0);
+            if n == 0 {
+                gone.push(k);
+                continue;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+            if buf.len() > 1 << 20 {
+                gone.push(k);
+                continue;
+            }
+            match service.input(*id, buf) {
+                Ok(out) => {
+                    if !out.is_empty() && conn.write_all(&out).is_err() {
+                        gone.push(k);
+                    }
+                }
+                Err(DropClient) => gone.push(k),
+            }
+        }
+        for k in gone.into_iter().rev() {
+            let (id, _, _) = clients.remove(k);
+            service.disconnect(id);
+            if clients.is_empty() {
+                idle_since = Instant::now();
+                notify(generation, STAT_AVAIL);
+            }
+        }
+        for (k, r) in ready.iter().enumerate().take(nl) {
+            if !r {
+                continue;
+            }
+            let conn = match &listeners[k] {
+                Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
+                    let _ = s.set_nonblocking(false);
+                    Conn::Tcp(s)
+                }),
+                Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
+                    let _ = s.set_nonblocking(false);
+                    Conn::Unix(s)
+                }),
+                Listener::Fifo(_) | Listener::Dgram(_) => None,
+            };
+            let Some(mut conn) = conn else { continue };
+            next_id += 1;
+            let hello = service.accept(next_id);
+            if !hello.is_empty() && conn.write_all(&hello).is_err() {
+                service.disconnect(next_id);
+                continue;
+            }
+            if clients.is_empty() {
+                notify(generation, STAT_TAKEN);
+            }
+            clients.push((next_id, conn, Vec::new()));
+        }
+    }
+}
+
 /// Postfix's DGRAM_BUF_SIZE: the longest datagram a dgram server reads.
 pub const DGRAM_BUF_SIZE: usize = 4096;
 

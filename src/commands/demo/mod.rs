@@ -17,6 +17,7 @@ const MASTER_CF: &str = include_str!("master.cf");
 const DAEMONS: &[&str] = &[
     "master",
     "smtpd",
+    "anvil",
     "pickup",
     "cleanup",
     "qmgr",

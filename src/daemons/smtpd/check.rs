@@ -8,9 +8,10 @@
 //! check_*_{mx,ns,a}_access, permit_mx_backup) ask a [`Dns`]
 //! implementation; the default one is the shared hickory resolver of
 //! src/global/dns.rs (DNS only for dns_lookup(), /etc/hosts then DNS where
-//! Postfix calls getaddrinfo()). check_policy_service and
-//! reject_unverified_* are not implemented: they log a warning and give
-//! Postfix's "Server configuration error".
+//! Postfix calls getaddrinfo()). check_policy_service is in
+//! [`super::policy`] and [`super::policy_hook`]. reject_unverified_* is
+//! not implemented: it logs a warning and gives Postfix's "Server
+//! configuration error".
 
 use super::conf::Conf;
 use super::resolve::{
@@ -36,7 +37,7 @@ pub enum Status {
 }
 
 /// Early exit with the verdict (Postfix's longjmp out of the checks).
-type R = Result<Status, Status>;
+pub(super) type R = Result<Status, Status>;
 
 /// Host and DNSBL lookups.
 pub trait Dns {
@@ -163,6 +164,11 @@ pub struct Checker {
     pub inet_v6: bool,
     pub dns_rr_list_limit: usize,
     pub dns: Box<dyn Dns>,
+    /// `stress` (master's `-o stress=yes`), sent to policy servers.
+    pub stress: String,
+    pub smtputf8_enable: bool,
+    /// Default-action nesting of check_policy_service.
+    pub policy_nesting: u32,
 }
 
 fn parse_list(text: &str) -> Vec<String> {
@@ -390,6 +396,9 @@ impl Checker {
             // Postfix's var_dns_rr_list_limit (not a main.cf parameter).
             dns_rr_list_limit: 100,
             dns: Box::new(SystemDns),
+            stress: c.str("stress"),
+            smtputf8_enable: c.bool("smtputf8_enable"),
+            policy_nesting: 0,
         };
         // Open every table named in a restriction list now, as Postfix does
         // before it drops privileges.
@@ -407,8 +416,12 @@ impl Checker {
         .cloned()
         .chain(ck.classes.values().cloned())
         .collect();
+        super::policy_hook::register_all(c, &lists);
         for list in lists {
             for (i, name) in list.iter().enumerate() {
+                if i > 0 && list[i - 1].eq_ignore_ascii_case("check_policy_service") {
+                    continue;
+                }
                 let table = if name.contains(':') {
                     Some(name.clone())
                 } else if MAP_COMMANDS.iter().any(|m| m.eq_ignore_ascii_case(name)) {
@@ -492,7 +505,7 @@ impl Checker {
         )
     }
 
-    fn server_error(&mut self, st: &mut State) -> Status {
+    pub(super) fn server_error(&mut self, st: &mut State) -> Status {
         self.reject(
             st,
             error_class::SOFTWARE,
@@ -709,7 +722,7 @@ impl Checker {
         st.defer_if_permit.active = false;
         Self::reset(st);
         let (name, class) = if eod {
-            ("END-OF-DATA", NAME_EOD)
+            ("END-OF-MESSAGE", NAME_EOD)
         } else {
             ("DATA", NAME_DATA)
         };
@@ -1175,11 +1188,23 @@ impl Checker {
                         None => Status::Dunno,
                     }
                 }
+                "check_policy_service" => match next.clone().filter(|n| n.contains(':')) {
+                    None => {
+                        st.warn(
+                            "restriction check_policy_service must be followed by transport:server"
+                                .into(),
+                        );
+                        return Err(self.server_error(st));
+                    }
+                    Some(server) => {
+                        i += 1;
+                        self.check_policy_service(st, &server, reply_name, class, def_acl)?
+                    }
+                },
                 _ => {
                     if let Some(l) = self.classes.get(name).cloned() {
                         self.generic(st, &l, reply_name, class, def_acl)?
                     } else if MAP_COMMANDS.iter().any(|m| m.eq_ignore_ascii_case(name))
-                        || lname == "check_policy_service"
                         || lname.starts_with("reject_unverified_")
                     {
                         st.warn(format!(
@@ -1627,7 +1652,7 @@ impl Checker {
 
     /// check_table_result(): act on an access(5) table value.
     #[allow(clippy::too_many_arguments)]
-    fn table_result(
+    pub(super) fn table_result(
         &mut self,
         st: &mut State,
         table: &str,

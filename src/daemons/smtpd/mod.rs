@@ -18,11 +18,14 @@
 //! `sendmail -bs` uses it); `smtpd -L 127.0.0.1:PORT` listens by itself
 //! until master hands it sockets (rostfix extension, for tests).
 
+pub mod anvil_clnt;
 pub mod check;
 pub mod cleanup_sink;
 pub mod conf;
 pub mod expand;
 pub mod inbuf;
+pub mod policy;
+pub mod policy_hook;
 pub mod proto;
 pub mod resolve;
 pub mod server;
@@ -205,6 +208,7 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
             peername_lookup: c.bool("smtpd_peername_lookup"),
         }
     });
+    res.cfg.service = srv.options.service_name.clone();
     let mut sink = SINK
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| make_sink(&srv.conf));

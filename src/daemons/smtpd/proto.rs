@@ -3,6 +3,7 @@
 //! timeout, feeds [`Session::input`], and calls [`Session::eof`] or
 //! [`Session::timeout`] when the client goes away or goes quiet.
 
+use super::anvil_clnt;
 use super::check::{Checker, is_header};
 use super::conf::Conf;
 use super::sink::{self, EndInfo, MailStart, Recipient, RecordKind, Sink, Transaction, stat};
@@ -106,6 +107,19 @@ pub struct Config {
     pub xclient_hosts: MatchList,
     pub xforward_hosts: MatchList,
     pub timeout: Duration,
+    /// Client limits (anvil): connection count and rate, message and
+    /// recipient rate; 0 is no limit.
+    pub cconn_limit: u32,
+    pub crate_limit: u32,
+    pub cmail_limit: u32,
+    pub crcpt_limit: u32,
+    /// Is any limit set (then anvil is told about every client)?
+    pub anvil: bool,
+    /// smtpd_client_event_limit_exceptions.
+    pub hogger: MatchList,
+    /// The master.cf service name (anvil's ident, the limit warnings).
+    pub service: String,
+    pub ipc_timeout: Duration,
 }
 
 /// Bare-newline flags (smtpd_forbid_bare_newline).
@@ -209,6 +223,27 @@ impl Config {
                 &c.str("smtpd_authorized_xforward_hosts"),
             ),
             timeout: Duration::from_secs(c.time("smtpd_timeout")),
+            cconn_limit: c.int("smtpd_client_connection_count_limit"),
+            crate_limit: c.int("smtpd_client_connection_rate_limit"),
+            cmail_limit: c.int("smtpd_client_message_rate_limit"),
+            crcpt_limit: c.int("smtpd_client_recipient_rate_limit"),
+            anvil: [
+                "smtpd_client_connection_count_limit",
+                "smtpd_client_connection_rate_limit",
+                "smtpd_client_message_rate_limit",
+                "smtpd_client_recipient_rate_limit",
+                "smtpd_client_new_tls_session_rate_limit",
+                "smtpd_client_auth_rate_limit",
+            ]
+            .iter()
+            .any(|n| c.int(n) != 0),
+            hogger: namadr_list(
+                "smtpd_client_event_limit_exceptions",
+                FLAG_RETURN | match_parent_style(&pdms, "smtpd_client_event_limit_exceptions"),
+                &c.str("smtpd_client_event_limit_exceptions"),
+            ),
+            service: "smtpd".into(),
+            ipc_timeout: Duration::from_secs(c.time("ipc_timeout")),
         }
     }
 }
@@ -327,6 +362,8 @@ pub struct Session<'a> {
     bdat_chunk: u64,
     skip_reply: Option<String>,
     rcpt_overshoot: u32,
+    /// anvil's ident (`service:addr`) when this client is rate-controlled.
+    anvil_ident: Option<String>,
 }
 
 fn now() -> SystemTime {
@@ -485,7 +522,39 @@ impl<'a> Session<'a> {
             skip_reply: None,
             rcpt_overshoot: 0,
             skip_account: false,
+            anvil_ident: None,
         }
+    }
+
+    /// Tell anvil about a message/recipient event; the rate it reports.
+    fn anvil_rate(&mut self, what: &str) -> Option<u32> {
+        let ident = self.anvil_ident.clone()?;
+        let mut warns = Vec::new();
+        let r = anvil_clnt::with(self.cfg.ipc_timeout, |a| {
+            a.rate(what, &ident, &mut |w| warns.push(w))
+        });
+        for w in warns {
+            self.st.warn(w);
+        }
+        r
+    }
+
+    /// smtpd_client_recipient_rate_limit (RCPT and VRFY).
+    fn rcpt_rate_exceeded(&mut self) -> bool {
+        if self.cfg.crcpt_limit > 0
+            && let Some(rate) = self.anvil_rate("recipient")
+            && rate > self.cfg.crcpt_limit
+        {
+            self.st.error_mask |= error_class::POLICY;
+            let (na, svc) = (self.st.namaddr.clone(), self.cfg.service.clone());
+            self.st.warn(format!(
+                "Recipient address rate limit exceeded: {rate} from {na} for service {svc}"
+            ));
+            let t = format!("450 4.7.1 Error: too many recipients from {}", self.st.addr);
+            self.reply(&t);
+            return true;
+        }
+        false
     }
 
     fn take_events(&mut self) -> Vec<Event> {
@@ -640,6 +709,45 @@ impl<'a> Session<'a> {
                 return self.take_events();
             }
         }
+        if !self.st.stand_alone
+            && !self.xclient_allowed
+            && self.cfg.anvil
+            && !self.cfg.hogger.matches(&[&self.st.name, &self.st.addr])
+        {
+            let ident = format!("{}:{}", self.cfg.service, self.st.addr);
+            self.anvil_ident = Some(ident.clone());
+            let mut warns = Vec::new();
+            let r = anvil_clnt::with(self.cfg.ipc_timeout, |a| {
+                a.connect(&ident, &mut |w| warns.push(w))
+            });
+            for w in warns {
+                self.st.warn(w);
+            }
+            if let Some((count, rate)) = r {
+                let (na, svc) = (self.st.namaddr.clone(), self.cfg.service.clone());
+                let too_many = format!(
+                    "421 4.7.0 {} Error: too many connections from {}",
+                    self.cfg.myhostname, self.st.addr
+                );
+                if self.cfg.cconn_limit > 0 && count > self.cfg.cconn_limit {
+                    self.st.error_mask |= error_class::POLICY;
+                    self.st.warn(format!(
+                        "Connection concurrency limit exceeded: {count} from {na} for service {svc}"
+                    ));
+                    self.reply(&too_many);
+                    self.finish();
+                    return self.take_events();
+                }
+                if self.cfg.crate_limit > 0 && rate > self.cfg.crate_limit {
+                    self.st.warn(format!(
+                        "Connection rate limit exceeded: {rate} from {na} for service {svc}"
+                    ));
+                    self.reply(&too_many);
+                    self.finish();
+                    return self.take_events();
+                }
+            }
+        }
         if !self.st.stand_alone && !self.cfg.delay_reject {
             if let Some(err) = self.ck.check_client(&mut self.st) {
                 self.st.error_mask |= error_class::POLICY;
@@ -705,6 +813,15 @@ impl<'a> Session<'a> {
     fn finish(&mut self) {
         if self.mode == Mode::Closed {
             return;
+        }
+        if let Some(ident) = self.anvil_ident.take() {
+            let mut warns = Vec::new();
+            anvil_clnt::with(self.cfg.ipc_timeout, |a| {
+                a.disconnect(&ident, &mut |w| warns.push(w))
+            });
+            for w in warns {
+                self.st.warn(w);
+            }
         }
         if let Some(reason) = self.reason {
             let w = self.st.where_.clone();
@@ -1025,6 +1142,8 @@ impl<'a> Session<'a> {
     fn mail_reset(&mut self) {
         self.msg_size = 0;
         self.act_size = 0;
+        self.st.size = 0;
+        self.st.instance.clear();
         if let Some(tx) = self.tx.take() {
             tx.abort();
         }
@@ -1266,6 +1385,19 @@ impl<'a> Session<'a> {
             self.reply("501 5.5.4 Syntax: MAIL FROM:<address>");
             return false;
         }
+        if self.cfg.cmail_limit > 0
+            && let Some(rate) = self.anvil_rate("message")
+            && rate > self.cfg.cmail_limit
+        {
+            self.st.error_mask |= error_class::POLICY;
+            let t = format!("450 4.7.1 Error: too much mail from {}", self.st.addr);
+            self.reply(&t);
+            let (na, svc) = (self.st.namaddr.clone(), self.cfg.service.clone());
+            self.st.warn(format!(
+                "Message delivery request rate limit exceeded: {rate} from {na} for service {svc}"
+            ));
+            return false;
+        }
         if argv[2].error {
             self.st.error_mask |= error_class::PROTOCOL;
             self.reply("501 5.1.7 Bad sender address syntax");
@@ -1314,7 +1446,10 @@ impl<'a> Session<'a> {
                     return false;
                 }
                 match a[5..].parse::<i64>() {
-                    Ok(n) => self.msg_size = n as u64,
+                    Ok(n) => {
+                        self.msg_size = n as u64;
+                        self.st.size = self.msg_size;
+                    }
                     Err(_) => {
                         self.st.error_mask |= error_class::POLICY;
                         self.reply("552 5.3.4 Message size exceeds file system imposed limit");
@@ -1394,6 +1529,18 @@ impl<'a> Session<'a> {
             };
         }
         self.arrival = now();
+        let t = self
+            .arrival
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.st.instance = format!(
+            "{:x}.{:x}.{:x}.{:x}",
+            std::process::id(),
+            t.as_secs(),
+            t.subsec_micros(),
+            self.st.seqno
+        );
+        self.st.seqno += 1;
         self.st.sender = Some(addr);
         self.dsn_envid = envid;
         self.reply("250 2.1.0 Ok");
@@ -1414,6 +1561,9 @@ impl<'a> Session<'a> {
         if argv.len() < 3 || !argv[1].text.eq_ignore_ascii_case("to:") {
             self.st.error_mask |= error_class::PROTOCOL;
             self.reply("501 5.5.4 Syntax: RCPT TO:<address>");
+            return false;
+        }
+        if self.rcpt_rate_exceeded() {
             return false;
         }
         if argv[2].error {
@@ -1612,6 +1762,9 @@ impl<'a> Session<'a> {
                 }
             );
             self.reply(&t);
+            return false;
+        }
+        if self.rcpt_rate_exceeded() {
             return false;
         }
         let arg = argv[1..argc]
@@ -1945,6 +2098,7 @@ impl<'a> Session<'a> {
             self.st.warn(format!("{q}: queue file size limit exceeded"));
         } else {
             self.act_size += len + 2;
+            self.st.size = self.act_size;
             if let Some(tx) = self.tx.as_mut() {
                 tx.record(kind, data);
             }
@@ -2011,8 +2165,8 @@ impl<'a> Session<'a> {
             if let Some(tx) = self.tx.take() {
                 tx.abort();
             }
-            self.mail_reset();
-            self.rcpt_reset();
+            // Postfix (common_post_message_handling) drops the queue file
+            // but leaves the transaction as it was: a MAIL now is "nested".
             self.account(cmd, false);
             return;
         }

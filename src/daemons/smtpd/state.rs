@@ -61,6 +61,12 @@ pub struct State {
     pub where_: String,
     pub queue_id: Option<String>,
     pub rcpt_count: u32,
+    /// The mail transaction's instance id (policy `instance`), set at MAIL.
+    pub instance: String,
+    /// Per-session transaction counter for `instance`.
+    pub seqno: u32,
+    /// SIZE= or the bytes received so far (policy `size`).
+    pub size: u64,
     pub ill_pipelining: bool,
     pub smtputf8: bool,
 
