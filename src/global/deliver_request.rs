@@ -114,26 +114,6 @@ pub struct DeliveryRequest {
     pub rcpt: Vec<Recipient>,
 }
 
-/// The order in which Postfix's queue manager puts a message's recipients
-/// (qmgr_message_sort, after transport and destination): recipients with
-/// a domain first, by domain without case, then by address with case.
-pub fn rcpt_order(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    let da = a.rfind('@').map(|i| &a[i..]);
-    let db = b.rfind('@').map(|i| &b[i..]);
-    match (da, db) {
-        (None, Some(_)) => return Ordering::Greater,
-        (Some(_), None) => return Ordering::Less,
-        (Some(x), Some(y)) => {
-            let o = crate::util::casefold::casefold(x).cmp(&crate::util::casefold::casefold(y));
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        (None, None) => {}
-    }
-    a.as_bytes().cmp(b.as_bytes())
-}
 
 /// How one recipient's delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
