@@ -80,6 +80,39 @@ fn discard_service(conn: &mut Conn, s: &Server) {
     });
 }
 
+/// cleanup for local's forwarding, as the cleanup service would run it
+/// (its master.cf `-o` overrides, mail_owner's identity).
+fn forwarder(conf: &MailConf, delivered_to: bool) -> Option<crate::daemons::local::Forwarder> {
+    let cconf = crate::daemons::smtpd::cleanup_sink::cleanup_conf(conf);
+    let mut cleanup = match crate::daemons::cleanup::Cleanup::new(&cconf) {
+        Ok(c) => c,
+        Err(e) => {
+            msg::warn(&format!("cleanup configuration: {}", e.0));
+            return None;
+        }
+    };
+    // The skeleton made the queue directory the current directory.
+    cleanup.cf.queue.queue_directory = ".".into();
+    let s = |n: &str| conf.get_str(n, 0, 0).unwrap_or_default();
+    let owner = crate::sys::process::getpwnam(&s("mail_owner"))
+        .map(|p| (p.uid, p.gid))
+        .unwrap_or_else(|| (crate::sys::geteuid(), crate::sys::getegid()));
+    let syslog_name = conf
+        .get_str("syslog_name", 1, 0)
+        .unwrap_or_else(|_| "postfix".into());
+    Some(crate::daemons::local::Forwarder {
+        cleanup,
+        log: crate::daemons::logsink::MailLog::daemon(&syslog_name),
+        owner,
+        myhostname: s("myhostname"),
+        mail_name: s("mail_name"),
+        delivered_to,
+        queue_service: conf
+            .get_str("queue_service_name", 1, 0)
+            .unwrap_or_else(|_| "qmgr".into()),
+    })
+}
+
 fn local_service(conn: &mut Conn, s: &Server) {
     no_args(s);
     let cfg = LocalConfig::from_conf(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
@@ -97,9 +130,22 @@ fn local_service(conn: &mut Conn, s: &Server) {
             .filter(|w| !w.is_empty())
             .map(|w| w.to_string())
             .collect(),
+        forwarder: forwarder(&s.conf, cfg.deliver_hdr_forward()),
+        resolver: match crate::daemons::trivial_rewrite::TrivialRewrite::new(&s.conf) {
+            Ok(t) => Some(t),
+            Err(e) => msg::fatal(&e.0),
+        },
     };
     let mut agent = LocalAgent::new(cfg, &s.options.service_name, &mut env);
-    serve_with(conn, s, &mut |req| agent.deliver(req));
+    let qc = queue_conf(&s.conf);
+    deliver_proto::serve_ext(conn, &qc, &s.options.service_name, &mut |req| {
+        let results = agent.deliver(req);
+        deliver_proto::AgentDone {
+            results,
+            keep: agent.take_passed_deferred(),
+            ..Default::default()
+        }
+    });
 }
 
 fn virtual_service(conn: &mut Conn, s: &Server) {

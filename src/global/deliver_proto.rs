@@ -356,6 +356,38 @@ pub fn log_append(
         .open(&rel)?;
     chown(&rel);
     crate::sys::lock::flock(&f, crate::sys::lock::LockOp::Exclusive)?;
+    // What the bounce daemon does to everything it is given (printable()
+    // with '?'): a multi-line server reply stays on one line.
+    let neuter = |t: &str| -> String {
+        t.chars()
+            .map(|c| {
+                if c.is_ascii() && !(' '..='~').contains(&c) {
+                    '?'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    };
+    let rcpt = &Recipient {
+        address: neuter(&rcpt.address),
+        orig_addr: neuter(&rcpt.orig_addr),
+        dsn_orcpt: neuter(&rcpt.dsn_orcpt),
+        ..rcpt.clone()
+    };
+    let fm = dsn.formal();
+    let dsn = &Dsn {
+        status: neuter(&dsn.status),
+        reason: neuter(&dsn.reason),
+        formal: None,
+    };
+    let (dtype, dtext, mtype, mname) = (
+        neuter(&fm.dtype),
+        neuter(&fm.dtext),
+        neuter(&fm.mtype),
+        neuter(&fm.mname),
+    );
+    let action = neuter(action);
     let q = |a: &str| {
         if a.is_empty() {
             String::new()
@@ -389,6 +421,12 @@ pub fn log_append(
         s.push_str(&format!("status={}\n", dsn.status));
     }
     s.push_str(&format!("action={action}\n"));
+    if !dtype.is_empty() && !dtext.is_empty() {
+        s.push_str(&format!("diag_type={dtype}\ndiag_text={dtext}\n"));
+    }
+    if !mtype.is_empty() && !mname.is_empty() {
+        s.push_str(&format!("mta_type={mtype}\nmta_mname={mname}\n"));
+    }
     if !dsn.reason.is_empty() {
         s.push_str(&format!("reason={}\n", dsn.reason));
     }
@@ -412,8 +450,27 @@ pub fn mark_done(file: &mut std::fs::File, offset: i64) -> io::Result<()> {
 /// results was deferred. The agents log their own lines. Returns the final
 /// status for the client.
 pub fn record_results(qc: &QueueConf, req: &DeliveryRequest, results: &[RecipientResult]) -> i32 {
-    let mut status = DEL_STAT_FINAL;
+    record_results_keep(qc, req, results, &[])
+}
+
+/// [`record_results`], leaving the recipients in `keep` (indices) undone.
+pub fn record_results_keep(
+    qc: &QueueConf,
+    req: &DeliveryRequest,
+    results: &[RecipientResult],
+    keep: &[usize],
+) -> i32 {
+    let mut status = if keep.is_empty() {
+        DEL_STAT_FINAL
+    } else {
+        DEL_STAT_DEFER
+    };
     let mut deferred = vec![false; req.rcpt.len()];
+    for &k in keep {
+        if let Some(d) = deferred.get_mut(k) {
+            *d = true;
+        }
+    }
     let mut failed = vec![false; req.rcpt.len()];
     for r in results {
         let (service, action) = match r.outcome {
@@ -482,6 +539,23 @@ pub fn check_queue_file(qc: &QueueConf, req: &mut DeliveryRequest) -> Result<(),
     Ok(())
 }
 
+/// What an agent hands back for one request beyond the per-recipient
+/// results.
+#[derive(Debug, Clone, Default)]
+pub struct AgentDone {
+    pub results: Vec<RecipientResult>,
+    /// The site-level status (request->hop_status): set when the agent
+    /// throttled the destination (the queue manager then defers the rest
+    /// of the destination's mail with it).
+    pub hop: HopStatus,
+    /// The request could not be processed (a corrupt queue file): nothing
+    /// is marked done and the final status is [`DEL_STAT_DEFER`].
+    pub incomplete: bool,
+    /// Request recipients (by index) that another agent deferred and
+    /// recorded (deliver_pass): not marked done, nothing logged here.
+    pub keep: Vec<usize>,
+}
+
 /// The agent side of one connection: greet, read the request, let
 /// `deliver` do the work and return the per-recipient results (the agent
 /// logs them), record them, answer, wait for the client to close. A
@@ -491,6 +565,20 @@ pub fn serve<S: Read + Write>(
     qc: &QueueConf,
     transport: &str,
     deliver: &mut dyn FnMut(&DeliveryRequest) -> Vec<RecipientResult>,
+) {
+    serve_ext(stream, qc, transport, &mut |req| AgentDone {
+        results: deliver(req),
+        ..Default::default()
+    })
+}
+
+/// [`serve`] for agents that also report a hop status or an incomplete
+/// request.
+pub fn serve_ext<S: Read + Write>(
+    stream: &mut S,
+    qc: &QueueConf,
+    transport: &str,
+    deliver: &mut dyn FnMut(&DeliveryRequest) -> AgentDone,
 ) {
     if stream
         .write_all(&attr0::encode(&[("protocol", PROTO_DELIVER)]))
@@ -516,10 +604,14 @@ pub fn serve<S: Read + Write>(
     if req.stats.agent_handoff.0 == 0 {
         req.stats.agent_handoff = now();
     }
-    let results = deliver(&req);
-    let status = record_results(qc, &req, &results);
+    let done = deliver(&req);
+    let status = if done.incomplete {
+        DEL_STAT_DEFER
+    } else {
+        record_results_keep(qc, &req, &done.results, &done.keep)
+    };
     let reply = Reply {
-        hop: HopStatus::default(),
+        hop: done.hop,
         status,
     };
     if stream

@@ -114,6 +114,7 @@ pub struct DeliveryRequest {
     pub rcpt: Vec<Recipient>,
 }
 
+
 /// How one recipient's delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -145,13 +146,30 @@ impl Outcome {
     }
 }
 
-/// An enhanced status code with its reason text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An enhanced status code with its reason text, and the optional formal
+/// parts of Postfix's DSN structure: the diagnostic (type `smtp` with the
+/// server's reply, type `x-unix` with a command's output) and the remote
+/// MTA (type `dns` with its host name) that bounce notices show as
+/// `Diagnostic-Code:` and `Remote-MTA:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dsn {
     /// `x.y.z`.
     pub status: String,
     /// The free text.
     pub reason: String,
+    /// The formal parts, when there are any (boxed: most DSNs have none).
+    pub formal: Option<Box<DsnFormal>>,
+}
+
+/// The formal parts of a DSN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DsnFormal {
+    /// Diagnostic type (`smtp`, `x-unix`) and text, both or neither.
+    pub dtype: String,
+    pub dtext: String,
+    /// Remote MTA type (`dns`) and name, both or neither.
+    pub mtype: String,
+    pub mname: String,
 }
 
 impl Dsn {
@@ -159,7 +177,39 @@ impl Dsn {
         Dsn {
             status: status.to_string(),
             reason: reason.into(),
+            formal: None,
         }
+    }
+
+    /// With a UNIX diagnostic (dsb_unix): a command's output or exit text.
+    pub fn unix(status: &str, dtext: impl Into<String>, reason: impl Into<String>) -> Dsn {
+        Dsn {
+            status: status.to_string(),
+            reason: reason.into(),
+            formal: Some(Box::new(DsnFormal {
+                dtype: "x-unix".into(),
+                dtext: dtext.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// With the remote MTA (`dns; name`) and, when there was one, its reply
+    /// as an SMTP diagnostic (dsb_formal in the SMTP client).
+    pub fn with_mta(mut self, mname: &str, reply: Option<&str>) -> Dsn {
+        let f = self.formal.get_or_insert_with(Default::default);
+        f.mtype = "dns".into();
+        f.mname = mname.to_string();
+        if let Some(r) = reply {
+            f.dtype = "smtp".into();
+            f.dtext = r.to_string();
+        }
+        self
+    }
+
+    /// The formal parts (empty strings when there are none).
+    pub fn formal(&self) -> DsnFormal {
+        self.formal.as_deref().cloned().unwrap_or_default()
     }
 
     /// A 4.x.x status.

@@ -17,6 +17,7 @@ pub mod mail_conf;
 pub mod mail_date;
 pub mod mail_params;
 pub mod mail_queue;
+pub mod mail_trigger;
 pub mod maillog;
 pub mod maps;
 pub mod master_cf;

@@ -297,18 +297,27 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
         }
     };
     let command = args.command;
+    // The diagnostic text bounce notices show: the output, else the
+    // <sysexits.h> text.
+    let diag = |dflt: &str| if has { text.clone() } else { dflt.to_string() };
     if timed_out {
-        return PipeStatus::Bounce(Dsn::new(
+        return PipeStatus::Bounce(Dsn::unix(
             "5.3.0",
+            diag("internal software error"),
             format!("Command time limit exceeded: \"{command}\"{}", out(&text)),
         ));
     }
     let Some(status) = status else {
-        return PipeStatus::Defer(Dsn::new("4.3.0", "Delivery failed: wait error"));
+        return PipeStatus::Defer(Dsn::unix(
+            "4.3.0",
+            "system resource problem",
+            "Delivery failed: wait error",
+        ));
     };
     if let Some(sig) = status.signal() {
-        return PipeStatus::Defer(Dsn::new(
+        return PipeStatus::Defer(Dsn::unix(
             "4.3.0",
+            diag("internal software error"),
             format!(
                 "Command died with signal {sig}: \"{command}\"{}",
                 out(&text)
@@ -321,7 +330,7 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
         if n > 0 {
             let dsn = &text[..n];
             let rest = text[n..].trim_start_matches([' ', '\t']);
-            let d = Dsn::new(dsn, rest);
+            let d = Dsn::unix(dsn, rest, rest);
             return if dsn.starts_with('4') {
                 PipeStatus::Defer(d)
             } else {
@@ -329,15 +338,16 @@ pub fn pipe_command(args: &PipeArgs, input: &[u8]) -> PipeStatus {
             };
         }
         if let Some((dsn, t)) = sys_exits_detail(code) {
-            let d = Dsn::new(dsn, format!("{t}{}", out(&text)));
+            let d = Dsn::unix(dsn, diag(t), format!("{t}{}", out(&text)));
             return if dsn.starts_with('4') {
                 PipeStatus::Defer(d)
             } else {
                 PipeStatus::Bounce(d)
             };
         }
-        return PipeStatus::Bounce(Dsn::new(
+        return PipeStatus::Bounce(Dsn::unix(
             "5.3.0",
+            diag(&format!("unknown mail system error {code}")),
             format!(
                 "Command died with status {code}: \"{command}\"{}",
                 out(&text)
@@ -391,24 +401,26 @@ mod tests {
         );
         assert_eq!(
             run("echo oops; exit 1", 5),
-            PipeStatus::Bounce(Dsn::new(
+            PipeStatus::Bounce(Dsn::unix(
                 "5.3.0",
+                "oops ",
                 "Command died with status 1: \"echo oops; exit 1\". Command output: oops "
             ))
         );
         assert_eq!(
             run("exit 75", 5),
-            PipeStatus::Defer(Dsn::new("4.3.0", "temporary failure"))
+            PipeStatus::Defer(Dsn::unix("4.3.0", "temporary failure", "temporary failure"))
         );
         assert_eq!(
             run("echo 4.7.1 go away; exit 1", 5),
-            PipeStatus::Defer(Dsn::new("4.7.1", "go away "))
+            PipeStatus::Defer(Dsn::unix("4.7.1", "go away ", "go away "))
         );
         let t = Instant::now();
         assert_eq!(
             run("sleep 30", 1),
-            PipeStatus::Bounce(Dsn::new(
+            PipeStatus::Bounce(Dsn::unix(
                 "5.3.0",
+                "internal software error",
                 "Command time limit exceeded: \"sleep 30\""
             ))
         );

@@ -105,10 +105,13 @@ fn serve(conn: &mut Conn, server: &Server) {
             .conf
             .get_str("mail_name", 1, 0)
             .unwrap_or_else(|_| "Postfix".into());
-        let mut poster = notify::CleanupPoster {
-            cleanup: &mut st.cleanup,
-            myhostname,
-            mail_name,
+        let mut poster = WakingPoster {
+            inner: notify::CleanupPoster {
+                cleanup: &mut st.cleanup,
+                myhostname,
+                mail_name,
+            },
+            posted: false,
         };
         let mut stream = Stream {
             r: BufReader::new(conn),
@@ -120,7 +123,34 @@ fn serve(conn: &mut Conn, server: &Server) {
             &mut poster,
             &mut st.log,
         );
+        // As cleanup does after a new queue file (mail_stream_finish).
+        if poster.posted {
+            crate::global::mail_trigger::wake_qmgr(&server.conf);
+        }
     });
+}
+
+/// A poster that remembers whether a notice was queued.
+struct WakingPoster<'c> {
+    inner: notify::CleanupPoster<'c>,
+    posted: bool,
+}
+
+impl notify::Poster for WakingPoster<'_> {
+    fn post(
+        &mut self,
+        log: &mut MailLog,
+        sender: &str,
+        recipient: &str,
+        smtputf8: i32,
+        content: notify::Records,
+    ) -> Result<String, String> {
+        let r = self.inner.post(log, sender, recipient, smtputf8, content);
+        if r.is_ok() {
+            self.posted = true;
+        }
+        r
+    }
 }
 
 /// The `bounce` program, run by master for the bounce, defer and trace

@@ -83,6 +83,168 @@ pub struct SystemEnv {
     pub relay: String,
     pub myorigin: String,
     pub mydestination: Vec<String>,
+    /// cleanup as a library for forwarding; None: forwarding defers.
+    pub forwarder: Option<Forwarder>,
+    /// trivial-rewrite as a library; None: only `mydestination` is local.
+    pub resolver: Option<crate::daemons::trivial_rewrite::TrivialRewrite>,
+}
+
+/// What forwarding needs (forward.c): cleanup with its configuration and
+/// log, the identity queue files are written as (mail_owner; the work
+/// runs in a child process that drops to it), and the texts of the
+/// Received: header.
+pub struct Forwarder {
+    pub cleanup: crate::daemons::cleanup::Cleanup,
+    pub log: crate::daemons::logsink::MailLog,
+    pub owner: (u32, u32),
+    pub myhostname: String,
+    pub mail_name: String,
+    /// `forward` is in prepend_delivered_header.
+    pub delivered_to: bool,
+    /// Whom to wake when a message was queued (public/<queue_service_name>).
+    pub queue_service: String,
+}
+
+impl Forwarder {
+    /// Queue one copy of the request's message from `sender` to `rcpts`
+    /// (forward_open + forward_append + forward_send).
+    fn send(
+        &mut self,
+        req: &DeliveryRequest,
+        sender: &str,
+        delivered: &str,
+        rcpts: &[Recipient],
+    ) -> Result<String, ForwardError> {
+        use crate::daemons::cleanup::{NoBouncer, flag as cflag};
+        use crate::global::rec_type as rt;
+        use crate::global::record::{Rec, rec_get};
+        use crate::util::latin1;
+        // The message content, as records, up to the extracted segment.
+        let path = req.queue_file.to_string_lossy().to_string();
+        let mut fp = QueueStream::open(&path).map_err(|_| ForwardError)?;
+        fp.seek_set(req.data_offset as i64)
+            .map_err(|_| ForwardError)?;
+        let mut content: Vec<(u8, Vec<u8>)> = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            match rec_get(&mut fp, &mut buf, 0) {
+                Rec::Type(t) if t == rt::NORM || t == rt::CONT => content.push((t, buf.clone())),
+                Rec::Type(t) if t == rt::XTRA => break,
+                other => {
+                    msg::warn(&format!(
+                        "{}: bad record type: {} in message content",
+                        req.queue_id,
+                        match other {
+                            Rec::Type(t) => t as i32,
+                            _ => -1,
+                        }
+                    ));
+                    return Err(ForwardError);
+                }
+            }
+        }
+        let mut flags = cflag::BOUNCE | cflag::MASK_INTERNAL;
+        if req.smtputf8 {
+            flags |= cflag::SMTPUTF8;
+        }
+        let (uid, gid) = self.owner;
+        let cleanup = &mut self.cleanup;
+        let log = &mut self.log;
+        let myhostname = self.myhostname.clone();
+        let mail_name = self.mail_name.clone();
+        let delivered_to = self.delivered_to;
+        let out = privsep::run_as(uid, gid, move || {
+            let Ok(mut s) = cleanup.open(log, flags) else {
+                return Vec::new();
+            };
+            let id = s.queue_id.clone();
+            let t = now();
+            let mut recs: Vec<(u8, Vec<u8>)> = vec![
+                (rt::TIME, rt::time_payload(t.0, t.1).into_bytes()),
+                (rt::FROM, latin1::encode(sender)),
+            ];
+            let attr = |n: &str, v: &str| (rt::ATTR, latin1::encode(&format!("{n}={v}")));
+            if req.dsn_ret != 0 {
+                recs.push(attr("ret_flags", &req.dsn_ret.to_string()));
+            }
+            if !req.dsn_envid.is_empty() {
+                recs.push(attr("envelope_id", &req.dsn_envid));
+            }
+            for (n, v) in [
+                ("log_client_name", &req.client.name),
+                ("log_client_address", &req.client.addr),
+                ("log_protocol_name", &req.client.proto),
+                ("log_helo_name", &req.client.helo),
+                ("sasl_method", &req.client.sasl_method),
+                ("sasl_username", &req.client.sasl_username),
+                ("sasl_sender", &req.client.sasl_sender),
+                ("log_ident", &req.queue_id),
+            ] {
+                if !v.is_empty() {
+                    recs.push(attr(n, v));
+                }
+            }
+            recs.push(attr("rewrite_context", "remote"));
+            for r in rcpts {
+                if !r.dsn_orcpt.is_empty() {
+                    recs.push(attr("dsn_orig_rcpt", &r.dsn_orcpt));
+                }
+                if r.dsn_notify != 0 {
+                    recs.push(attr("notify_flags", &r.dsn_notify.to_string()));
+                }
+                if !r.orig_addr.is_empty() {
+                    recs.push((rt::ORCP, latin1::encode(&r.orig_addr)));
+                }
+                recs.push((rt::RCPT, latin1::encode(&r.address)));
+            }
+            recs.push((rt::MESG, Vec::new()));
+            recs.push((
+                rt::NORM,
+                latin1::encode(&format!("Received: by {myhostname} ({mail_name})")),
+            ));
+            recs.push((
+                rt::NORM,
+                latin1::encode(&format!(
+                    "\tid {id}; {}",
+                    crate::global::mail_date::mail_date(t.0)
+                )),
+            ));
+            if delivered_to {
+                recs.push((
+                    rt::NORM,
+                    latin1::encode(&format!(
+                        "Delivered-To: {}",
+                        crate::util::casefold::casefold(delivered)
+                    )),
+                ));
+            }
+            recs.extend(content);
+            recs.push((rt::XTRA, Vec::new()));
+            recs.push((rt::END, Vec::new()));
+            for (t, d) in &recs {
+                if !s.out_ok() {
+                    break;
+                }
+                s.record(*t, d);
+            }
+            let o = s.finish(&mut NoBouncer);
+            if o.status == 0 {
+                o.queue_id.into_bytes()
+            } else {
+                Vec::new()
+            }
+        });
+        match out {
+            Ok(id) if !id.is_empty() => {
+                crate::global::mail_trigger::trigger(
+                    &format!("public/{}", self.queue_service),
+                    crate::global::mail_trigger::WAKEUP,
+                );
+                Ok(String::from_utf8_lossy(&id).into_owned())
+            }
+            _ => Err(ForwardError),
+        }
+    }
 }
 
 impl Env for SystemEnv {
@@ -102,6 +264,21 @@ impl Env for SystemEnv {
         }
     }
     fn resolve(&mut self, addr: &str) -> Resolved {
+        use crate::daemons::trivial_rewrite::{self as tr, Personality, RewriteContext};
+        if let Some(t) = self.resolver.as_mut() {
+            // deliver_resolve_tree: rewrite to canonical form in the local
+            // context, then resolve the internal form.
+            let canon = t.rewrite(RewriteContext::Local, addr);
+            let internal = crate::global::quote_822_local::unquote_822_local(&canon);
+            let rep = t.resolve(Personality::Regular, "", &internal);
+            if rep.flags & tr::FLAG_FAIL != 0 {
+                return Resolved::Fail;
+            }
+            if rep.flags & tr::FLAG_ERROR != 0 {
+                return Resolved::Error(rep.recipient);
+            }
+            return Resolved::Ok(rep.transport, rep.nexthop, rep.recipient);
+        }
         let full = if addr.contains('@') {
             addr.to_string()
         } else {
@@ -120,26 +297,69 @@ impl Env for SystemEnv {
     }
     fn forward(
         &mut self,
-        _req: &DeliveryRequest,
-        _sender: &str,
-        _delivered: &str,
-        _rcpts: &[Recipient],
+        req: &DeliveryRequest,
+        sender: &str,
+        delivered: &str,
+        rcpts: &[Recipient],
     ) -> Result<String, ForwardError> {
-        Err(ForwardError)
+        match self.forwarder.as_mut() {
+            Some(f) => f.send(req, sender, delivered, rcpts),
+            None => Err(ForwardError),
+        }
     }
-    fn pass(
-        &mut self,
-        transport: &str,
-        _req: &DeliveryRequest,
-        _rcpt: &Recipient,
-    ) -> (Outcome, Dsn) {
-        msg::warn(&format!(
-            "connect to transport private/{transport}: No such file or directory"
+    /// deliver_pass: one recipient over private/<transport> with the
+    /// delivery protocol. (Sent, _): done; (Deferred, empty status): the
+    /// transport deferred and recorded it; (Deferred, dsn): unreachable.
+    fn pass(&mut self, service: &str, req: &DeliveryRequest, rcpt: &Recipient) -> (Outcome, Dsn) {
+        let (transport, nexthop) = match service.split_once(':') {
+            Some((t, n)) if !n.is_empty() => (t, n.to_string()),
+            Some((t, _)) => (t, req.nexthop.clone()),
+            None => (service, req.nexthop.clone()),
+        };
+        if transport.is_empty() {
+            msg::fatal(&format!("missing transport name in \"{service}\""));
+        }
+        msg::info(&format!(
+            "{}: passing <{}> to transport={transport}",
+            req.queue_id, rcpt.address
         ));
-        (
-            Outcome::Deferred,
-            Dsn::new("4.3.0", "mail transport unavailable"),
-        )
+        let unavailable = || {
+            (
+                Outcome::Deferred,
+                Dsn::new("4.3.0", "mail transport unavailable"),
+            )
+        };
+        let path = format!("private/{transport}");
+        let stream = match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                msg::warn(&format!(
+                    "connect to transport {path}: {}",
+                    crate::global::config_file::errno_text(&e)
+                ));
+                return unavailable();
+            }
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(3600)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(300)));
+        let mut one = req.clone();
+        one.nexthop = nexthop;
+        one.rcpt = vec![rcpt.clone()];
+        match crate::global::deliver_proto::deliver_via(stream, &one) {
+            Ok(r) if r.status == 0 => (Outcome::Sent, Dsn::default()),
+            Ok(_) => (Outcome::Deferred, Dsn::default()),
+            Err(e) if e == "bad protocol greeting" => {
+                msg::warn(&format!("{path}: malformed response"));
+                unavailable()
+            }
+            Err(_) => {
+                msg::warn(&format!("{path}: malformed response"));
+                (
+                    Outcome::Deferred,
+                    Dsn::new("4.3.0", "unknown mail transport error"),
+                )
+            }
+        }
     }
 }
 
@@ -163,6 +383,8 @@ pub struct LocalConfig {
     pub enable_orcpt: bool,
     pub expand_owner_alias: bool,
     pub fallback_transport: String,
+    pub fallback_transport_maps: String,
+    pub mailbox_transport_maps: String,
     pub forward_path: String,
     pub frozen_delivered: bool,
     pub home_mailbox: String,
@@ -181,6 +403,13 @@ pub struct LocalConfig {
     pub queue_directory: String,
     pub hostname: String,
     pub double_bounce_sender: String,
+}
+
+impl LocalConfig {
+    /// `forward` is in prepend_delivered_header.
+    pub fn deliver_hdr_forward(&self) -> bool {
+        self.deliver_hdr & HDR_FWD != 0
+    }
 }
 
 fn name_mask(param: &str, value: &str, names: &[(&str, u32)]) -> Result<u32, ConfError> {
@@ -287,6 +516,8 @@ impl LocalConfig {
             enable_orcpt: conf.get_bool("enable_original_recipient")?,
             expand_owner_alias: conf.get_bool("expand_owner_alias")?,
             fallback_transport: s("fallback_transport")?,
+            fallback_transport_maps: s("fallback_transport_maps")?,
+            mailbox_transport_maps: s("mailbox_transport_maps")?,
             forward_path: raw("forward_path"),
             frozen_delivered: conf.get_bool("frozen_delivered_to")?,
             home_mailbox: s("home_mailbox")?,
@@ -371,6 +602,11 @@ pub struct LocalAgent<'e> {
     loop_info: HashSet<String>,
     fp: Option<QueueStream>,
     forwards: Vec<(String, String, Recipient, usize)>,
+    /// Request recipients another transport deferred (deliver_pass).
+    passed_deferred: Vec<usize>,
+    /// mailbox_transport_maps and fallback_transport_maps, opened on
+    /// first use.
+    transport_maps: [Option<Maps>; 2],
 }
 
 impl<'e> LocalAgent<'e> {
@@ -390,13 +626,23 @@ impl<'e> LocalAgent<'e> {
             loop_info: HashSet::new(),
             fp: None,
             forwards: Vec::new(),
+            passed_deferred: Vec::new(),
+            transport_maps: [None, None],
         }
+    }
+
+    /// The request recipients (indices) of the last [`LocalAgent::deliver`]
+    /// that another transport took over and deferred: that agent wrote the
+    /// defer record; they must stay undone in the queue file.
+    pub fn take_passed_deferred(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.passed_deferred)
     }
 
     /// Deliver every recipient of the request. Returns one result per
     /// final recipient (an alias can expand into several) and logs each.
     pub fn deliver(&mut self, req: &DeliveryRequest) -> Vec<RecipientResult> {
         self.results.clear();
+        self.passed_deferred.clear();
         let path = req.queue_file.to_string_lossy().to_string();
         match QueueStream::open(&path) {
             Ok(fp) => self.fp = Some(fp),
@@ -1315,6 +1561,9 @@ impl<'e> LocalAgent<'e> {
         if self.been_here(format!("deliver_unknown {}", st.local)) {
             return 0;
         }
+        if let Some(s) = self.map_transport(req, &st, 1) {
+            return s;
+        }
         if !self.cfg.fallback_transport.is_empty() {
             let t = self.cfg.fallback_transport.clone();
             return self.pass(req, &st, &t);
@@ -1339,13 +1588,60 @@ impl<'e> LocalAgent<'e> {
         self.fail(req, &st, d)
     }
 
-    fn pass(&mut self, req: &DeliveryRequest, st: &State, transport: &str) -> Status {
-        let (outcome, dsn) = self.env.pass(transport, req, &st.rcpt);
-        if outcome == Outcome::Deferred {
-            DEFER
+    /// mailbox_transport_maps (`which` 0) or fallback_transport_maps (1),
+    /// looked up by the user name: the hand-off when the table names a
+    /// transport, a deferral when the lookup failed, None otherwise.
+    fn map_transport(&mut self, req: &DeliveryRequest, st: &State, which: usize) -> Option<Status> {
+        let (title, spec) = if which == 0 {
+            (
+                "mailbox_transport_maps",
+                self.cfg.mailbox_transport_maps.clone(),
+            )
         } else {
-            let _ = dsn;
-            0
+            (
+                "fallback_transport_maps",
+                self.cfg.fallback_transport_maps.clone(),
+            )
+        };
+        if spec.is_empty() {
+            return None;
+        }
+        let maps = self.transport_maps[which].get_or_insert_with(|| {
+            Maps::create(
+                title,
+                &spec,
+                dflags::LOCK | dflags::NO_REGSUB | dflags::UTF8_REQUEST,
+            )
+        });
+        match maps.find(&st.user, 0) {
+            Ok(Some(t)) => Some(self.pass(req, st, &t)),
+            Ok(None) => None,
+            Err(_) => Some(self.fail(req, st, Dsn::new("4.3.0", "table lookup failure"))),
+        }
+    }
+
+    /// Hand the recipient to another transport (deliver_pass): that agent
+    /// logs and records the outcome itself. Only when it cannot be reached
+    /// is the recipient deferred here, with `relay=none`.
+    fn pass(&mut self, req: &DeliveryRequest, st: &State, transport: &str) -> Status {
+        // The -1 offset: the other agent must not mark the recipient done;
+        // this agent does when the hand-off succeeded (Postfix's hint to
+        // deliver_completed).
+        let mut rcpt = st.rcpt.clone();
+        rcpt.offset = -1;
+        let (outcome, dsn) = self.env.pass(transport, req, &rcpt);
+        match outcome {
+            Outcome::Deferred if dsn.status.is_empty() => {
+                self.passed_deferred.push(st.index);
+                DEFER
+            }
+            Outcome::Deferred => {
+                let saved = std::mem::replace(&mut self.service, "none".into());
+                let r = self.report(req, st, Outcome::Deferred, dsn);
+                self.service = saved;
+                r
+            }
+            _ => 0,
         }
     }
 
@@ -1358,6 +1654,9 @@ impl<'e> LocalAgent<'e> {
         st.level += 1;
         if self.been_here(format!("mailbox {}", st.local)) {
             return Some(0);
+        }
+        if let Some(s) = self.map_transport(req, &st, 0) {
+            return Some(s);
         }
         if !self.cfg.mailbox_transport.is_empty() {
             let t = self.cfg.mailbox_transport.clone();
@@ -1797,7 +2096,7 @@ impl WriteResult {
                 let status = it.next().unwrap_or("4.3.0").to_string();
                 let reason = it.next().unwrap_or("").to_string();
                 let w = it.next().filter(|w| !w.is_empty()).map(str::to_string);
-                WriteResult::Fail(Dsn { status, reason }, w)
+                WriteResult::Fail(Dsn::new(&status, reason), w)
             }
             _ => WriteResult::Fail(Dsn::new("4.3.0", "delivery process failed"), None),
         }

@@ -24,4 +24,4 @@
 
 pub mod agent;
 
-pub use agent::{Env, ForwardError, LocalAgent, LocalConfig, Pw, Resolved, SystemEnv};
+pub use agent::{Env, ForwardError, Forwarder, LocalAgent, LocalConfig, Pw, Resolved, SystemEnv};

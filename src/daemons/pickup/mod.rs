@@ -604,29 +604,12 @@ impl crate::master::server::TriggerService for MasterPickup {
                 .conf
                 .get_str("queue_service_name", 1, 0)
                 .unwrap_or_else(|_| "qmgr".into());
-            wake(&format!("public/{svc}"));
+            crate::global::mail_trigger::trigger(
+                &format!("public/{svc}"),
+                crate::global::mail_trigger::WAKEUP,
+            );
         }
         None
-    }
-}
-
-/// Send a wakeup (`W`) to a public trigger service, FIFO or socket.
-fn wake(path: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(m) = std::fs::metadata(path) else {
-        return;
-    };
-    if m.file_type().is_fifo() {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-        {
-            let _ = f.write_all(b"W");
-        }
-    } else if let Ok(mut c) = std::os::unix::net::UnixStream::connect(path) {
-        let _ = c.write_all(b"W");
     }
 }
 

@@ -746,19 +746,34 @@ pub fn forbidden(conf: &MailConf) -> (Forbidden, String, String) {
     )
 }
 
-/// The daemon entry. The qmgr ↔ agent protocol is not on main yet; until
-/// it is, the service reads nothing and this entry only validates the
-/// master.cf attributes (so that configuration errors are fatal as in
-/// Postfix).
+/// The daemon entry: a single-server daemon that speaks the delivery
+/// protocol with the queue manager on private/<service>.
 pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     crate::master::server::single_server(args, service)
 }
 
-fn service(_conn: &mut crate::master::server::Conn, server: &crate::master::server::Server) {
+fn service(conn: &mut crate::master::server::Conn, server: &crate::master::server::Server) {
     let (forbid, owner, sgid) = forbidden(&server.conf);
-    if let Err(e) = parse_attr(&server.options.args, &SystemIds, forbid, &owner, &sgid) {
-        msg::fatal(&e);
-    }
+    // As Postfix, the attributes are checked for every request: a bad
+    // master.cf entry is a fatal error.
+    let attr = match parse_attr(&server.options.args, &SystemIds, forbid, &owner, &sgid) {
+        Ok(a) => a,
+        Err(e) => msg::fatal(&e),
+    };
+    let service = server.options.service_name.clone();
+    let conf = PipeConf::from_conf(&server.conf, &service).unwrap_or_else(|e| msg::fatal(&e.0));
+    let qc = crate::global::mail_queue::QueueConf::from_conf(&server.conf)
+        .unwrap_or_else(|e| msg::fatal(&e.0));
+    crate::global::deliver_proto::serve_ext(conn, &qc, &service, &mut |req| {
+        let results = deliver(req, &attr, &conf);
+        // No result at all: the queue file is corrupt; Postfix defers the
+        // request without a per-recipient record.
+        crate::global::deliver_proto::AgentDone {
+            incomplete: results.is_empty(),
+            results,
+            ..Default::default()
+        }
+    });
 }
 
 #[cfg(test)]

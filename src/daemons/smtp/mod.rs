@@ -241,6 +241,16 @@ struct Session {
     unix: bool,
 }
 
+impl Session {
+    /// The server's host name (session->host): `namaddr` without `[addr]`.
+    fn host(&self) -> String {
+        match self.namaddr.find('[') {
+            Some(i) => self.namaddr[..i].to_string(),
+            None => self.namaddr.clone(),
+        }
+    }
+}
+
 trait ConnRead: Read + Send {
     fn set_timeout(&self, t: u64);
     /// Is the connection still open with nothing unread (a cached session)?
@@ -468,7 +478,13 @@ impl State<'_> {
     fn site_fail(&mut self, which: &[usize], dsn: Dsn, relay: &str) {
         let before = self.results.len();
         self.bulk_fail(which, dsn.clone(), relay);
-        if self.results.len() > before && self.hop_status.is_none() {
+        // Postfix keeps it only when some recipient was deferred (a
+        // bounced recipient's status is final).
+        if self.results[before..]
+            .iter()
+            .any(|r| r.outcome == Outcome::Deferred)
+            && self.hop_status.is_none()
+        {
             self.hop_status = Some(dsn);
         }
     }
@@ -496,12 +512,17 @@ impl State<'_> {
 }
 
 /// The text for a reply-based failure, with Postfix's protocol-error rule.
-fn reply_dsn(resp: &Reply, reason: String) -> Dsn {
-    if !resp.dsn.starts_with('4') && !resp.dsn.starts_with('5') {
+/// The remote MTA and the server's reply go with it (Remote-MTA and
+/// Diagnostic-Code in notices), as Postfix's smtp_rcpt_fail/smtp_site_fail;
+/// the reply's lines are joined with spaces (Postfix flattens the reply
+/// buffer in place before the diagnostic is copied).
+fn reply_dsn(sess: &Session, resp: &Reply, reason: String) -> Dsn {
+    let d = if !resp.dsn.starts_with('4') && !resp.dsn.starts_with('5') {
         Dsn::new("5.5.0", format!("Protocol error: {reason}"))
     } else {
         Dsn::new(&resp.dsn, reason)
-    }
+    };
+    d.with_mta(&sess.host(), Some(&resp.flat()))
 }
 
 /// Quote an envelope address for MAIL FROM/RCPT TO (smtp_quote_821_address).
@@ -975,6 +996,7 @@ fn handshake(st: &mut State, sess: &mut Session) -> bool {
     };
     let site_fail = |st: &mut State, sess: &mut Session, resp: &Reply| {
         let mut dsn = reply_dsn(
+            sess,
             resp,
             format!(
                 "host {} refused to talk to me: {}",
@@ -1244,7 +1266,7 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
     }
     let r = recv!(conf.mail_timeout, "sending MAIL FROM");
     if r.code / 100 != 2 {
-        let dsn = reply_dsn(&r, said(sess, &r, "MAIL FROM command"));
+        let dsn = reply_dsn(sess, &r, said(sess, &r, "MAIL FROM command"));
         st.bulk_fail(&all, dsn, &relay);
         mail_rejected = true;
         if !pipelining {
@@ -1263,7 +1285,7 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
         if r.code / 100 == 2 {
             accepted.push(i);
         } else {
-            let dsn = reply_dsn(&r, said(sess, &r, "RCPT TO command"));
+            let dsn = reply_dsn(sess, &r, said(sess, &r, "RCPT TO command"));
             st.rcpt_fail(i, dsn, &relay);
         }
     }
@@ -1277,7 +1299,7 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
     let r = recv!(conf.data_init_timeout, "sending DATA command");
     if r.code / 100 != 3 {
         if !accepted.is_empty() {
-            let dsn = reply_dsn(&r, said(sess, &r, "DATA command"));
+            let dsn = reply_dsn(sess, &r, said(sess, &r, "DATA command"));
             st.bulk_fail(&accepted, dsn, &relay);
         }
         abort(st, sess);
@@ -1340,10 +1362,10 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
             let r = recv!(conf.data_done_timeout, DOT_WHERE);
             st.stats.deliver_done = now();
             if r.code / 100 == 2 {
-                let d = Dsn::new(&r.dsn, r.flat());
+                let d = Dsn::new(&r.dsn, r.flat()).with_mta(&sess.host(), Some(&r.flat()));
                 st.finish(i, d, &relay);
             } else {
-                let dsn = reply_dsn(&r, said(sess, &r, "end of DATA command"));
+                let dsn = reply_dsn(sess, &r, said(sess, &r, "end of DATA command"));
                 st.rcpt_fail(i, dsn, &relay);
             }
         }
@@ -1352,11 +1374,11 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
         st.stats.deliver_done = now();
         if r.code / 100 == 2 {
             for &i in &accepted {
-                let d = Dsn::new(&r.dsn, r.flat());
+                let d = Dsn::new(&r.dsn, r.flat()).with_mta(&sess.host(), Some(&r.flat()));
                 st.finish(i, d, &relay);
             }
         } else {
-            let dsn = reply_dsn(&r, said(sess, &r, "end of DATA command"));
+            let dsn = reply_dsn(sess, &r, said(sess, &r, "end of DATA command"));
             st.bulk_fail(&accepted, dsn, &relay);
         }
     }
@@ -1396,7 +1418,7 @@ fn smtp_service(conn: &mut crate::master::server::Conn, s: &crate::master::serve
     let conf = Conf::from_conf(&s.conf, lmtp).unwrap_or_else(|e| msg::fatal(&e.0));
     let qc = crate::global::mail_queue::QueueConf::from_conf(&s.conf)
         .unwrap_or_else(|e| msg::fatal(&e.0));
-    crate::global::deliver_proto::serve(conn, &qc, &s.options.service_name, &mut |req| {
+    crate::global::deliver_proto::serve_ext(conn, &qc, &s.options.service_name, &mut |req| {
         if req.nexthop.is_empty() {
             msg::fatal("empty nexthop hostname");
         }
@@ -1407,7 +1429,28 @@ fn smtp_service(conn: &mut crate::master::server::Conn, s: &crate::master::serve
                 None => msg::info(l),
             }
         }
-        d.results
+        // The site-level status goes back to the queue manager (it throttles
+        // the destination with it), with the formal DSN parts.
+        let hop = d
+            .hop_status
+            .map(|h| {
+                let f = h.formal();
+                crate::global::deliver_proto::HopStatus {
+                    status: h.status,
+                    dtype: f.dtype,
+                    dtext: f.dtext,
+                    mtype: f.mtype,
+                    mname: f.mname,
+                    action: String::new(),
+                    reason: h.reason,
+                }
+            })
+            .unwrap_or_default();
+        crate::global::deliver_proto::AgentDone {
+            results: d.results,
+            hop,
+            ..Default::default()
+        }
     });
 }
 
