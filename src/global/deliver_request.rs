@@ -114,7 +114,6 @@ pub struct DeliveryRequest {
     pub rcpt: Vec<Recipient>,
 }
 
-
 /// How one recipient's delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
