@@ -9,6 +9,7 @@ pub mod local;
 pub mod logsink;
 pub mod pickup;
 pub mod pipe;
+pub mod proxymap;
 pub mod qmgr;
 pub mod showq;
 pub mod smtp;

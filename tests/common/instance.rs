@@ -115,6 +115,7 @@ impl Instance {
                     "discard",
                     "showq",
                     "flush",
+                    "proxymap",
                 ] {
                     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), bin.join(p)).unwrap();
                 }
