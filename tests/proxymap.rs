@@ -27,6 +27,7 @@ fn instance(side: Side, tag: &str) -> Instance {
     let d = dir.display().to_string();
     let extra = format!(
         "virtual_alias_maps = proxy:hash:{d}/conf/valias\n\
+         relocated_maps = proxy:hash:{d}/conf/missing\n\
          proxy_write_maps = proxy:btree:{d}/data/wmap\n"
     );
     let mut inst = Instance::with_master(
@@ -124,7 +125,28 @@ fn postmap_through_the_service_both_ways() {
                 "{who}"
             );
         }
+        // A changed table makes the read-only server restart, and the
+        // client, retrying, gets the new contents.
+        std::fs::write(inst.dir.join("conf/valias"), "bob bob@changed\n").unwrap();
+        let (st, _, err) = inst.run("postmap", &[&format!("hash:{d}/conf/valias")], b"");
+        assert_eq!(st, 0, "{err}");
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        std::fs::File::options()
+            .write(true)
+            .open(inst.dir.join("conf/valias.db"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let (st, out, _) = postmap(Side::Ours, &inst, &["-q", "bob", &valias]);
+        assert_eq!((st, out.as_str()), (0, "bob@changed\n"), "{srv:?}");
         let log = inst.log();
+        assert!(
+            log.contains("postfix/proxymap[")
+                && log.contains(&format!(
+                    ": table hash:{d}/conf/valias: has changed -- restarting"
+                )),
+            "{srv:?}: {log}"
+        );
         let tag = format!("hash:{d}/conf/other");
         assert!(
             log.contains("postfix/proxymap[")
@@ -200,6 +222,7 @@ fn raw_session(inst: &Instance) -> Vec<String> {
     let d = inst.dir.display().to_string();
     let valias = format!("hash:{d}/conf/valias");
     let other = format!("hash:{d}/conf/other");
+    let missing = format!("hash:{d}/conf/missing");
     let wmap = format!("btree:{d}/data/wmap");
     let mut out = Vec::new();
     let mut m = Raw::connect(&inst.queue(), "proxymap");
@@ -259,6 +282,15 @@ fn raw_session(inst: &Instance) -> Vec<String> {
             vec![
                 ("request", "lookup"),
                 ("table", other.as_str()),
+                ("flags", "0"),
+                ("key", "alice"),
+            ],
+        ),
+        (
+            "lookup table missing",
+            vec![
+                ("request", "lookup"),
+                ("table", missing.as_str()),
                 ("flags", "0"),
                 ("key", "alice"),
             ],
@@ -418,6 +450,7 @@ fn protocol_replies_match_postfix() {
         "lookup proxy:proxy:: status=0 value=bob@example.net",
         "lookup missing: status=1 value=",
         "lookup unapproved: status=4 value=",
+        "lookup table missing: status=2 value=",
         "lookup no colon: status=3 value=",
         "lookup no key: status=3 value=",
         "update on proxymap: status=4",

@@ -110,6 +110,49 @@ pub fn approved(value: &str, param: &str, out: &mut HashSet<String>) {
     }
 }
 
+/// dict_flags_str: the flag names joined with `|` (unknown bits in hex).
+pub fn flags_str(f: u32) -> String {
+    const NAMES: [&str; 21] = [
+        "warn_dup",
+        "ignore_dup",
+        "try0null",
+        "try1null",
+        "fixed",
+        "pattern",
+        "lock",
+        "replace",
+        "sync_update",
+        "debug",
+        "",
+        "no_regsub",
+        "no_proxy",
+        "no_unauth",
+        "fold_fix",
+        "fold_mul",
+        "open_lock",
+        "bulk_update",
+        "multi_writer",
+        "utf8_request",
+        "utf8_active",
+    ];
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = f;
+    for (i, n) in NAMES.iter().enumerate() {
+        if !n.is_empty() && f & (1 << i) != 0 {
+            out.push(n.to_string());
+            rest &= !(1 << i);
+        }
+    }
+    if rest & flags::SRC_RHS_IS_FILE != 0 {
+        out.push("src_rhs_is_file".into());
+        rest &= !flags::SRC_RHS_IS_FILE;
+    }
+    if rest != 0 {
+        out.push(format!("0x{rest:x}"));
+    }
+    out.join("|")
+}
+
 /// One open table and the file whose change makes a reader restart.
 struct Open {
     dict: Box<dyn Dict>,
@@ -312,14 +355,15 @@ impl Proxymap {
 
     /// dict_changed_name: a read-only table whose file changed.
     fn changed(&self) -> Option<String> {
-        for ((name, _), open) in &self.tables {
+        for ((name, inst), open) in &self.tables {
             if open.dict.flags() & flags::MULTI_WRITER != 0 {
                 continue;
             }
             if let Some((p, m)) = &open.stamp {
                 let now = std::fs::metadata(p).and_then(|m| m.modified()).ok();
                 if now != *m {
-                    return Some(name.clone());
+                    // The name the table is registered under.
+                    return Some(format!("{name}:{}", flags_str(*inst)));
                 }
             }
         }
