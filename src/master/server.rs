@@ -588,12 +588,10 @@ pub fn multi_server(
         // Requests already buffered are served before waiting again.
         let mut k = 0;
         while k < clients.len() {
-            if !clients[k].buffer().is_empty() {
-                if !service.serve(&mut clients[k], &server) {
-                    clients.swap_remove(k);
-                    idle_since = Instant::now();
-                    continue;
-                }
+            if !clients[k].buffer().is_empty() && !service.serve(&mut clients[k], &server) {
+                clients.swap_remove(k);
+                idle_since = Instant::now();
+                continue;
             }
             k += 1;
         }
@@ -606,7 +604,10 @@ pub fn multi_server(
         let nlisten = fds.len();
         fds.extend(clients.iter().map(|c| c.get_ref().as_raw_fd()));
         fds.push(STATUS_FD);
-        let wait = if max_idle > 0 && clients.is_empty() {
+        let pending = clients.iter().any(|c| !c.buffer().is_empty());
+        let wait = if pending {
+            0
+        } else if max_idle > 0 && clients.is_empty() {
             let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
             if left.is_zero() {
                 if msg::verbose() > 0 {

@@ -186,7 +186,7 @@ fn stamp_of(spec: &str) -> Option<(std::path::PathBuf, Option<SystemTime>)> {
         "texthash" | "regexp" | "pcre" | "cidr" => vec![name.to_string()],
         _ => return None,
     };
-    let p = std::path::PathBuf::from(crate::util::latin1::to_path(&cands[0]));
+    let p = crate::util::latin1::to_path(&cands[0]);
     let m = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
     Some((p, m))
 }
