@@ -35,6 +35,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("postmulti", commands::postmulti::main),
     ("postqueue", commands::postqueue::main),
     ("postsuper", commands::postsuper::main),
+    ("proxymap", daemons::proxymap::main),
     ("qmgr", daemons::qmgr::main),
     ("sendmail", commands::sendmail::main),
     ("showq", daemons::showq::main),

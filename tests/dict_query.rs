@@ -193,13 +193,7 @@ fn run_real(root: &Path, conf: &Path, env: &Env, args: &[String]) -> Outcome {
     cmd.env("LD_LIBRARY_PATH", lib).env("NORANDOMIZE", "1");
     let (flags, rest) = split_flags(args);
     cmd.arg("-c").arg(conf).args(flags).arg("-q");
-    // Our proxy: is a documented shim that opens the inner table directly;
-    // Postfix would need a running proxymap service. Compare with Postfix
-    // querying the inner table (the cases use found keys: no messages).
-    cmd.args(
-        rest.iter()
-            .map(|a| env.expand(a.strip_prefix("proxy:").unwrap_or(a))),
-    );
+    cmd.args(rest.iter().map(|a| env.expand(a)));
     run(cmd)
 }
 
@@ -557,7 +551,6 @@ fn cases() -> Vec<Vec<String>> {
         &["garbage", "socketmap:inet:127.0.0.1:@PORT@:mymap"],
         &["big", "socketmap:inet:127.0.0.1:@PORT@:mymap"],
         &["Mixed Key", "socketmap:inet:127.0.0.1:@PORT@:mymap"],
-        &["ok", "proxy:socketmap:inet:127.0.0.1:@PORT@:mymap"],
         &["ok", "socketmap:unix:@DIR@/sock:mymap"],
         &["temp", "socketmap:unix:@DIR@/sock:mymap"],
         &["close", "socketmap:unix:@DIR@/sock:mymap"],

@@ -11,6 +11,7 @@ pub mod logsink;
 pub mod pickup;
 pub mod pipe;
 pub mod postlogd;
+pub mod proxymap;
 pub mod qmgr;
 pub mod showq;
 pub mod smtp;

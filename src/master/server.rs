@@ -552,6 +552,162 @@ pub fn trigger_server(
     }
 }
 
+/// A service that keeps several clients connected at once (Postfix's
+/// multi_server): each readable client gets one request handled, in turn.
+pub trait RequestService {
+    /// Called before the skeleton waits for the next event (Postfix's
+    /// pre_accept hook); returning `false` makes the process exit.
+    fn pre_accept(&mut self, _server: &Server) -> bool {
+        true
+    }
+    /// Just after a client connects (announce the protocol).
+    fn post_accept(&mut self, conn: &mut std::os::unix::net::UnixStream, server: &Server);
+    /// Handle one request from a readable client; `false` drops it.
+    fn serve(
+        &mut self,
+        reader: &mut std::io::BufReader<std::os::unix::net::UnixStream>,
+        server: &Server,
+    ) -> bool;
+}
+
+/// Run a multi-client server on UNIX-domain listeners: accept clients,
+/// serve requests from whichever is readable, exit after max_idle
+/// seconds with no client, after max_use connections once all clients are
+/// gone, or when master goes away.
+pub fn request_server(
+    args: Vec<std::ffi::OsString>,
+    pre_init: Option<fn(&MailConf)>,
+    service: &mut dyn RequestService,
+) -> i32 {
+    use std::os::fd::AsRawFd;
+    let Setup {
+        server,
+        _status,
+        listeners,
+        lock,
+        generation,
+        max_idle,
+        max_use,
+    } = setup(args, pre_init, false);
+    for l in &listeners {
+        // Several processes may wake for one client: never block in accept.
+        if let Listener::Unix(u) = l {
+            let _ = u.set_nonblocking(true);
+        }
+    }
+    let mut clients: Vec<std::io::BufReader<std::os::unix::net::UnixStream>> = Vec::new();
+    let mut use_count = 0i64;
+    let mut idle_since = Instant::now();
+    loop {
+        if clients.is_empty() && max_use > 0 && use_count >= max_use {
+            return 0;
+        }
+        if !service.pre_accept(&server) {
+            return 0;
+        }
+        // Requests already buffered are served before waiting again.
+        let mut k = 0;
+        while k < clients.len() {
+            if !clients[k].buffer().is_empty() && !service.serve(&mut clients[k], &server) {
+                clients.swap_remove(k);
+                idle_since = Instant::now();
+                continue;
+            }
+            k += 1;
+        }
+        let accepting = max_use == 0 || use_count < max_use;
+        let mut fds: Vec<i32> = if accepting {
+            server.listen_fds.clone()
+        } else {
+            Vec::new()
+        };
+        let nlisten = fds.len();
+        fds.extend(clients.iter().map(|c| c.get_ref().as_raw_fd()));
+        fds.push(STATUS_FD);
+        let pending = clients.iter().any(|c| !c.buffer().is_empty());
+        let wait = if pending {
+            0
+        } else if max_idle > 0 && clients.is_empty() {
+            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
+            if left.is_zero() {
+                if msg::verbose() > 0 {
+                    msg::info("idle timeout -- exiting");
+                }
+                return 0;
+            }
+            left.as_millis().min(i32::MAX as u128) as i32
+        } else {
+            -1
+        };
+        // Serialise accepting with the other processes of this service.
+        let locked = accepting && clients.is_empty() && lock.is_some();
+        if locked
+            && let Some(f) = &lock
+            && let Err(e) = flock(f, LockOp::Exclusive)
+        {
+            msg::fatal(&format!(
+                "select lock: {}",
+                crate::global::config_file::errno_text(&e)
+            ));
+        }
+        let ready = process::poll_read(&fds, wait).unwrap_or_else(|e| {
+            msg::fatal(&format!(
+                "select: {}",
+                crate::global::config_file::errno_text(&e)
+            ))
+        });
+        if ready.last() == Some(&true) {
+            if msg::verbose() > 0 {
+                msg::info("master disconnect -- exiting");
+            }
+            return 0;
+        }
+        for (k, r) in ready.iter().enumerate().take(nlisten) {
+            if !r {
+                continue;
+            }
+            let Listener::Unix(l) = &listeners[k] else {
+                continue;
+            };
+            let Ok((mut s, _)) = l.accept() else {
+                continue;
+            };
+            let _ = s.set_nonblocking(false);
+            notify(generation, STAT_TAKEN);
+            if msg::verbose() > 0 {
+                msg::info("connection established");
+            }
+            service.post_accept(&mut s, &server);
+            clients.push(std::io::BufReader::new(s));
+            use_count += 1;
+            notify(generation, STAT_AVAIL);
+        }
+        if locked
+            && let Some(f) = &lock
+            && let Err(e) = flock(f, LockOp::Unlock)
+        {
+            msg::fatal(&format!(
+                "select unlock: {}",
+                crate::global::config_file::errno_text(&e)
+            ));
+        }
+        // Clients that were readable; walk from the end so removal keeps
+        // the earlier indices valid.
+        let readable: Vec<usize> = (0..fds.len() - 1 - nlisten)
+            .filter(|i| ready[nlisten + i])
+            .collect();
+        for &i in readable.iter().rev() {
+            if i < clients.len() && !service.serve(&mut clients[i], &server) {
+                clients.remove(i);
+                if msg::verbose() > 0 {
+                    msg::info("connection closed");
+                }
+                idle_since = Instant::now();
+            }
+        }
+    }
+}
+
 /// A client broke the protocol: drop it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DropClient;

@@ -116,6 +116,7 @@ impl Instance {
                     "showq",
                     "flush",
                     "postlogd",
+                    "proxymap",
                 ] {
                     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rostfix"), bin.join(p)).unwrap();
                 }
