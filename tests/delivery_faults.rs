@@ -51,6 +51,7 @@ fn start(tag: &str, extra: &str) -> Scratch {
     std::fs::set_permissions(dir.join("spool"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     for p in [
         "master",
+        "postlogd",
         "pickup",
         "cleanup",
         "qmgr",

@@ -330,6 +330,7 @@ fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for p in [
         "master",
+        "postlogd",
         "pickup",
         "cleanup",
         "qmgr",

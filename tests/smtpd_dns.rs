@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 const BASE_CF: &str = "compatibility_level = 3.6\nmyhostname = mx.example.test\n\
 smtpd_banner = $myhostname ESMTP $mail_name\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
 mynetworks = 127.0.0.1/32\nmydestination = $myhostname, localhost\nlocal_recipient_maps =\n\
-alias_maps =\nsmtpd_timeout = 10s\nmaillog_file = /dev/stderr\n";
+alias_maps =\nsmtpd_timeout = 10s\nmaillog_file = /dev/stderr\nmaillog_file_prefixes = /dev\n";
 
 /// The test zone shared by most tests.
 fn zone() -> Zone {
@@ -349,7 +349,7 @@ fn unknown_helo_sender_and_recipient_domains() {
         "smtpd_helo_required = yes\nsmtpd_relay_restrictions = permit\n\
          smtpd_helo_restrictions = reject_unknown_helo_hostname\n\
          smtpd_sender_restrictions = reject_unknown_sender_domain\n\
-         smtpd_recipient_restrictions = reject_unknown_recipient_domain, permit\n",
+         smtpd_recipient_restrictions = reject_unknown_recipient_domain, check_client_access static:OK, reject\n",
         &[],
     );
     let r = session(
@@ -745,7 +745,7 @@ fn permit_mx_backup_for_listed_domains() {
 use common::instance::{Instance, Side};
 
 const CLASS_CF: &str = "mydestination = $myhostname, localhost\nmynetworks = 127.0.0.1/32\n\
-local_recipient_maps =\nalias_maps =\nalias_database =\n\
+local_recipient_maps =\nalias_maps =\nalias_database =\nsmtpd_client_connection_count_limit = 0\n\
 smtpd_relay_restrictions = check_client_access inline:{ 127.0.0.2=OK, 127.0.0.3=OK, \
 127.0.0.4=OK, 127.0.0.5=OK, 127.0.0.6=OK, 127.0.0.7=OK, 127.0.0.8=OK }, reject\n\
 unknown_client_reject_code = 550\n\
