@@ -454,6 +454,11 @@ pub trait TriggerService {
     fn unlimited(&self) -> bool {
         false
     }
+    /// A descriptor of the service's own that also ends the wait (qmgr's
+    /// finished deliveries); the service drains it in `tick`.
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// Read what one trigger client sends, briefly and boundedly.
@@ -524,6 +529,7 @@ pub fn trigger_server(
         }
         let ms = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
         let mut fds: Vec<i32> = server.listen_fds.clone();
+        fds.extend(service.wake_fd());
         fds.push(STATUS_FD);
         let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
             msg::fatal(&format!(

@@ -57,7 +57,7 @@ use crate::master::server::{self, Server, TriggerService};
 use sched::{Dest, Feedback, Limits};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// DEL_REQ_FLAG_SUCCESS | DEL_REQ_FLAG_BOUNCE.
@@ -304,7 +304,10 @@ pub struct Qmgr {
     transport_dead: HashMap<String, (Instant, Dsn)>,
     in_flight: usize,
     /// public/<queue_service_name>: finished deliveries wake us there.
-    wake_path: String,
+    /// Written by a delivery thread after it sent its result: wakes the
+    /// main loop's poll at once (an in-process self-pipe).
+    wake_tx: Arc<std::os::unix::net::UnixStream>,
+    wake_rx: std::os::unix::net::UnixStream,
     tx: mpsc::Sender<Finished>,
     rx: mpsc::Receiver<Finished>,
     scan_incoming: bool,
@@ -363,6 +366,14 @@ fn size_fields(path: &str) -> Option<Vec<i64>> {
 impl Qmgr {
     pub fn new(conf: &MailConf) -> Result<Qmgr, String> {
         let (tx, rx) = mpsc::channel();
+        let (wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| format!("socketpair: {e}"))?;
+        wake_rx
+            .set_nonblocking(true)
+            .map_err(|e| format!("socketpair: {e}"))?;
+        wake_tx
+            .set_nonblocking(true)
+            .map_err(|e| format!("socketpair: {e}"))?;
         Ok(Qmgr {
             cfg: QmgrConfig::from_conf(conf)?,
             conf: conf.clone(),
@@ -377,11 +388,8 @@ impl Qmgr {
             transport_busy: HashMap::new(),
             transport_dead: HashMap::new(),
             in_flight: 0,
-            wake_path: format!(
-                "public/{}",
-                conf.get_str("queue_service_name", 1, 0)
-                    .unwrap_or_else(|_| "qmgr".into())
-            ),
+            wake_tx: Arc::new(wake_tx),
+            wake_rx,
             tx,
             rx,
             scan_incoming: true,
@@ -940,7 +948,7 @@ impl Qmgr {
         let tx = self.tx.clone();
         self.in_flight += 1;
         let path = format!("private/{}", e.transport);
-        let wake = self.wake_path.clone();
+        let wake = Arc::clone(&self.wake_tx);
         std::thread::spawn(move || {
             let result = match std::os::unix::net::UnixStream::connect(&path) {
                 Err(err) => Done::Unavailable(format!(
@@ -961,14 +969,10 @@ impl Qmgr {
                 key,
                 result,
             });
-            // Wake the main loop at once rather than at its next poll
-            // (queue-relative: also right when chrooted; a FIFO service
-            // falls back to the poll).
-            if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&wake) {
-                use std::io::Write;
-                let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = c.write_all(b"W");
-            }
+            // Wake the main loop at once (a full socket buffer means a
+            // wake-up is pending anyway).
+            use std::io::Write;
+            let _ = (&*wake).write(b"W");
         });
     }
 
@@ -1202,6 +1206,7 @@ impl Qmgr {
     /// One round of work: collect finished deliveries, scan, dispatch,
     /// retire messages. Returns how long to wait at most.
     pub fn run_once(&mut self) -> Option<Duration> {
+        self.drain_wake();
         while let Ok(f) = self.rx.try_recv() {
             self.finished(f);
         }
@@ -1210,10 +1215,7 @@ impl Qmgr {
         }
         self.dispatch();
         self.finish_messages();
-        if self.in_flight > 0 {
-            // Deliveries report through the channel: look again soon.
-            return Some(Duration::from_millis(20));
-        }
+        // Finished deliveries wake the loop through wake_fd.
         let mut wait = self
             .next_deferred_scan
             .saturating_duration_since(Instant::now());
@@ -1230,6 +1232,19 @@ impl Qmgr {
             wait = wait.min(Duration::from_secs(1));
         }
         Some(wait.max(Duration::from_millis(10)))
+    }
+
+    /// Empty the wake-up socket (its bytes carry no information).
+    fn drain_wake(&self) {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// The descriptor the main loop polls for finished deliveries.
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.wake_rx.as_raw_fd()
     }
 
     /// Whether nothing is queued, in flight or active (tests).
@@ -1251,6 +1266,9 @@ impl TriggerService for Service {
     }
     fn unlimited(&self) -> bool {
         true
+    }
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.q.as_ref().map(Qmgr::wake_fd)
     }
 }
 
