@@ -303,7 +303,6 @@ pub struct Qmgr {
     transport_busy: HashMap<String, u32>,
     transport_dead: HashMap<String, (Instant, Dsn)>,
     in_flight: usize,
-    /// public/<queue_service_name>: finished deliveries wake us there.
     /// Written by a delivery thread after it sent its result: wakes the
     /// main loop's poll at once (an in-process self-pipe).
     wake_tx: Arc<std::os::unix::net::UnixStream>,
@@ -314,7 +313,24 @@ pub struct Qmgr {
     scan_deferred: bool,
     scan_all: bool,
     next_deferred_scan: Instant,
+    /// Files found by the last scans, not yet looked at: a few are moved
+    /// to active/ per round, so that finished deliveries and dispatching
+    /// are not held up behind a long directory (Postfix's qmgr also feeds
+    /// one file per event-loop round).
+    feed: VecDeque<Feed>,
+    feed_ids: std::collections::HashSet<String>,
 }
+
+/// A queue file to look at: queue, id, path, ignore its time stamp.
+struct Feed {
+    queue: &'static str,
+    id: String,
+    path: String,
+    all: bool,
+}
+
+/// Files moved to active/ per round of the main loop.
+const FEED_BATCH: usize = 4;
 
 /// Walk a queue directory (with its hashed subdirectories).
 fn queue_files(dir: &str, depth: usize, out: &mut Vec<(String, String)>) {
@@ -396,6 +412,8 @@ impl Qmgr {
             scan_deferred: true,
             scan_all: false,
             next_deferred_scan: Instant::now(),
+            feed: VecDeque::new(),
+            feed_ids: std::collections::HashSet::new(),
         })
     }
 
@@ -448,7 +466,6 @@ impl Qmgr {
     /// Move ready files from incoming/ and deferred/ (alternately) into
     /// active/ and read them.
     fn scan(&mut self) {
-        let now_s = now().0;
         let mut inc = Vec::new();
         let mut def = Vec::new();
         if self.scan_incoming {
@@ -465,44 +482,71 @@ impl Qmgr {
         let mut inc = inc.into_iter();
         let mut def = def.into_iter();
         loop {
-            if self.msgs.len() >= self.cfg.active_limit {
-                // Look again when room is made.
-                self.scan_incoming = true;
-                break;
-            }
             let a = inc.next().map(|x| ("incoming", x));
             let b = def.next().map(|x| ("deferred", x));
             if a.is_none() && b.is_none() {
                 break;
             }
             for (queue, (id, path)) in [a, b].into_iter().flatten() {
-                let Some((mtime, mode)) = mtime_secs(&path) else {
-                    continue;
-                };
-                // Only complete files (cleanup sets the owner x bit).
-                if mode & 0o700 != 0o700 {
-                    continue;
-                }
-                // Files with time stamps in the future cool down.
-                if !all && mtime > now_s + 1 {
-                    continue;
-                }
-                if self.msgs.contains_key(&id) {
-                    continue;
-                }
-                if let Err(e) = self.qc.rename(&id, queue, "active") {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        msg::fatal(&format!(
-                            "qmgr_active_feed: {id}: rename from {queue} to active: {e}"
-                        ));
+                if self.feed_ids.insert(id.clone()) {
+                    self.feed.push_back(Feed {
+                        queue,
+                        id,
+                        path,
+                        all,
+                    });
+                } else if all {
+                    for f in self.feed.iter_mut().filter(|f| f.id == id) {
+                        f.all = true;
                     }
-                    msg::warn(&format!(
+                }
+            }
+        }
+    }
+
+    /// Move up to `n` of the files found by the scans into active/ and
+    /// read them.
+    fn feed_some(&mut self, n: usize) {
+        let now_s = now().0;
+        let mut done = 0;
+        while done < n && self.msgs.len() < self.cfg.active_limit {
+            let Some(Feed {
+                queue,
+                id,
+                path,
+                all,
+            }) = self.feed.pop_front()
+            else {
+                break;
+            };
+            self.feed_ids.remove(&id);
+            let Some((mtime, mode)) = mtime_secs(&path) else {
+                continue;
+            };
+            // Only complete files (cleanup sets the owner x bit).
+            if mode & 0o700 != 0o700 {
+                continue;
+            }
+            // Files with time stamps in the future cool down.
+            if !all && mtime > now_s + 1 {
+                continue;
+            }
+            if self.msgs.contains_key(&id) {
+                continue;
+            }
+            if let Err(e) = self.qc.rename(&id, queue, "active") {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    msg::fatal(&format!(
                         "qmgr_active_feed: {id}: rename from {queue} to active: {e}"
                     ));
-                    continue;
                 }
-                self.activate(&id, mode);
+                msg::warn(&format!(
+                    "qmgr_active_feed: {id}: rename from {queue} to active: {e}"
+                ));
+                continue;
             }
+            self.activate(&id, mode);
+            done += 1;
         }
     }
 
@@ -1213,8 +1257,13 @@ impl Qmgr {
         if self.scan_incoming || self.scan_deferred || Instant::now() >= self.next_deferred_scan {
             self.scan();
         }
+        self.feed_some(FEED_BATCH);
         self.dispatch();
         self.finish_messages();
+        if !self.feed.is_empty() && self.msgs.len() < self.cfg.active_limit {
+            // More files to take in: come back at once.
+            return Some(Duration::ZERO);
+        }
         // Finished deliveries wake the loop through wake_fd.
         let mut wait = self
             .next_deferred_scan
