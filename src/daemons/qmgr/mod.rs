@@ -330,7 +330,7 @@ struct Feed {
 }
 
 /// Files moved to active/ per round of the main loop.
-const FEED_BATCH: usize = 4;
+const FEED_BATCH: usize = 2;
 
 /// Walk a queue directory (with its hashed subdirectories).
 fn queue_files(dir: &str, depth: usize, out: &mut Vec<(String, String)>) {
@@ -1251,8 +1251,14 @@ impl Qmgr {
     /// retire messages. Returns how long to wait at most.
     pub fn run_once(&mut self) -> Option<Duration> {
         self.drain_wake();
+        let mut freed = false;
         while let Ok(f) = self.rx.try_recv() {
             self.finished(f);
+            freed = true;
+        }
+        if freed {
+            // Refill the freed delivery slots before reading more files.
+            self.dispatch();
         }
         if self.scan_incoming || self.scan_deferred || Instant::now() >= self.next_deferred_scan {
             self.scan();
