@@ -115,12 +115,12 @@ error unix - - n - - error
 retry unix - - n - - error
 "
   if [ "$side" = ours ]; then
-    for p in master pickup cleanup qmgr bounce smtp smtpd local discard error sendmail postfix postqueue; do
+    for p in master pickup cleanup qmgr bounce smtp smtpd local discard error sendmail postfix postqueue postlogd proxymap anvil; do
       ln -s "$ours" "$d/bin/$p"
     done
     ln -s "$here/target/release/postdrop" "$d/bin/postdrop"
     printf 'daemon_directory = %s/bin\ncommand_directory = %s/bin\n' "$d" "$d" >> "$d/conf/main.cf"
-    printf '%s' "$services" > "$d/conf/master.cf"
+    printf '%sanvil unix - - n - 1 anvil\nproxymap unix - - n - - proxymap\n' "$services" > "$d/conf/master.cf"
   else
     cat >> "$d/conf/main.cf" <<EOF
 daemon_directory = $ref/usr/lib/postfix/sbin

@@ -11,8 +11,10 @@
 //! 3. the agent delivers, marks finished recipients done in the queue file
 //!    itself, appends deferred/bounced recipients to the defer/bounce logs,
 //!    and answers one group: the hop status (`status diag_type diag_text
-//!    mta_type mta_mname action reason`) and the integer `status` (0: all
-//!    bookkeeping done, otherwise [`DEL_STAT_DEFER`]);
+//!    mta_type mta_mname action reason`) and the integer `status` (0: every
+//!    recipient delivered or bounced and the bookkeeping done, otherwise
+//!    [`DEL_STAT_DEFER`], as Postfix's agents: a deferred recipient makes it
+//!    non-zero);
 //! 4. the agent waits for the client to close.
 //!
 //! Per-recipient outcomes never travel on the wire: the queue file (done
@@ -478,10 +480,13 @@ pub fn record_results_keep(
             Outcome::Deferred => ("defer", "delayed"),
             Outcome::Bounced => ("bounce", "failed"),
         };
-        if r.outcome == Outcome::Deferred
-            && let Some(d) = deferred.get_mut(r.index)
-        {
-            *d = true;
+        if r.outcome == Outcome::Deferred {
+            // As Postfix's defer_append(): a deferred recipient makes the
+            // reply "deferred" even when its log entry was written.
+            status = DEL_STAT_DEFER;
+            if let Some(d) = deferred.get_mut(r.index) {
+                *d = true;
+            }
         }
         if let Err(e) = log_append(qc, service, &req.queue_id, &r.rcpt, &r.dsn, action) {
             msg::warn(&format!(

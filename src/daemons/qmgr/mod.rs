@@ -382,8 +382,8 @@ fn size_fields(path: &str) -> Option<Vec<i64>> {
 impl Qmgr {
     pub fn new(conf: &MailConf) -> Result<Qmgr, String> {
         let (tx, rx) = mpsc::channel();
-        let (wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| format!("socketpair: {e}"))?;
+        let (wake_tx, wake_rx) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         wake_rx
             .set_nonblocking(true)
             .map_err(|e| format!("socketpair: {e}"))?;
