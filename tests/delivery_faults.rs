@@ -61,7 +61,6 @@ fn start(tag: &str, extra: &str) -> Scratch {
         "error",
         "sendmail",
         "postqueue",
-        "postlogd",
     ] {
         std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
     }

@@ -342,7 +342,6 @@ fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
         "sendmail",
         "postqueue",
         "postsuper",
-        "postlogd",
     ] {
         std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
     }
