@@ -479,12 +479,28 @@ fn normalise(s: &str, qids: &[String], conf: &str, dir: &str) -> String {
     // Longest first, so that no ID is a prefix of a longer one's mask.
     let mut order: Vec<(usize, &String)> = qids.iter().enumerate().collect();
     order.sort_by_key(|(_, q)| std::cmp::Reverse(q.len()));
-    for (i, q) in order {
+    for (i, q) in order.iter() {
         s = replace_word(&s, q, &format!("QID{}", i + 1));
     }
     let mut out = String::new();
     for line in s.lines() {
-        out.push_str(&mask_line(line));
+        // A header cut at header_size_limit may end in the first bytes of a queue ID
+        // (the Received: header's "id QUEUEID"): mask the prefix, keeping its length.
+        let mut line = line.to_string();
+        for (i, q) in order.iter() {
+            let cut = (5..q.len()).rev().find(|&n| {
+                line.ends_with(&q[..n])
+                    && !line[..line.len() - n]
+                        .chars()
+                        .last()
+                        .is_some_and(|c| c.is_ascii_alphanumeric())
+            });
+            if let Some(n) = cut {
+                line = format!("{}QID{}[..{n}]", &line[..line.len() - n], i + 1);
+                break;
+            }
+        }
+        out.push_str(&mask_line(&line));
         out.push('\n');
     }
     out

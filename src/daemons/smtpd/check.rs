@@ -134,7 +134,12 @@ pub struct Checker {
     pub codes: Codes,
     pub soft_bounce: bool,
     pub mynetworks: MatchList,
+    /// smtpd's own view (its -o overrides): resolve_local, check_relay_domains,
+    /// permit_mx_backup.
     pub resolver: Resolver,
+    /// What trivial-rewrite answers (main.cf only): the address class of a
+    /// resolved address.
+    pub tr: Resolver,
     pub tables: HashMap<String, Maps>,
     pub local_rcpt_maps: Option<Maps>,
     pub virt_alias_maps: Option<Maps>,
@@ -248,12 +253,68 @@ const MAP_COMMANDS: &[&str] = &[
     "check_sasl_access",
 ];
 
+/// The resolver part of a configuration: what trivial-rewrite would use with `c`.
+fn resolver_from(c: &Conf) -> Resolver {
+    use crate::global::match_list::{FLAG_RETURN, domain_list};
+    let pdms = c.str("parent_domain_matches_subdomains");
+    let parent = |name: &str| crate::global::match_list::match_parent_style(&pdms, name);
+    let mut own_addrs: Vec<std::net::IpAddr> = Vec::new();
+    let fams = crate::global::hostinfo::inet_proto_families(&c.str("inet_protocols"));
+    for (a, _) in crate::global::hostinfo::own_inet_addr_list(&c.str("inet_interfaces"), &fams) {
+        own_addrs.push(a);
+    }
+    for item in parse_list(&c.str("proxy_interfaces")) {
+        if let Ok(a) = item.parse() {
+            own_addrs.push(a);
+        }
+    }
+    Resolver {
+        myhostname: c.str("myhostname"),
+        mydestination: domain_list(
+            "mydestination",
+            FLAG_RETURN | parent("mydestination"),
+            &c.str("mydestination"),
+        ),
+        relay_domains: domain_list(
+            "relay_domains",
+            FLAG_RETURN | parent("relay_domains"),
+            &c.str("relay_domains"),
+        ),
+        virtual_alias_domains: domain_list(
+            "virtual_alias_domains",
+            FLAG_RETURN | parent("virtual_alias_domains"),
+            &c.str("virtual_alias_domains"),
+        ),
+        virtual_mailbox_domains: domain_list(
+            "virtual_mailbox_domains",
+            FLAG_RETURN | parent("virtual_mailbox_domains"),
+            &c.str("virtual_mailbox_domains"),
+        ),
+        own_addrs,
+        percent_hack: c.bool("allow_percent_hack"),
+        swap_bangpath: c.bool("swap_bangpath"),
+        resolve_dequoted: c.bool("resolve_dequoted_address"),
+        resolve_numeric_domain: c.bool("resolve_numeric_domain"),
+        resolve_null_domain: c.bool("resolve_null_domain"),
+        allow_min_user: c.bool("allow_min_user"),
+        show_unk_rcpt_table: c.bool("show_user_unknown_table_name"),
+        smtputf8_enable: c.bool("smtputf8_enable"),
+    }
+}
+
 impl Checker {
-    /// Build from main.cf.
+    /// Build from main.cf (with the service's -o overrides).
     pub fn from_conf(c: &Conf) -> Checker {
+        Checker::from_confs(c, c)
+    }
+
+    /// Build from smtpd's configuration `c` (main.cf with the service's -o overrides)
+    /// and `main` (main.cf alone): addresses are resolved with `main`'s settings,
+    /// as Postfix's smtpd asks trivial-rewrite, which does not see smtpd's -o overrides.
+    pub fn from_confs(c: &Conf, main: &Conf) -> Checker {
         let pdms = c.str("parent_domain_matches_subdomains");
         let parent = |name: &str| crate::global::match_list::match_parent_style(&pdms, name);
-        use crate::global::match_list::{FLAG_RETURN, domain_list, namadr_list};
+        use crate::global::match_list::{FLAG_RETURN, namadr_list};
         let mut classes = HashMap::new();
         for name in parse_list(&c.str("smtpd_restriction_classes")) {
             classes.insert(name.clone(), parse_list(&c.str(&name)));
@@ -267,18 +328,7 @@ impl Checker {
                  defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains",
             );
         }
-        let relay_domains = c.str("relay_domains");
-        let mut own_addrs: Vec<std::net::IpAddr> = Vec::new();
         let fams = crate::global::hostinfo::inet_proto_families(&c.str("inet_protocols"));
-        for (a, _) in crate::global::hostinfo::own_inet_addr_list(&c.str("inet_interfaces"), &fams)
-        {
-            own_addrs.push(a);
-        }
-        for item in parse_list(&c.str("proxy_interfaces")) {
-            if let Ok(a) = item.parse() {
-                own_addrs.push(a);
-            }
-        }
         let mut ck = Checker {
             client: parse_list(&c.str("smtpd_client_restrictions")),
             helo: parse_list(&c.str("smtpd_helo_restrictions")),
@@ -316,37 +366,11 @@ impl Checker {
                 FLAG_RETURN | parent("mynetworks"),
                 &c.mynetworks(),
             ),
-            resolver: Resolver {
-                myhostname: c.str("myhostname"),
-                mydestination: domain_list(
-                    "mydestination",
-                    FLAG_RETURN | parent("mydestination"),
-                    &c.str("mydestination"),
-                ),
-                relay_domains: domain_list(
-                    "relay_domains",
-                    FLAG_RETURN | parent("relay_domains"),
-                    &relay_domains,
-                ),
-                virtual_alias_domains: domain_list(
-                    "virtual_alias_domains",
-                    FLAG_RETURN | parent("virtual_alias_domains"),
-                    &c.str("virtual_alias_domains"),
-                ),
-                virtual_mailbox_domains: domain_list(
-                    "virtual_mailbox_domains",
-                    FLAG_RETURN | parent("virtual_mailbox_domains"),
-                    &c.str("virtual_mailbox_domains"),
-                ),
-                own_addrs,
-                percent_hack: c.bool("allow_percent_hack"),
-                swap_bangpath: c.bool("swap_bangpath"),
-                resolve_dequoted: c.bool("resolve_dequoted_address"),
-                resolve_numeric_domain: c.bool("resolve_numeric_domain"),
-                resolve_null_domain: c.bool("resolve_null_domain"),
-                allow_min_user: c.bool("allow_min_user"),
+            resolver: resolver_from(c),
+            tr: Resolver {
                 show_unk_rcpt_table: c.bool("show_user_unknown_table_name"),
                 smtputf8_enable: c.bool("smtputf8_enable"),
+                ..resolver_from(main)
             },
             tables: HashMap::new(),
             local_rcpt_maps: open_maps("local_recipient_maps", &c.str("local_recipient_maps")),
@@ -742,7 +766,7 @@ impl Checker {
         if addr.is_empty() {
             return true;
         }
-        let r = self.resolver.resolve(addr);
+        let r = self.tr.resolve(addr);
         if r.flags & rflags::ERROR != 0 {
             return false;
         }
@@ -1320,7 +1344,7 @@ impl Checker {
     }
 
     fn resolve(&mut self, st: &mut State, addr: &str) -> Result<Resolved, Status> {
-        let r = self.resolver.resolve(addr);
+        let r = self.tr.resolve(addr);
         if r.flags & rflags::FAIL != 0 {
             return Err(self.dict_retry(st, addr));
         }

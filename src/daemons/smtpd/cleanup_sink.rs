@@ -216,8 +216,12 @@ impl CleanupTx {
             if !filter_xport.is_empty() {
                 self.put(rec_type::FILT, &enc(filter_xport));
             }
-            // The message's log identifier (XFORWARD IDENT is not kept yet).
-            let ident = self.queue_id();
+            // The message's log identifier: XFORWARD IDENT or our queue ID.
+            let ident = st
+                .client
+                .forwarded_ident
+                .clone()
+                .unwrap_or_else(|| self.queue_id());
             if !ident.is_empty() {
                 self.attr("log_ident", &ident);
             }
@@ -235,16 +239,28 @@ impl CleanupTx {
         }
         if !st.stand_alone {
             let c = &st.client;
-            let mut a: Vec<(&str, String)> = vec![
-                ("log_client_name", c.name.clone()),
-                ("log_client_address", c.addr.clone()),
-                ("log_client_port", c.port.clone()),
-                ("log_message_origin", c.namaddr.clone()),
-            ];
-            if let Some(h) = &c.helo {
+            let mut a: Vec<(&str, String)> = match &c.forwarded {
+                Some(f) => vec![
+                    ("log_client_name", f.name.clone()),
+                    ("log_client_address", f.rfc_addr.clone()),
+                    ("log_client_port", f.port.clone()),
+                    ("log_message_origin", f.namaddr.clone()),
+                ],
+                None => vec![
+                    ("log_client_name", c.name.clone()),
+                    ("log_client_address", c.addr.clone()),
+                    ("log_client_port", c.port.clone()),
+                    ("log_message_origin", c.namaddr.clone()),
+                ],
+            };
+            let (helo, proto) = match &c.forwarded {
+                Some(f) => (&f.helo, &f.protocol),
+                None => (&c.helo, &c.protocol),
+            };
+            if let Some(h) = helo {
                 a.push(("log_helo_name", h.clone()));
             }
-            a.push(("log_protocol_name", c.protocol.clone()));
+            a.push(("log_protocol_name", proto.clone()));
             a.push(("client_name", c.name.clone()));
             a.push(("reverse_client_name", c.reverse_name.clone()));
             a.push(("client_address", c.addr.clone()));

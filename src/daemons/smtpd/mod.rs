@@ -176,13 +176,19 @@ thread_local! {
     static RESIDENT: std::cell::RefCell<Option<Resident>> = const { std::cell::RefCell::new(None) };
 }
 
+/// main.cf without the service's master.cf -o overrides: what trivial-rewrite
+/// sees when smtpd asks it to resolve an address.
+fn main_cf(conf: &MailConf) -> conf::Conf {
+    conf::Conf::new(MailConf::read(Some(&conf.config_dir)).unwrap_or_else(|_| conf.clone()))
+}
+
 fn pre_init(conf: &MailConf) {
     let sink = make_sink(conf);
     SINK.with(|s| *s.borrow_mut() = Some(sink));
     let c = conf::Conf::new(conf.clone());
     let r = Resident {
         cfg: proto::Config::from_conf(&c),
-        ck: check::Checker::from_conf(&c),
+        ck: check::Checker::from_confs(&c, &main_cf(conf)),
         peername_lookup: c.bool("smtpd_peername_lookup"),
     };
     RESIDENT.with(|s| *s.borrow_mut() = Some(r));
@@ -204,7 +210,7 @@ fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::ser
         let c = conf::Conf::new(srv.conf.clone());
         Resident {
             cfg: proto::Config::from_conf(&c),
-            ck: check::Checker::from_conf(&c),
+            ck: check::Checker::from_confs(&c, &main_cf(&srv.conf)),
             peername_lookup: c.bool("smtpd_peername_lookup"),
         }
     });
@@ -284,6 +290,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(m) => m,
         Err(e) => msg::fatal(&e.0),
     };
+    let main = conf::Conf::new(mc.clone());
     for (n, v) in &overrides {
         mc.set(n, v);
     }
@@ -296,7 +303,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         msg::fatal("no transport type specified");
     }
     let mut cfg = proto::Config::from_conf(&c);
-    let mut ck = check::Checker::from_conf(&c);
+    let mut ck = check::Checker::from_confs(&c, &main);
     let mut sink = make_sink(&c.mc);
     let mut log = logger(&c);
     let mut conn = server::StdioConn;

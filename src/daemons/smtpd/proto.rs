@@ -340,6 +340,8 @@ pub struct Session<'a> {
     ehlo_discard: u32,
     xclient_allowed: bool,
     xforward_allowed: bool,
+    /// What XFORWARD commands set since the last transaction reset.
+    xforward: XForward,
     detect_bare_lf: u32,
     got_bare_lf: u32,
     // Message state.
@@ -391,6 +393,49 @@ fn escape(data: &[u8]) -> String {
 
 fn alldig(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// XFORWARD attributes (Postfix's SMTPD_XFORWARD_ATTR): the client ones
+/// start as "unknown" once any XFORWARD command was accepted; they replace
+/// the real client's in the `log_*` queue file attributes only when at least
+/// one client attribute (NAME, ADDR, PORT, PROTO, HELO) was forwarded.
+#[derive(Debug, Default)]
+struct XForward {
+    /// Whether an XFORWARD command initialised the attributes.
+    active: bool,
+    /// Whether a client attribute was forwarded.
+    client: bool,
+    client_attr: sink::ForwardedClient,
+    addr: String,
+    ident: Option<String>,
+    domain: Option<String>,
+}
+
+impl XForward {
+    fn preset(&mut self) {
+        *self = XForward {
+            active: true,
+            client: false,
+            client_attr: sink::ForwardedClient {
+                name: "unknown".into(),
+                rfc_addr: "unknown".into(),
+                port: "unknown".into(),
+                namaddr: "unknown".into(),
+                helo: None,
+                protocol: "unknown".into(),
+            },
+            addr: "unknown".into(),
+            ident: None,
+            domain: None,
+        };
+    }
+}
+
+/// Postfix's neuter(): replace the characters that could confuse headers.
+fn xforward_neuter(v: &str) -> String {
+    v.chars()
+        .map(|c| if " <>()\\\";@".contains(c) { '?' } else { c })
+        .collect()
 }
 
 /// Postfix's xtext_unquote: `+XX` hex escapes; None on bad syntax.
@@ -502,6 +547,7 @@ impl<'a> Session<'a> {
             ehlo_discard,
             xclient_allowed,
             xforward_allowed,
+            xforward: XForward::default(),
             detect_bare_lf,
             got_bare_lf: 0,
             msg_size: 0,
@@ -1160,6 +1206,7 @@ impl<'a> Session<'a> {
         self.bdat_state = BdatState::None;
         self.bdat_line.clear();
         self.st.smtputf8 = false;
+        self.xforward = XForward::default();
     }
 
     fn rcpt_reset(&mut self) {
@@ -1685,7 +1732,11 @@ impl<'a> Session<'a> {
             encoding: self.encoding.clone(),
             dsn_envid: self.dsn_envid.clone(),
             dsn_ret: self.dsn_ret,
-            rewrite_context: self.rewrite_context.clone(),
+            rewrite_context: self
+                .xforward
+                .domain
+                .clone()
+                .unwrap_or_else(|| self.rewrite_context.clone()),
             client: sink::ClientInfo {
                 name: self.st.name.clone(),
                 reverse_name: self.st.reverse_name.clone(),
@@ -1697,6 +1748,11 @@ impl<'a> Session<'a> {
                 protocol: self.st.protocol.clone(),
                 addr_family: self.st.addr_family,
                 namaddr: self.st.namaddr.clone(),
+                forwarded: self
+                    .xforward
+                    .client
+                    .then(|| self.xforward.client_attr.clone()),
+                forwarded_ident: self.xforward.ident.clone(),
             },
             arrival_time: self.arrival,
             stand_alone: self.st.stand_alone,
@@ -1708,7 +1764,17 @@ impl<'a> Session<'a> {
                 self.st.queue_id = Some(qid.clone());
                 self.tx = Some(tx);
                 let na = self.st.namaddr.clone();
-                self.st.log(format!("{qid}: client={na}"));
+                let mut line = format!("{qid}: client={na}");
+                if let Some(i) = &self.xforward.ident {
+                    line.push_str(&format!(", orig_queue_id={i}"));
+                }
+                if self.xforward.client {
+                    line.push_str(&format!(
+                        ", orig_client={}",
+                        self.xforward.client_attr.namaddr
+                    ));
+                }
+                self.st.log(line);
                 true
             }
             Err(e) => {
@@ -1973,24 +2039,134 @@ impl<'a> Session<'a> {
             self.reply("550 5.7.0 Error: insufficient authorization");
             return false;
         }
+        if !self.xforward.active {
+            self.xforward.preset();
+        }
+        let (mut client, mut namaddr_changed) = (false, false);
         for t in &argv[1..] {
-            match t.text.split_once('=') {
-                Some((k, _))
-                    if ["NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"]
-                        .iter()
-                        .any(|n| n.eq_ignore_ascii_case(k)) => {}
-                Some((k, _)) => {
+            let (k, raw) = match t.text.split_once('=') {
+                Some((k, v)) if !v.is_empty() => (k, v),
+                _ => {
+                    self.st.error_mask |= error_class::PROTOCOL;
+                    self.reply("501 5.5.4 Error: attribute=value expected");
+                    return false;
+                }
+            };
+            if raw.len() > 255 {
+                self.st.error_mask |= error_class::PROTOCOL;
+                self.reply("501 5.5.4 Error: attribute value too long");
+                return false;
+            }
+            let v = xtext_unquote(raw).unwrap_or_else(|| raw.to_string());
+            let v = crate::util::stringops::printable(&v, '?', false);
+            let unavailable = v == "[UNAVAILABLE]";
+            let bad = |s: &mut Self, what: &str, v: &str| {
+                s.st.error_mask |= error_class::PROTOCOL;
+                let r = format!("501 5.5.4 Bad {what} syntax: {v}");
+                s.reply(&r);
+                false
+            };
+            let xf = &mut self.xforward;
+            match k.to_ascii_uppercase().as_str() {
+                "NAME" => {
+                    let v = if unavailable {
+                        "unknown".into()
+                    } else {
+                        xforward_neuter(&v)
+                    };
+                    if !unavailable && !crate::util::valid_hostname::valid_hostname(&v, false) {
+                        return bad(self, "NAME", &v);
+                    }
+                    xf.client_attr.name = v;
+                    (client, namaddr_changed) = (true, true);
+                }
+                "ADDR" if unavailable => {
+                    xf.addr = "unknown".into();
+                    (client, namaddr_changed) = (true, true);
+                }
+                "ADDR" => {
+                    let v = xforward_neuter(&v);
+                    let v6 = v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:");
+                    let parsed = if v6 {
+                        v[5..]
+                            .parse::<std::net::Ipv6Addr>()
+                            .ok()
+                            .map(std::net::IpAddr::V6)
+                    } else {
+                        v.parse::<std::net::Ipv4Addr>()
+                            .ok()
+                            .map(std::net::IpAddr::V4)
+                    };
+                    let Some(ip) = parsed else {
+                        return bad(self, "ADDR", &v);
+                    };
+                    let a = match ip {
+                        std::net::IpAddr::V6(x) => match x.to_ipv4_mapped() {
+                            Some(m) => m.to_string(),
+                            None => x.to_string(),
+                        },
+                        std::net::IpAddr::V4(x) => x.to_string(),
+                    };
+                    xf.client_attr.rfc_addr = if a.contains(':') {
+                        format!("IPv6:{a}")
+                    } else {
+                        a.clone()
+                    };
+                    xf.addr = a;
+                    (client, namaddr_changed) = (true, true);
+                }
+                "PORT" => {
+                    if !unavailable && (v.len() > 5 || !v.bytes().all(|c| c.is_ascii_digit())) {
+                        return bad(self, "PORT", &v);
+                    }
+                    xf.client_attr.port = if unavailable { "unknown".into() } else { v };
+                    (client, namaddr_changed) = (true, true);
+                }
+                "HELO" => {
+                    xf.client_attr.helo = (!unavailable).then(|| xforward_neuter(&v));
+                    client = true;
+                }
+                "PROTO" => {
+                    if !unavailable && v.len() > 64 {
+                        return bad(self, "PROTO", &v);
+                    }
+                    xf.client_attr.protocol = if unavailable {
+                        "unknown".into()
+                    } else {
+                        xforward_neuter(&v)
+                    };
+                    client = true;
+                }
+                "IDENT" => {
+                    xf.ident = (!unavailable).then(|| xforward_neuter(&v));
+                }
+                "SOURCE" => {
+                    let v = if unavailable { "LOCAL".to_string() } else { v };
+                    let ctx = if v.eq_ignore_ascii_case("LOCAL") {
+                        "local"
+                    } else if v.eq_ignore_ascii_case("REMOTE") {
+                        "remote"
+                    } else {
+                        return bad(self, "SOURCE", &v);
+                    };
+                    xf.domain = Some(ctx.into());
+                }
+                _ => {
                     self.st.error_mask |= error_class::PROTOCOL;
                     let r = format!("501 5.5.4 Bad XFORWARD attribute name: {k}");
                     self.reply(&r);
                     return false;
                 }
-                None => {
-                    self.st.error_mask |= error_class::PROTOCOL;
-                    self.reply("501 5.5.4 Error: attribute=value expected");
-                    return false;
-                }
             }
+        }
+        let xf = &mut self.xforward;
+        xf.client |= client;
+        if namaddr_changed {
+            xf.client_attr.namaddr = if xf.addr != "unknown" {
+                format!("{}[{}]", xf.client_attr.name, xf.addr)
+            } else {
+                xf.client_attr.name.clone()
+            };
         }
         self.reply("250 2.0.0 Ok");
         true

@@ -48,6 +48,23 @@ pub struct ClientInfo {
     pub addr_family: u32,
     /// `name[addr]`.
     pub namaddr: String,
+    /// The up-stream client an XFORWARD command named (the `log_*`
+    /// attributes), when it forwarded client attributes.
+    pub forwarded: Option<ForwardedClient>,
+    /// XFORWARD IDENT: the up-stream message identifier (`log_ident`).
+    pub forwarded_ident: Option<String>,
+}
+
+/// XFORWARD client attributes (Postfix's FORWARD_NAME, FORWARD_ADDR, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardedClient {
+    pub name: String,
+    /// The address as logged (`IPv6:` form for IPv6).
+    pub rfc_addr: String,
+    pub port: String,
+    pub namaddr: String,
+    pub helo: Option<String>,
+    pub protocol: String,
 }
 
 /// What the engine knows when it opens a transaction.
