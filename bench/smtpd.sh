@@ -65,9 +65,9 @@ EOF
   echo '127.0.0.0/8 HOLD' > "$d/conf/access"
   local smtpd="127.0.0.1:$port inet n - n - - smtpd"
   if [ "$side" = ours ]; then
-    for p in master smtpd cleanup postlogd postfix; do ln -s "$ours" "$d/bin/$p"; done
+    for p in master smtpd cleanup postlogd postfix anvil; do ln -s "$ours" "$d/bin/$p"; done
     printf 'daemon_directory = %s/bin\ncommand_directory = %s/bin\n' "$d" "$d" >> "$d/conf/main.cf"
-    printf '%s\npostlog unix-dgram n - n - 1 postlogd\ncleanup unix n - n - 0 cleanup\n' \
+    printf '%s\npostlog unix-dgram n - n - 1 postlogd\ncleanup unix n - n - 0 cleanup\nanvil unix - - n - 1 anvil\n' \
       "$smtpd" > "$d/conf/master.cf"
   else
     cat >> "$d/conf/main.cf" <<EOF
@@ -78,7 +78,7 @@ import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C NORANDOMIZE LD
 EOF
     cp "$ref/etc/postfix/postfix-files" "$d/conf/" 2>/dev/null || true
     : > "$d/conf/dynamicmaps.cf"
-    printf '%s\npostlog unix-dgram n - n - 1 postlogd\ncleanup unix n - n - 0 cleanup\nrewrite unix - - n - - trivial-rewrite\n' \
+    printf '%s\npostlog unix-dgram n - n - 1 postlogd\ncleanup unix n - n - 0 cleanup\nrewrite unix - - n - - trivial-rewrite\nanvil unix - - n - 1 anvil\n' \
       "$smtpd" > "$d/conf/master.cf"
   fi
   touch -d '1 hour ago' "$d/conf/"*
