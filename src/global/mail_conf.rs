@@ -102,6 +102,26 @@ impl MailConf {
         match name {
             "myhostname" => Some(self.default_myhostname()),
             "mydomain" => Some(self.default_mydomain()),
+            // Computed from mynetworks_style as Postfix's mail_params does, so
+            // that `$mynetworks` in other parameters (e.g. the default of
+            // smtpd_client_event_limit_exceptions) sees the same value.
+            "mynetworks" => Some(crate::global::hostinfo::mynetworks(
+                &self
+                    .lookup_eval("mynetworks_style")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                &self
+                    .lookup_eval("inet_interfaces")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                &self
+                    .lookup_eval("inet_protocols")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            )),
             "process_name" | "service_name" | "process_id" => None,
             _ => params::builtin(name).map(|p| p.default.to_string()),
         }
