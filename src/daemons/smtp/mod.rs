@@ -666,6 +666,10 @@ fn connect(conf: &Conf, t: &Target) -> Result<Halves, Dsn> {
             };
             match r {
                 Ok(s) => {
+                    // Output is buffered into whole writes already; without
+                    // this, Nagle holds the small "." write back until the
+                    // peer's delayed ACK of the body (40 ms per message).
+                    let _ = s.set_nodelay(true);
                     let r2 = s.try_clone().map_err(|e| {
                         Dsn::new(
                             "4.4.1",
