@@ -515,7 +515,8 @@ pub fn record_results_keep(
                     status = DEL_STAT_DEFER;
                 }
             }
-            let _ = f.sync_all();
+            // Written, not fsynced, as Postfix's deliver_completed(): after
+            // a crash a recipient is at worst delivered twice, never lost.
         }
         Err(e) => {
             msg::warn(&format!("open {path}: {e}"));
