@@ -1260,7 +1260,15 @@ impl Qmgr {
             // Refill the freed delivery slots before reading more files.
             self.dispatch();
         }
-        if self.scan_incoming || self.scan_deferred || Instant::now() >= self.next_deferred_scan {
+        // A new scan only once the files of the last one are taken in:
+        // triggers that arrive meanwhile are remembered (as Postfix's
+        // qmgr restarts a scan only after it completed), so that a backlog
+        // in incoming/ is listed once, not once per arriving message.
+        if self.feed.is_empty()
+            && (self.scan_incoming
+                || self.scan_deferred
+                || Instant::now() >= self.next_deferred_scan)
+        {
             self.scan();
         }
         self.feed_some(FEED_BATCH);
