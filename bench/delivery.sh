@@ -23,7 +23,8 @@
 #
 # Usage: bench/delivery.sh [R] [N]   (root; ROSTFIX_REFERENCE or /tmp/pfroot = Postfix 3.7.11)
 # Subsets: DESTS="discard maildir relay" SESSIONS="1 10 50" SIZES="2048 102400" SENDMAIL=1
-# PORT_BASE=21700 (uses PORT_BASE+1..+3).
+# PORT_BASE=21700 (uses PORT_BASE+1..+3). SIDES="ours" or "postfix" runs one side only
+# (profiling; ratios then print as 0). KEEP=1 keeps the scratch directory (logs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-3}
@@ -230,7 +231,7 @@ bench() { # dest S size
   declare -A rate cpu mem
   for side in ours postfix; do rate[$side]=""; cpu[$side]=""; mem[$side]=""; done
   for ((r = 0; r < R; r++)); do
-    for side in ours postfix; do
+    for side in ${SIDES:-ours postfix}; do
       read -r a b c < <(run_one "$side" "$dest" "$S" "$size")
       rate[$side]+="$a"$'\n'; cpu[$side]+="$b"$'\n'; mem[$side]+="$c"$'\n'
     done
@@ -239,9 +240,10 @@ bench() { # dest S size
   ro=$(printf '%s' "${rate[ours]}" | median); rp=$(printf '%s' "${rate[postfix]}" | median)
   co=$(printf '%s' "${cpu[ours]}" | median); cp=$(printf '%s' "${cpu[postfix]}" | median)
   mo=$(printf '%s' "${mem[ours]}" | median); mp=$(printf '%s' "${mem[postfix]}" | median)
+  : "${ro:=0}" "${rp:=0}" "${co:=0}" "${cp:=0}" "${mo:=0}" "${mp:=0}"
   awk -v d="$dest" -v s="$S" -v z="$size" -v ro="$ro" -v rp="$rp" -v co="$co" -v cp="$cp" -v mo="$mo" -v mp="$mp" \
     'BEGIN { printf "%-8s %-9s %7s | %8.1f %8.1f %5.2f | %8.5f %8.5f %5.2f | %7d %7d %5.2f\n",
-             d, s, z, ro, rp, ro / rp, co, cp, co / cp, mo, mp, mo / mp }'
+             d, s, z, ro, rp, rp ? ro / rp : 0, co, cp, cp ? co / cp : 0, mo, mp, mp ? mo / mp : 0 }'
 }
 
 echo "delivery benchmark: $N messages per run, median of $R, $(nproc) CPUs"
