@@ -627,8 +627,7 @@ fn settle(inst: &Instance) {
 }
 
 /// Normalises one side's output: queue IDs (learnt from log lines) to
-/// Q<n> in order of first appearance, times, the instance folder, the
-/// sink's port.
+/// Q<case>.<n>, times, the instance folder, the sink's port.
 struct Norm {
     /// (queue ID, its name): `Q<case>.<n>`, numbered within each case so
     /// that a message one side fails to create does not shift the others.
@@ -639,22 +638,77 @@ struct Norm {
     port: String,
 }
 
+/// The queue ID a log line is about (`prog[pid]: ID: ...`).
+fn line_queue_id(l: &str) -> Option<&str> {
+    let rest = &l[l.find("]: ")? + 3..];
+    let id = &rest[..rest.find(": ")?];
+    (id.len() >= 8
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)))
+    .then_some(id)
+}
+
 impl Norm {
+    /// Name the queue IDs first seen in `log`. Messages that a local
+    /// delivery forwarded (`status=sent (forwarded as ID)`) are created by
+    /// concurrent local processes, on either side, so their order of
+    /// appearance is a race: they are numbered after the others, by their
+    /// parent's number and then by the recipient that was forwarded
+    /// (`to=<..>, orig_to=<..>`); everything else in order of first
+    /// appearance.
     fn learn(&mut self, log: &str) {
+        let mut fresh: Vec<&str> = Vec::new();
+        // Forwarded message -> (parent ID, the smallest recipient text).
+        let mut forwarded: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
         for l in log.lines() {
-            let Some(p) = l.find("]: ") else { continue };
-            let rest = &l[p + 3..];
-            let Some(e) = rest.find(": ") else { continue };
-            let id = &rest[..e];
-            if id.len() >= 8
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-                && !self.ids.iter().any(|x| x.0 == id)
-            {
-                self.ids
-                    .push((id.to_string(), format!("Q{}.{}", self.case, self.in_case)));
-                self.in_case += 1;
+            let Some(id) = line_queue_id(l) else { continue };
+            if !self.ids.iter().any(|x| x.0 == id) && !fresh.contains(&id) {
+                fresh.push(id);
+            }
+            let Some(p) = l.find("(forwarded as ") else {
+                continue;
+            };
+            let child = l[p + 14..].trim_end().trim_end_matches(')');
+            let rcpt = l.find(" to=<").map_or("", |t| {
+                let r = &l[t + 1..];
+                &r[..r.find(", relay=").unwrap_or(r.len())]
+            });
+            let e = forwarded.entry(child).or_insert((id, rcpt));
+            if rcpt < e.1 {
+                *e = (id, rcpt);
+            }
+        }
+        let mut name = |ids: &mut Vec<(String, String)>, id: &str| {
+            ids.push((id.to_string(), format!("Q{}.{}", self.case, self.in_case)));
+            self.in_case += 1;
+        };
+        for id in fresh.iter().filter(|id| !forwarded.contains_key(*id)) {
+            name(&mut self.ids, id);
+        }
+        loop {
+            // Forwarded messages whose parent has its name, in a fixed order.
+            let mut ready: Vec<(usize, &str, &str)> = fresh
+                .iter()
+                .filter(|id| !self.ids.iter().any(|x| x.0 == **id))
+                .filter_map(|id| {
+                    let (parent, rcpt) = forwarded.get(id)?;
+                    let pos = self.ids.iter().position(|x| x.0 == *parent)?;
+                    Some((pos, *rcpt, *id))
+                })
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            ready.sort();
+            for (_, _, id) in ready {
+                name(&mut self.ids, id);
+            }
+        }
+        // A parent never seen: order of appearance.
+        for id in fresh {
+            if !self.ids.iter().any(|x| x.0 == id) {
+                name(&mut self.ids, id);
             }
         }
     }
