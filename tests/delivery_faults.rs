@@ -10,21 +10,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "common/master_scratch.rs"]
 mod master_scratch;
 use master_scratch::{Scratch, is_root};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rostfix");
-
-fn age(path: &Path) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
-}
 
 /// The local recipient: demo as root (deliveries run as demo), else us.
 fn user() -> String {
@@ -40,60 +32,8 @@ fn user() -> String {
 /// Start our master on a fresh instance under /tmp with these main.cf
 /// lines added; the mail spool is `DIR/spool` (mode 1777).
 fn start(tag: &str, extra: &str) -> Scratch {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("rostfix-faults-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for d in ["conf", "q", "data", "bin", "spool"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(dir.join("spool"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    for p in [
-        "master",
-        "postlogd",
-        "pickup",
-        "cleanup",
-        "qmgr",
-        "local",
-        "smtp",
-        "bounce",
-        "error",
-        "sendmail",
-        "postqueue",
-    ] {
-        std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
-    }
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_postdrop"),
-        dir.join("bin").join("postdrop"),
-    )
-    .unwrap();
-    let d = dir.display();
-    let mut main_cf = format!(
-        "compatibility_level = 3.6\n\
-         queue_directory = {d}/q\n\
-         data_directory = {d}/data\n\
-         daemon_directory = {d}/bin\n\
-         command_directory = {d}/bin\n\
-         maillog_file = {d}/maillog\n\
-         maillog_file_prefixes = {d}\n\
-         inet_interfaces = 127.0.0.1\n\
-         inet_protocols = ipv4\n\
-         myhostname = test.example\n\
-         mydestination = test.example, localhost\n\
-         mail_spool_directory = {d}/spool\n\
-         alias_maps =\n\
-         alias_database =\n\
-         biff = no\n"
-    );
-    if is_root() {
-        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
-    }
-    main_cf.push_str(extra);
-    std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
-    std::fs::write(
-        dir.join("conf/master.cf"),
+    master_scratch::start(
+        master_scratch::scratch_dir(&format!("faults-{tag}")),
         "postlog unix-dgram n - n - 1 postlogd\n\
          pickup unix n - n 60 1 pickup\n\
          cleanup unix n - n - 0 cleanup\n\
@@ -105,35 +45,9 @@ fn start(tag: &str, extra: &str) -> Scratch {
          smtp unix - - n - - smtp\n\
          error unix - - n - - error\n\
          retry unix - - n - - error\n",
+        &format!("biff = no\n{extra}"),
+        &[],
     )
-    .unwrap();
-    for f in ["main.cf", "master.cf"] {
-        age(&dir.join("conf").join(f));
-    }
-    let mut s = Scratch { dir, master: None };
-    let out = Command::new(BIN)
-        .args(["postfix", "-c"])
-        .arg(s.dir.join("conf"))
-        .arg("set-permissions")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s.master = Some(
-        Command::new(s.dir.join("bin/master"))
-            .arg("-d")
-            .arg("-c")
-            .arg(s.dir.join("conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    s.wait("master", |s| s.log().contains("daemon started"));
-    s
 }
 
 /// Submit one message with our sendmail.

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 #[path = "common/master_scratch.rs"]
 mod master_scratch;
-use master_scratch::{Scratch, is_root};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rostfix");
+use master_scratch::{Scratch, is_root, scratch_dir};
 
 fn golden(name: &str) -> String {
     std::fs::read_to_string(
@@ -28,12 +26,6 @@ fn golden(name: &str) -> String {
             .join(name),
     )
     .unwrap()
-}
-
-fn age(path: &Path) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
 }
 
 impl Scratch {
@@ -173,83 +165,17 @@ fn norm_mailbox(text: &str) -> String {
 
 #[test]
 fn qmgr_delivers_like_postfix() {
-    let dir = std::env::temp_dir().join(format!("rostfix-qmgr-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for d in ["conf", "q", "data", "bin", "spool"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(dir.join("spool"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    for p in [
-        "master",
-        "pickup",
-        "cleanup",
-        "qmgr",
-        "local",
-        "error",
-        "discard",
-        "sendmail",
-        "postqueue",
-        "postlogd",
-    ] {
-        std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
-    }
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_postdrop"),
-        dir.join("bin").join("postdrop"),
-    )
-    .unwrap();
-    let d = dir.display();
-    let mut main_cf = format!(
-        "compatibility_level = 3.6\n\
-         queue_directory = {d}/q\n\
-         data_directory = {d}/data\n\
-         daemon_directory = {d}/bin\n\
-         command_directory = {d}/bin\n\
-         maillog_file = {d}/maillog\n\
-         maillog_file_prefixes = {d}\n\
-         inet_interfaces = 127.0.0.1\n\
-         inet_protocols = ipv4\n\
-         myhostname = test.example\n\
-         mydestination = test.example, localhost\n\
-         mail_spool_directory = {d}/spool\n\
-         alias_maps =\n\
-         alias_database =\n\
-         transport_maps = texthash:{d}/conf/transport\n"
+    let dir = scratch_dir("qmgr");
+    let extra = format!(
+        "transport_maps = texthash:{}/conf/transport\n",
+        dir.display()
     );
-    if is_root() {
-        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
-    }
-    std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
-    std::fs::write(dir.join("conf/master.cf"), golden("master.cf")).unwrap();
-    std::fs::write(dir.join("conf/transport"), golden("transport")).unwrap();
-    for f in ["main.cf", "master.cf", "transport"] {
-        age(&dir.join("conf").join(f));
-    }
-    let mut s = Scratch { dir, master: None };
-    let out = Command::new(BIN)
-        .args(["postfix", "-c"])
-        .arg(s.dir.join("conf"))
-        .arg("set-permissions")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let s = master_scratch::start(
+        dir,
+        &golden("master.cf"),
+        &extra,
+        &[("transport", &golden("transport"))],
     );
-    s.master = Some(
-        Command::new(s.dir.join("bin/master"))
-            .arg("-d")
-            .arg("-c")
-            .arg(s.dir.join("conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    s.wait("master", |s| s.log().contains("daemon started"));
 
     let (name, uid) = if is_root() {
         ("root".to_string(), 0)
@@ -321,59 +247,13 @@ fn qmgr_delivers_like_postfix() {
 /// discard, smtp and the bounce/defer/trace services; `extra` goes into
 /// main.cf, `transport` into the transport table.
 fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("rostfix-qmgr-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for d in ["conf", "q", "data", "bin"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for p in [
-        "master",
-        "postlogd",
-        "pickup",
-        "cleanup",
-        "qmgr",
-        "error",
-        "discard",
-        "smtp",
-        "bounce",
-        "flush",
-        "sendmail",
-        "postqueue",
-        "postsuper",
-    ] {
-        std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
-    }
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_postdrop"),
-        dir.join("bin").join("postdrop"),
-    )
-    .unwrap();
-    let d = dir.display();
-    let mut main_cf = format!(
-        "compatibility_level = 3.6\n\
-         queue_directory = {d}/q\n\
-         data_directory = {d}/data\n\
-         daemon_directory = {d}/bin\n\
-         command_directory = {d}/bin\n\
-         maillog_file = {d}/maillog\n\
-         maillog_file_prefixes = {d}\n\
-         inet_interfaces = 127.0.0.1\n\
-         inet_protocols = ipv4\n\
-         myhostname = test.example\n\
-         mydestination = test.example, localhost\n\
-         alias_maps =\n\
-         alias_database =\n\
-         transport_maps = texthash:{d}/conf/transport\n\
-         {extra}\n"
+    let dir = scratch_dir(&format!("qmgr-{tag}"));
+    let extra = format!(
+        "transport_maps = texthash:{}/conf/transport\n{extra}\n",
+        dir.display()
     );
-    if is_root() {
-        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
-    }
-    std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
-    std::fs::write(
-        dir.join("conf/master.cf"),
+    master_scratch::start(
+        dir,
         "postlog unix-dgram n - n - 1 postlogd\n\
          pickup unix n - n 60 1 pickup\n\
          cleanup unix n - n - 0 cleanup\n\
@@ -386,36 +266,9 @@ fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
          defer unix - - n - 0 bounce\n\
          trace unix - - n - 0 bounce\n\
          flush unix n - n - 0 flush\n",
+        &extra,
+        &[("transport", transport)],
     )
-    .unwrap();
-    std::fs::write(dir.join("conf/transport"), transport).unwrap();
-    for f in ["main.cf", "master.cf", "transport"] {
-        age(&dir.join("conf").join(f));
-    }
-    let mut s = Scratch { dir, master: None };
-    let out = Command::new(BIN)
-        .args(["postfix", "-c"])
-        .arg(s.dir.join("conf"))
-        .arg("set-permissions")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s.master = Some(
-        Command::new(s.dir.join("bin/master"))
-            .arg("-d")
-            .arg("-c")
-            .arg(s.dir.join("conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    s.wait("master", |s| s.log().contains("daemon started"));
-    s
 }
 
 /// Files in a hashed queue directory.

@@ -14,9 +14,6 @@ use std::time::Duration;
 
 #[path = "common/master_scratch.rs"]
 mod master_scratch;
-use master_scratch::{Scratch, is_root};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rostfix");
 
 /// A server that accepts everything except RCPT TO:<bad@...>; LMTP gives
 /// one reply per accepted recipient after DATA. Records what it received.
@@ -79,93 +76,26 @@ fn server(lmtp: bool) -> (u16, Arc<Mutex<Vec<u8>>>) {
 fn smtp_and_lmtp_deliver_through_qmgr() {
     let (sport, srec) = server(false);
     let (lport, lrec) = server(true);
-    let dir = std::env::temp_dir().join(format!("rostfix-smtp-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for d in ["conf", "q", "data", "bin"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for p in [
-        "master", "pickup", "cleanup", "qmgr", "smtp", "lmtp", "sendmail", "postlogd",
-    ] {
-        std::os::unix::fs::symlink(BIN, dir.join("bin").join(p)).unwrap();
-    }
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_postdrop"),
-        dir.join("bin").join("postdrop"),
-    )
-    .unwrap();
-    let d = dir.display();
-    let mut main_cf = format!(
-        "compatibility_level = 3.6\n\
-         queue_directory = {d}/q\n\
-         data_directory = {d}/data\n\
-         daemon_directory = {d}/bin\n\
-         command_directory = {d}/bin\n\
-         maillog_file = {d}/maillog\n\
-         maillog_file_prefixes = {d}\n\
-         inet_interfaces = 127.0.0.1\n\
-         inet_protocols = ipv4\n\
-         myhostname = test.example\n\
-         mydestination = test.example, localhost\n\
-         alias_maps =\n\
-         alias_database =\n\
-         transport_maps = texthash:{d}/conf/transport\n"
+    let dir = master_scratch::scratch_dir("smtp-e2e");
+    let extra = format!(
+        "transport_maps = texthash:{}/conf/transport\n",
+        dir.display()
     );
-    if is_root() {
-        main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
-    }
-    std::fs::write(dir.join("conf/main.cf"), main_cf).unwrap();
-    std::fs::write(
-        dir.join("conf/master.cf"),
+    let transport = format!(
+        "remote.example smtp:[127.0.0.1]:{sport}\n\
+         lmtp.example lmtp:[127.0.0.1]:{lport}\n"
+    );
+    let s = master_scratch::start(
+        dir,
         "postlog unix-dgram n - n - 1 postlogd\n\
          pickup unix n - n 60 1 pickup\n\
          cleanup unix n - n - 0 cleanup\n\
          qmgr unix n - n 300 1 qmgr\n\
          smtp unix - - n - - smtp\n\
          lmtp unix - - n - - lmtp\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("conf/transport"),
-        format!(
-            "remote.example smtp:[127.0.0.1]:{sport}\n\
-             lmtp.example lmtp:[127.0.0.1]:{lport}\n"
-        ),
-    )
-    .unwrap();
-    for f in ["main.cf", "master.cf", "transport"] {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(dir.join("conf").join(f))
-            .unwrap();
-        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-            .unwrap();
-    }
-    let mut s = Scratch { dir, master: None };
-    let out = Command::new(BIN)
-        .args(["postfix", "-c"])
-        .arg(s.dir.join("conf"))
-        .arg("set-permissions")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &extra,
+        &[("transport", &transport)],
     );
-    s.master = Some(
-        Command::new(s.dir.join("bin/master"))
-            .arg("-d")
-            .arg("-c")
-            .arg(s.dir.join("conf"))
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    s.wait("master", |s| s.log().contains("daemon started"));
     let mut c = Command::new(s.dir.join("bin/sendmail"))
         .args([
             "-f",
