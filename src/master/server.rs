@@ -576,142 +576,15 @@ pub trait RequestService {
     ) -> bool;
 }
 
-/// Run a multi-client server on UNIX-domain listeners: accept clients,
-/// serve requests from whichever is readable, exit after max_idle
-/// seconds with no client, after max_use connections once all clients are
-/// gone, or when master goes away.
+/// Run a [`RequestService`] on UNIX-domain listeners with the
+/// multi-client skeleton ([`multi_loop`]): the service reads each request
+/// itself through a buffered reader.
 pub fn request_server(
     args: Vec<std::ffi::OsString>,
     pre_init: Option<fn(&MailConf)>,
     service: &mut dyn RequestService,
 ) -> i32 {
-    use std::os::fd::AsRawFd;
-    let Setup {
-        server,
-        _status,
-        listeners,
-        lock,
-        generation,
-        max_idle,
-        max_use,
-    } = setup(args, pre_init, false);
-    for l in &listeners {
-        // Several processes may wake for one client: never block in accept.
-        if let Listener::Unix(u) = l {
-            let _ = u.set_nonblocking(true);
-        }
-    }
-    let mut clients: Vec<std::io::BufReader<std::os::unix::net::UnixStream>> = Vec::new();
-    let mut use_count = 0i64;
-    let mut idle_since = Instant::now();
-    loop {
-        if clients.is_empty() && max_use > 0 && use_count >= max_use {
-            return 0;
-        }
-        if !service.pre_accept(&server) {
-            return 0;
-        }
-        // Requests already buffered are served before waiting again.
-        let mut k = 0;
-        while k < clients.len() {
-            if !clients[k].buffer().is_empty() && !service.serve(&mut clients[k], &server) {
-                clients.swap_remove(k);
-                idle_since = Instant::now();
-                continue;
-            }
-            k += 1;
-        }
-        let accepting = max_use == 0 || use_count < max_use;
-        let mut fds: Vec<i32> = if accepting {
-            server.listen_fds.clone()
-        } else {
-            Vec::new()
-        };
-        let nlisten = fds.len();
-        fds.extend(clients.iter().map(|c| c.get_ref().as_raw_fd()));
-        fds.push(STATUS_FD);
-        let pending = clients.iter().any(|c| !c.buffer().is_empty());
-        let wait = if pending {
-            0
-        } else if max_idle > 0 && clients.is_empty() {
-            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
-            if left.is_zero() {
-                if msg::verbose() > 0 {
-                    msg::info("idle timeout -- exiting");
-                }
-                return 0;
-            }
-            left.as_millis().min(i32::MAX as u128) as i32
-        } else {
-            -1
-        };
-        // Serialise accepting with the other processes of this service.
-        let locked = accepting && clients.is_empty() && lock.is_some();
-        if locked
-            && let Some(f) = &lock
-            && let Err(e) = flock(f, LockOp::Exclusive)
-        {
-            msg::fatal(&format!(
-                "select lock: {}",
-                crate::global::config_file::errno_text(&e)
-            ));
-        }
-        let ready = process::poll_read(&fds, wait).unwrap_or_else(|e| {
-            msg::fatal(&format!(
-                "select: {}",
-                crate::global::config_file::errno_text(&e)
-            ))
-        });
-        if ready.last() == Some(&true) {
-            if msg::verbose() > 0 {
-                msg::info("master disconnect -- exiting");
-            }
-            return 0;
-        }
-        for (k, r) in ready.iter().enumerate().take(nlisten) {
-            if !r {
-                continue;
-            }
-            let Listener::Unix(l) = &listeners[k] else {
-                continue;
-            };
-            let Ok((mut s, _)) = l.accept() else {
-                continue;
-            };
-            let _ = s.set_nonblocking(false);
-            notify(generation, STAT_TAKEN);
-            if msg::verbose() > 0 {
-                msg::info("connection established");
-            }
-            service.post_accept(&mut s, &server);
-            clients.push(std::io::BufReader::new(s));
-            use_count += 1;
-            notify(generation, STAT_AVAIL);
-        }
-        if locked
-            && let Some(f) = &lock
-            && let Err(e) = flock(f, LockOp::Unlock)
-        {
-            msg::fatal(&format!(
-                "select unlock: {}",
-                crate::global::config_file::errno_text(&e)
-            ));
-        }
-        // Clients that were readable; walk from the end so removal keeps
-        // the earlier indices valid.
-        let readable: Vec<usize> = (0..fds.len() - 1 - nlisten)
-            .filter(|i| ready[nlisten + i])
-            .collect();
-        for &i in readable.iter().rev() {
-            if i < clients.len() && !service.serve(&mut clients[i], &server) {
-                clients.remove(i);
-                if msg::verbose() > 0 {
-                    msg::info("connection closed");
-                }
-                idle_since = Instant::now();
-            }
-        }
-    }
+    multi_loop(setup(args, pre_init, false), &mut RequestClients(service))
 }
 
 /// A client broke the protocol: drop it.
@@ -738,126 +611,274 @@ pub trait MultiService {
     }
 }
 
-/// Run a multi-client server. Returns the exit status.
+/// Run a [`MultiService`] with the multi-client skeleton ([`multi_loop`]):
+/// the skeleton reads what arrives and hands the bytes over. There is no
+/// use limit (as Postfix's anvil sets none); max_idle is at least the
+/// service's `min_idle`. Returns the exit status.
 pub fn multi_server(
     args: Vec<std::ffi::OsString>,
     pre_init: Option<fn(&MailConf)>,
     service: &mut dyn MultiService,
 ) -> i32 {
-    use std::os::fd::AsRawFd;
+    let mut s = setup(args, pre_init, false);
+    if s.max_idle > 0 {
+        s.max_idle = s.max_idle.max(service.min_idle(&s.server));
+    }
+    s.max_use = 0;
+    multi_loop(
+        s,
+        &mut ByteClients {
+            service,
+            next_id: 0,
+        },
+    )
+}
+
+/// What the multi-client skeleton needs from a service: the per-client
+/// input handling; the waiting, accepting and exiting are the skeleton's.
+trait MultiClients {
+    type Client;
+    /// Before each wait: `None` to exit, else how long until the service
+    /// wants to run again even with no event (`None`: no timer).
+    fn before_wait(&mut self, server: &Server) -> Option<Option<Duration>>;
+    /// A client connected; `None` when it is already gone.
+    fn connect(&mut self, conn: Conn, server: &Server) -> Option<Self::Client>;
+    fn fd(client: &Self::Client) -> i32;
+    /// Input already read and waiting to be served without a wait.
+    fn buffered(_client: &Self::Client) -> bool {
+        false
+    }
+    /// The client is readable (or has buffered input): `false` drops it.
+    fn input(&mut self, client: &mut Self::Client, server: &Server) -> bool;
+    fn disconnect(&mut self, client: Self::Client);
+    /// The process is about to exit.
+    fn exit(&mut self) {}
+}
+
+/// [`RequestService`] clients: a buffered reader each, one request served
+/// per wake-up.
+struct RequestClients<'a>(&'a mut dyn RequestService);
+
+impl MultiClients for RequestClients<'_> {
+    type Client = std::io::BufReader<std::os::unix::net::UnixStream>;
+    fn before_wait(&mut self, server: &Server) -> Option<Option<Duration>> {
+        self.0.pre_accept(server).then_some(None)
+    }
+    fn connect(&mut self, conn: Conn, server: &Server) -> Option<Self::Client> {
+        let Conn::Unix(mut s) = conn else {
+            return None;
+        };
+        self.0.post_accept(&mut s, server);
+        Some(std::io::BufReader::new(s))
+    }
+    fn fd(client: &Self::Client) -> i32 {
+        use std::os::fd::AsRawFd;
+        client.get_ref().as_raw_fd()
+    }
+    fn buffered(client: &Self::Client) -> bool {
+        !client.buffer().is_empty()
+    }
+    fn input(&mut self, client: &mut Self::Client, server: &Server) -> bool {
+        self.0.serve(client, server)
+    }
+    fn disconnect(&mut self, _client: Self::Client) {}
+}
+
+/// [`MultiService`] clients: an id, the connection and the bytes read
+/// but not yet consumed (at most 1 MB).
+struct ByteClients<'a> {
+    service: &'a mut dyn MultiService,
+    next_id: u64,
+}
+
+impl MultiClients for ByteClients<'_> {
+    type Client = (u64, Conn, Vec<u8>);
+    fn before_wait(&mut self, server: &Server) -> Option<Option<Duration>> {
+        Some(self.service.tick(server))
+    }
+    fn connect(&mut self, mut conn: Conn, _server: &Server) -> Option<Self::Client> {
+        self.next_id += 1;
+        let hello = self.service.accept(self.next_id);
+        if !hello.is_empty() && conn.write_all(&hello).is_err() {
+            self.service.disconnect(self.next_id);
+            return None;
+        }
+        Some((self.next_id, conn, Vec::new()))
+    }
+    fn fd(client: &Self::Client) -> i32 {
+        use std::os::fd::AsRawFd;
+        match &client.1 {
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Unix(s) => s.as_raw_fd(),
+        }
+    }
+    fn input(&mut self, (id, conn, buf): &mut Self::Client, _server: &Server) -> bool {
+        let mut tmp = [0u8; 4096];
+        let n = conn.read(&mut tmp).unwrap_or(0);
+        if n == 0 {
+            return false;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if buf.len() > 1 << 20 {
+            return false;
+        }
+        match self.service.input(*id, buf) {
+            Ok(out) => out.is_empty() || conn.write_all(&out).is_ok(),
+            Err(DropClient) => false,
+        }
+    }
+    fn disconnect(&mut self, (id, _, _): Self::Client) {
+        self.service.disconnect(id);
+    }
+    fn exit(&mut self) {
+        self.service.exit();
+    }
+}
+
+impl Listener {
+    /// Accept a connection on a stream listener, made blocking.
+    fn accept_conn(&self) -> Option<Conn> {
+        match self {
+            Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
+                let _ = s.set_nonblocking(false);
+                Conn::Tcp(s)
+            }),
+            Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
+                let _ = s.set_nonblocking(false);
+                Conn::Unix(s)
+            }),
+            Listener::Fifo(_) | Listener::Dgram(_) => None,
+        }
+    }
+}
+
+/// The multi-client skeleton (Postfix's multi_server): accept clients,
+/// serve whichever is readable (buffered input first), tell master
+/// around each accept, serialise accepting with the service's other
+/// processes while this one has no client; exit after max_idle seconds
+/// with no client, after max_use connections once all clients are gone,
+/// when the service says so, or when master goes away.
+fn multi_loop<C: MultiClients>(s: Setup, service: &mut C) -> i32 {
     let Setup {
         server,
         _status,
         listeners,
-        lock: _lock,
+        lock,
         generation,
         max_idle,
-        max_use: _,
-    } = setup(args, pre_init, false);
-    let max_idle = if max_idle > 0 {
-        max_idle.max(service.min_idle(&server))
-    } else {
-        max_idle
-    };
-    let mut clients: Vec<(u64, Conn, Vec<u8>)> = Vec::new();
-    let mut next_id = 0u64;
+        max_use,
+    } = s;
+    for l in &listeners {
+        // Several processes may wake for one client: never block in accept.
+        let _ = match l {
+            Listener::Unix(u) => u.set_nonblocking(true),
+            Listener::Tcp(t) => t.set_nonblocking(true),
+            Listener::Fifo(_) | Listener::Dgram(_) => Ok(()),
+        };
+    }
+    let mut clients: Vec<C::Client> = Vec::new();
+    let mut use_count = 0i64;
     let mut idle_since = Instant::now();
-    let fd_of = |c: &Conn| match c {
-        Conn::Tcp(s) => s.as_raw_fd(),
-        Conn::Unix(s) => s.as_raw_fd(),
+    let exit = |service: &mut C, why: &str| {
+        if !why.is_empty() && msg::verbose() > 0 {
+            msg::info(why);
+        }
+        service.exit();
+        0
     };
     loop {
-        let next = service.tick(&server);
-        let mut wait = next;
-        if clients.is_empty() && max_idle > 0 {
+        if clients.is_empty() && max_use > 0 && use_count >= max_use {
+            return exit(service, "");
+        }
+        let Some(timer) = service.before_wait(&server) else {
+            return exit(service, "");
+        };
+        // Requests already buffered are served before waiting again.
+        let mut k = 0;
+        while k < clients.len() {
+            if C::buffered(&clients[k]) && !service.input(&mut clients[k], &server) {
+                service.disconnect(clients.swap_remove(k));
+                idle_since = Instant::now();
+                continue;
+            }
+            k += 1;
+        }
+        let accepting = max_use == 0 || use_count < max_use;
+        let mut fds: Vec<i32> = if accepting {
+            server.listen_fds.clone()
+        } else {
+            Vec::new()
+        };
+        let nlisten = fds.len();
+        fds.extend(clients.iter().map(C::fd));
+        fds.push(STATUS_FD);
+        let mut wait = timer;
+        if clients.iter().any(C::buffered) {
+            wait = Some(Duration::ZERO);
+        } else if max_idle > 0 && clients.is_empty() {
             let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
             if left.is_zero() {
-                if msg::verbose() > 0 {
-                    msg::info("idle timeout -- exiting");
-                }
-                service.exit();
-                return 0;
+                return exit(service, "idle timeout -- exiting");
             }
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
-        let ms = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
-        let mut fds: Vec<i32> = server.listen_fds.clone();
-        fds.extend(clients.iter().map(|(_, c, _)| fd_of(c)));
-        fds.push(STATUS_FD);
-        let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
+        let wait = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
+        // Serialise accepting with the other processes of this service.
+        let locked = accepting && clients.is_empty() && lock.is_some();
+        if locked
+            && let Some(f) = &lock
+            && let Err(e) = flock(f, LockOp::Exclusive)
+        {
+            msg::fatal(&format!(
+                "select lock: {}",
+                crate::global::config_file::errno_text(&e)
+            ));
+        }
+        let ready = process::poll_read(&fds, wait).unwrap_or_else(|e| {
             msg::fatal(&format!(
                 "select: {}",
                 crate::global::config_file::errno_text(&e)
             ))
         });
         if ready.last() == Some(&true) {
-            if msg::verbose() > 0 {
-                msg::info("master disconnect -- exiting");
-            }
-            service.exit();
-            return 0;
+            return exit(service, "master disconnect -- exiting");
         }
-        let nl = listeners.len();
-        // Clients first (indices shift when one goes away).
-        let mut gone = Vec::new();
-        for (k, (id, conn, buf)) in clients.iter_mut().enumerate() {
-            if !ready[nl + k] {
+        for (k, r) in ready.iter().enumerate().take(nlisten) {
+            let Some(conn) = r.then(|| listeners[k].accept_conn()).flatten() else {
                 continue;
-            }
-            let mut tmp = [0u8; 4096];
-            let n = conn.read(&mut tmp).unwrap_or(0);
-            if n == 0 {
-                gone.push(k);
-                continue;
-            }
-            buf.extend_from_slice(&tmp[..n]);
-            if buf.len() > 1 << 20 {
-                gone.push(k);
-                continue;
-            }
-            match service.input(*id, buf) {
-                Ok(out) => {
-                    if !out.is_empty() && conn.write_all(&out).is_err() {
-                        gone.push(k);
-                    }
-                }
-                Err(DropClient) => gone.push(k),
-            }
-        }
-        for k in gone.into_iter().rev() {
-            let (id, _, _) = clients.remove(k);
-            service.disconnect(id);
-            if clients.is_empty() {
-                idle_since = Instant::now();
-                notify(generation, STAT_AVAIL);
-            }
-        }
-        for (k, r) in ready.iter().enumerate().take(nl) {
-            if !r {
-                continue;
-            }
-            let conn = match &listeners[k] {
-                Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
-                    let _ = s.set_nonblocking(false);
-                    Conn::Tcp(s)
-                }),
-                Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
-                    let _ = s.set_nonblocking(false);
-                    Conn::Unix(s)
-                }),
-                Listener::Fifo(_) | Listener::Dgram(_) => None,
             };
-            let Some(mut conn) = conn else { continue };
-            next_id += 1;
-            let hello = service.accept(next_id);
-            if !hello.is_empty() && conn.write_all(&hello).is_err() {
-                service.disconnect(next_id);
-                continue;
+            notify(generation, STAT_TAKEN);
+            if msg::verbose() > 0 {
+                msg::info("connection established");
             }
-            if clients.is_empty() {
-                notify(generation, STAT_TAKEN);
+            if let Some(c) = service.connect(conn, &server) {
+                clients.push(c);
             }
-            clients.push((next_id, conn, Vec::new()));
+            use_count += 1;
+            notify(generation, STAT_AVAIL);
+        }
+        if locked
+            && let Some(f) = &lock
+            && let Err(e) = flock(f, LockOp::Unlock)
+        {
+            msg::fatal(&format!(
+                "select unlock: {}",
+                crate::global::config_file::errno_text(&e)
+            ));
+        }
+        // Clients that were readable; walk from the end so removal keeps
+        // the earlier indices valid.
+        let readable: Vec<usize> = (0..fds.len() - 1 - nlisten)
+            .filter(|i| ready[nlisten + i])
+            .collect();
+        for &i in readable.iter().rev() {
+            if i < clients.len() && !service.input(&mut clients[i], &server) {
+                service.disconnect(clients.remove(i));
+                if msg::verbose() > 0 {
+                    msg::info("connection closed");
+                }
+                idle_since = Instant::now();
+            }
         }
     }
 }
