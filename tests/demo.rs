@@ -1,6 +1,7 @@
 //! `rostfix demo` end to end, as the README tells a newcomer to run it: it
-//! must start, accept a message over SMTP on 127.0.0.1, put it in the queue,
-//! and stop cleanly on SIGTERM. The listener's port is moved to a free one
+//! must start, accept a message over SMTP on 127.0.0.1, deliver it to the
+//! invoking user's mbox under the demo directory with Postfix's log lines
+//! on its standard output, and stop cleanly on SIGTERM. The listener's port is moved to a free one
 //! by writing the demo's master.cf before the first start (the demo keeps
 //! existing files).
 
@@ -8,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MASTER_CF: &str = include_str!("../src/commands/demo/master.cf");
@@ -67,7 +69,7 @@ fn reply(r: &mut BufReader<TcpStream>) -> String {
 }
 
 #[test]
-fn demo_accepts_mail_and_stops() {
+fn demo_delivers_mail_and_stops() {
     let dir = std::env::temp_dir().join(format!("rostfix-demo-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -77,43 +79,59 @@ fn demo_accepts_mail_and_stops() {
     std::fs::write(dir.join("master.cf"), master_cf).unwrap();
     let exe = env!("CARGO_BIN_EXE_rostfix");
     // The demo is for a non-root user (README). Under root (as in CI), run
-    // it as nobody, in a directory nobody owns, reaching the binary through a
-    // world-readable copy.
+    // it as the test user demo (as tests/delivery_faults.rs does: local(8)
+    // needs the recipient's home directory to exist), in a directory demo
+    // owns, reaching the binary through a copy demo can read.
     let root = unsafe_free_getuid() == 0;
-    let (exe, mut cmd) = if root {
+    let (uid, gid) = if root {
+        passwd_ids("demo")
+    } else {
+        (unsafe_free_getuid(), 0)
+    };
+    let owner = format!("{uid}:{gid}");
+    let mut cmd = if root {
         let bin = dir.join("rostfix-bin");
         std::fs::create_dir_all(&bin).unwrap();
         let copy = bin.join("rostfix");
         std::fs::copy(exe, &copy).unwrap();
         for p in [&dir, &bin] {
-            Command::new("chown")
-                .arg("65534:65534")
-                .arg(p)
-                .status()
-                .unwrap();
+            Command::new("chown").arg(&owner).arg(p).status().unwrap();
         }
         Command::new("chown")
-            .arg("65534:65534")
+            .arg(&owner)
             .arg(dir.join("master.cf"))
             .status()
             .unwrap();
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        c.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--clear-groups")
             .arg(&copy)
             .arg("demo")
             .arg(&dir);
-        (copy.to_string_lossy().into_owned(), c)
+        c
     } else {
         let mut c = Command::new(exe);
         c.arg("demo").arg(&dir);
-        (exe.to_string(), c)
+        c
     };
-    let exe = exe.as_str();
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // What the demo prints: its hints, then the log lines (maillog_file is
+    // /dev/stdout).
+    let out = Arc::new(Mutex::new(String::new()));
+    let mut pipe = BufReader::new(child.stdout.take().unwrap());
+    let out2 = out.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while pipe.read_line(&mut line).unwrap_or(0) > 0 {
+            out2.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
     let mut demo = Demo {
         dir: dir.clone(),
         child: Some(child),
@@ -141,22 +159,70 @@ fn demo_accepts_mail_and_stops() {
     w.write_all(b"QUIT\r\n").unwrap();
     assert!(reply(&mut r).starts_with("221 "));
 
-    // The message is a complete queue file (0700) named by its queue ID.
-    let queued = ["incoming", "active", "deferred", "hold"]
-        .iter()
-        .map(|q| dir.join("queue").join(q).join(&id))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("queue file {id} not found"));
-    let out = Command::new(exe)
-        .args(["postcat", "-c"])
-        .arg(&dir)
-        .arg(&queued)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("sender: a@example.com"), "{text}");
-    assert!(text.contains("recipient: you@localhost"), "{text}");
-    assert!(text.contains("Subject: hi"), "{text}");
+    // Delivered by qmgr and local (luser_relay: any local name) to the
+    // invoking user's mbox in the demo's mail/ folder.
+    let user = user_name(uid);
+    let mbox = dir.join("mail").join(&user);
+    let log_has = |want: &[&str]| {
+        let out = out.lock().unwrap();
+        out.lines().any(|l| want.iter().all(|w| l.contains(w)))
+    };
+    let output = || out.lock().unwrap().clone();
+    let start = Instant::now();
+    while !log_has(&["postfix/qmgr[", &format!(": {id}: removed")]) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not delivered; demo output:\n{}",
+            output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out_text = output();
+    assert!(
+        out_text.contains(&format!(
+            "mail to other names @localhost is delivered to {}",
+            mbox.display()
+        )),
+        "{out_text}"
+    );
+    for want in [
+        vec![
+            "postfix/qmgr[",
+            &format!(": {id}: from=<a@example.com>, size="),
+            ", nrcpt=1 (queue active)",
+        ],
+        vec![
+            "postfix/local[",
+            &format!(
+                ": {id}: to=<{user}@demo.rostfix.invalid>, orig_to=<you@localhost>, relay=local, delay="
+            ),
+            ", dsn=2.0.0, status=sent (delivered to mailbox)",
+        ],
+    ] {
+        assert!(log_has(&want), "{want:?} not in:\n{out_text}");
+    }
+    let text = std::fs::read_to_string(&mbox).unwrap_or_else(|e| panic!("{}: {e}", mbox.display()));
+    assert!(text.starts_with("From a@example.com "), "{text}");
+    for want in [
+        "Return-Path: <a@example.com>\n",
+        "X-Original-To: you@localhost\n",
+        &format!(" with ESMTP id {id}\n"),
+        "\nSubject: hi\n",
+        "\n\nhello\n",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    // Nothing is left in the queue.
+    for q in ["maildrop", "incoming", "active", "deferred", "hold"] {
+        let mut stack = vec![dir.join("queue").join(q)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                assert!(p.is_dir(), "left in the queue: {}", p.display());
+                stack.push(p);
+            }
+        }
+    }
 
     // SIGTERM stops master and everything it started.
     let mut child = demo.child.take().unwrap();
@@ -185,6 +251,35 @@ fn demo_accepts_mail_and_stops() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(demo);
+}
+
+/// The /etc/passwd entries: name, uid, gid.
+fn passwd() -> Vec<(String, u32, u32)> {
+    let pw = std::fs::read_to_string("/etc/passwd").unwrap();
+    pw.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((
+                f.first()?.to_string(),
+                f.get(2)?.parse().ok()?,
+                f.get(3)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn user_name(uid: u32) -> String {
+    passwd()
+        .into_iter()
+        .find(|p| p.1 == uid)
+        .unwrap_or_else(|| panic!("no user with uid {uid}"))
+        .0
+}
+
+fn passwd_ids(name: &str) -> (u32, u32) {
+    let p = passwd().into_iter().find(|p| p.0 == name);
+    let p = p.unwrap_or_else(|| panic!("no user {name} (the tests' local user)"));
+    (p.1, p.2)
 }
 
 /// The real uid, from /proc (no unsafe in tests).

@@ -4,8 +4,12 @@
 //! master.cf; existing files are kept), links the programs into
 //! `libexec/` (daemon_directory) and `bin/` (command_directory) there, and
 //! runs `postfix start-fg` on it: master in the foreground, as the invoking
-//! user, with SMTP on 127.0.0.1:2525. Ctrl-C stops it. Nothing outside that
-//! directory is touched.
+//! user, with SMTP on 127.0.0.1:2525 and Postfix's default services (qmgr,
+//! local, bounce ...): mail for a local domain is delivered to mboxes in
+//! `mail/` (names that are no account: the invoking user's, through
+//! luser_relay); mail for other domains is returned
+//! by the error transport. Ctrl-C stops it. Nothing outside that directory
+//! is touched.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -58,17 +62,22 @@ fn link(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 
-/// Lay out the demo directory. Returns the absolute config directory.
-/// Run by someone other than root, everything runs as that user: mail_owner
-/// and setgid_group name them so that the programs' ownership checks agree.
+/// The main.cf lines that name the invoking user. Mail for local names
+/// that are no account goes to that user's mailbox (luser_relay). Run by someone other than
+/// root, everything runs as that user: mail_owner and setgid_group name
+/// them so that the programs' ownership checks agree.
 fn owner_settings() -> String {
     let uid = crate::sys::ids::geteuid();
-    if uid == 0 {
-        return String::new();
-    }
     let user = crate::sys::process::getpwuid(uid).map(|p| p.name);
+    let mut s = String::new();
+    if let Some(u) = &user {
+        s.push_str(&format!("luser_relay = {u}\n"));
+    }
+    if uid == 0 {
+        return s;
+    }
     let group = crate::sys::process::getgrgid(crate::sys::getegid()).map(|g| g.name);
-    let mut s = String::from("# The invoking user owns the demo.\n");
+    s.push_str("# The invoking user owns the demo.\n");
     if let Some(u) = user.filter(|u| u != "nobody") {
         s.push_str(&format!("mail_owner = {u}\n"));
     }
@@ -78,6 +87,7 @@ fn owner_settings() -> String {
     s
 }
 
+/// Lay out the demo directory. Returns the absolute config directory.
 pub fn prepare(dir: &Path, exe: &Path) -> Result<PathBuf, String> {
     let dir = std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for sub in ["", "libexec", "bin", "mail"] {
@@ -132,6 +142,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         "  printf 'HELO me\\r\\nMAIL FROM:<a@example.com>\\r\\nRCPT TO:<you@localhost>\\r\\nDATA\\r\\nSubject: hi\\r\\n\\r\\nhello\\r\\n.\\r\\nQUIT\\r\\n' | nc 127.0.0.1 2525"
     );
     println!("  {d}/bin/sendmail -C {d} you@localhost < message.txt");
+    if let Some(u) = crate::sys::process::getpwuid(crate::sys::ids::geteuid()) {
+        println!(
+            "mail to other names @localhost is delivered to {d}/mail/{}",
+            u.name
+        );
+    }
     println!("  {d}/bin/mailq -C {d}          # the queue");
     println!("  {d}/bin/postconf -c {d} -n    # the settings");
     // Ctrl-C or SIGTERM stops the whole system: master runs in its own
@@ -208,6 +224,17 @@ mod tests {
                 .lines()
                 .any(|l| l.starts_with("127.0.0.1:2525 inet"))
         );
+        // Everything delivery needs is in master.cf, and linked.
+        for svc in [
+            "qmgr", "local", "bounce", "defer", "error", "cleanup", "rewrite",
+        ] {
+            let line = MASTER_CF
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(svc))
+                .unwrap_or_else(|| panic!("no {svc} in master.cf"));
+            let prog = line.split_whitespace().nth(7).unwrap();
+            assert!(DAEMONS.contains(&prog), "{prog}");
+        }
     }
 
     #[test]
