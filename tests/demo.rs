@@ -253,33 +253,20 @@ fn demo_delivers_mail_and_stops() {
     drop(demo);
 }
 
-/// The /etc/passwd entries: name, uid, gid.
-fn passwd() -> Vec<(String, u32, u32)> {
-    let pw = std::fs::read_to_string("/etc/passwd").unwrap();
-    pw.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            Some((
-                f.first()?.to_string(),
-                f.get(2)?.parse().ok()?,
-                f.get(3)?.parse().ok()?,
-            ))
-        })
-        .collect()
+/// `id ARGS`: a user's name or ids.
+fn id(args: &[&str]) -> String {
+    let out = Command::new("id").args(args).output().unwrap();
+    assert!(out.status.success(), "id {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn user_name(uid: u32) -> String {
-    passwd()
-        .into_iter()
-        .find(|p| p.1 == uid)
-        .unwrap_or_else(|| panic!("no user with uid {uid}"))
-        .0
+    id(&["-nu", &uid.to_string()])
 }
 
 fn passwd_ids(name: &str) -> (u32, u32) {
-    let p = passwd().into_iter().find(|p| p.0 == name);
-    let p = p.unwrap_or_else(|| panic!("no user {name} (the tests' local user)"));
-    (p.1, p.2)
+    let n = |flag| id(&[flag, name]).parse().unwrap();
+    (n("-u"), n("-g"))
 }
 
 /// The real uid, from /proc (no unsafe in tests).
