@@ -577,7 +577,7 @@ pub trait RequestService {
 }
 
 /// Run a [`RequestService`] on UNIX-domain listeners with the
-/// multi-client skeleton ([`multi_loop`]): the service reads each request
+/// multi-client skeleton (`multi_loop`): the service reads each request
 /// itself through a buffered reader.
 pub fn request_server(
     args: Vec<std::ffi::OsString>,
@@ -611,7 +611,7 @@ pub trait MultiService {
     }
 }
 
-/// Run a [`MultiService`] with the multi-client skeleton ([`multi_loop`]):
+/// Run a [`MultiService`] with the multi-client skeleton (`multi_loop`):
 /// the skeleton reads what arrives and hands the bytes over. There is no
 /// use limit (as Postfix's anvil sets none); max_idle is at least the
 /// service's `min_idle`. Returns the exit status.
