@@ -32,19 +32,30 @@ fn user() -> String {
 /// Start our master on a fresh instance under /tmp with these main.cf
 /// lines added; the mail spool is `DIR/spool` (mode 1777).
 fn start(tag: &str, extra: &str) -> Scratch {
-    master_scratch::start(
+    start_in(
         master_scratch::scratch_dir(&format!("faults-{tag}")),
-        "postlog unix-dgram n - n - 1 postlogd\n\
+        extra,
+        "-",
+    )
+}
+
+/// [`start`] in `dir`, with the maxproc column of the local service.
+fn start_in(dir: PathBuf, extra: &str, local_maxproc: &str) -> Scratch {
+    master_scratch::start(
+        dir,
+        &format!(
+            "postlog unix-dgram n - n - 1 postlogd\n\
          pickup unix n - n 60 1 pickup\n\
          cleanup unix n - n - 0 cleanup\n\
          qmgr unix n - n 300 1 qmgr\n\
          bounce unix - - n - 0 bounce\n\
          defer unix - - n - 0 bounce\n\
          trace unix - - n - 0 bounce\n\
-         local unix - n n - - local\n\
+         local unix - n n - {local_maxproc} local\n\
          smtp unix - - n - - smtp\n\
          error unix - - n - - error\n\
-         retry unix - - n - - error\n",
+         retry unix - - n - - error\n"
+        ),
         &format!("biff = no\n{extra}"),
         &[],
     )
@@ -393,6 +404,111 @@ fn full_disk_under_the_mailbox() {
             && mailbox(s, &u).contains("Subject: fault-1")
     });
     assert_all_delivered(&s, &u, 2);
+}
+
+/// One local agent process delivers to demo, then daemon, then demo
+/// again (mbox in the spool, then Maildir): it writes each file as the
+/// recipient with its effective identity switched in-process, so each
+/// file must belong to its recipient, and between deliveries the agent
+/// must be root again (a process stuck as demo could not become daemon;
+/// /proc shows its ids once it is idle).
+#[test]
+fn deliveries_as_each_recipient_in_one_agent() {
+    if !is_root() {
+        eprintln!("skipped: needs root (deliveries as other users)");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let ids = |u: &str| {
+        let out = Command::new("id").args(["-u", u]).output().unwrap();
+        let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let out = Command::new("id").args(["-g", u]).output().unwrap();
+        let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        (uid, gid)
+    };
+    let users = ["demo", "daemon", "demo"];
+    for maildir in [false, true] {
+        let tag = if maildir { "eugid-md" } else { "eugid-mbox" };
+        let dir = master_scratch::scratch_dir(&format!("faults-{tag}"));
+        let extra = if maildir {
+            format!("mail_spool_directory = {}/spool/\n", dir.display())
+        } else {
+            String::new()
+        };
+        let s = start_in(dir, &extra, "1");
+        for (i, u) in users.iter().enumerate() {
+            send(
+                &s,
+                &format!("{u}@test.example"),
+                &format!("fault-{i}"),
+                &format!("body of {i}"),
+            );
+            s.wait("the delivery", |s| {
+                s.log().matches("status=sent").count() > i
+            });
+        }
+        let log = s.log();
+        let pids: std::collections::BTreeSet<&str> = log
+            .lines()
+            .filter(|l| l.contains("status=sent"))
+            .filter_map(|l| l.split("postfix/local[").nth(1))
+            .filter_map(|r| r.split(']').next())
+            .collect();
+        assert_eq!(pids.len(), 1, "not one agent process:\n{log}");
+        for u in ["demo", "daemon"] {
+            let (uid, gid) = ids(u);
+            let p = s.dir.join("spool").join(u);
+            let files: Vec<PathBuf> = if maildir {
+                std::fs::read_dir(p.join("new"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect()
+            } else {
+                vec![p.clone()]
+            };
+            let want = if u == "demo" && maildir { 2 } else { 1 };
+            assert_eq!(files.len(), want, "{u}: {files:?}\n{log}");
+            for f in &files {
+                let m = std::fs::symlink_metadata(f).unwrap();
+                assert_eq!((m.uid(), m.gid()), (uid, gid), "owner of {}", f.display());
+                let text = std::fs::read_to_string(f).unwrap();
+                assert!(
+                    text.contains(&format!("Delivered-To: {u}@test.example")),
+                    "{text}"
+                );
+            }
+            if !maildir {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let n = text.lines().filter(|l| l.starts_with("From ")).count();
+                assert_eq!(n, if u == "demo" { 2 } else { 1 }, "{text}");
+            }
+        }
+        // The agent, idle now, is root again: real, effective, saved and
+        // file-system ids, and root's own groups.
+        let pid = pids.into_iter().next().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(field("Uid:"), "0 0 0 0", "{status}");
+        assert_eq!(field("Gid:"), "0 0 0 0", "{status}");
+        // Its groups are those it started with (master's).
+        let master = s.master.as_ref().unwrap().id();
+        let mstatus = std::fs::read_to_string(format!("/proc/{master}/status")).unwrap();
+        let groups = |st: &str| {
+            st.lines()
+                .find(|l| l.starts_with("Groups:"))
+                .map(str::to_string)
+        };
+        assert_eq!(groups(&status), groups(&mstatus), "{status}");
+    }
 }
 
 /// A mailbox that is a symbolic link is refused as Postfix's safe_open

@@ -8,10 +8,12 @@
 //! next-hop text (`2.0.0`), `relay=none`.
 //!
 //! Trust: requests come from the queue manager over private/<service>.
-//! Privilege: local runs as root (as master.cf says) and writes mailboxes in
-//! child processes as the recipient; the others drop to mail_owner.
+//! Privilege: local runs as root (as master.cf says) and writes mailboxes as
+//! the recipient (effective ids switched in-process, see local/mod.rs); the
+//! others drop to mail_owner.
 //! Parameters: delay_logging_resolution_limit, and each agent's own.
 
+use crate::daemons::local::agent::Lazy;
 use crate::daemons::local::{LocalAgent, LocalConfig, SystemEnv};
 use crate::daemons::virtual_agent::{VirtualAgent, VirtualConfig};
 use crate::global::deliver_proto::{self, all_recipients, dsn_split};
@@ -113,31 +115,64 @@ fn forwarder(conf: &MailConf, delivered_to: bool) -> Option<crate::daemons::loca
     })
 }
 
+/// What local(8) computes from the configuration once per process (the
+/// configuration of a process never changes; tables are opened per
+/// connection, as before).
+struct LocalStatic {
+    cfg: LocalConfig,
+    qc: QueueConf,
+    myorigin: String,
+    mydestination: Vec<String>,
+}
+
+thread_local! {
+    static LOCAL_STATIC: std::cell::OnceCell<LocalStatic> = const { std::cell::OnceCell::new() };
+}
+
 fn local_service(conn: &mut Conn, s: &Server) {
     no_args(s);
-    let cfg = LocalConfig::from_conf(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
-    let s_ = |n: &str| {
-        s.conf
-            .lookup_eval(n)
-            .unwrap_or_else(|e| msg::fatal(&e.0))
-            .unwrap_or_default()
-    };
+    let (cfg, qc, myorigin, mydestination) = LOCAL_STATIC.with(|c| {
+        let st = c.get_or_init(|| {
+            let cfg = LocalConfig::from_conf(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
+            let s_ = |n: &str| {
+                s.conf
+                    .lookup_eval(n)
+                    .unwrap_or_else(|e| msg::fatal(&e.0))
+                    .unwrap_or_default()
+            };
+            LocalStatic {
+                cfg,
+                qc: queue_conf(&s.conf),
+                myorigin: s_("myorigin"),
+                mydestination: s_("mydestination")
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .map(|w| w.to_string())
+                    .collect(),
+            }
+        });
+        (
+            st.cfg.clone(),
+            st.qc.clone(),
+            st.myorigin.clone(),
+            st.mydestination.clone(),
+        )
+    });
+    let deliver_hdr_forward = cfg.deliver_hdr_forward();
+    let conf = &s.conf;
     let mut env = SystemEnv {
         relay: s.options.service_name.clone(),
-        myorigin: s_("myorigin"),
-        mydestination: s_("mydestination")
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|w| !w.is_empty())
-            .map(|w| w.to_string())
-            .collect(),
-        forwarder: forwarder(&s.conf, cfg.deliver_hdr_forward()),
-        resolver: match crate::daemons::trivial_rewrite::TrivialRewrite::new(&s.conf) {
-            Ok(t) => Some(t),
-            Err(e) => msg::fatal(&e.0),
-        },
+        myorigin,
+        mydestination,
+        forwarder: Lazy::new(move || forwarder(conf, deliver_hdr_forward)),
+        resolver: Lazy::new(move || {
+            match crate::daemons::trivial_rewrite::TrivialRewrite::new(conf) {
+                Ok(t) => Some(t),
+                Err(e) => msg::fatal(&e.0),
+            }
+        }),
     };
     let mut agent = LocalAgent::new(cfg, &s.options.service_name, &mut env);
-    let qc = queue_conf(&s.conf);
     deliver_proto::serve_ext(conn, &qc, &s.options.service_name, &mut |req| {
         let results = agent.deliver(req);
         deliver_proto::AgentDone {

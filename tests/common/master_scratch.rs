@@ -48,7 +48,8 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
 /// Build an instance in `dir` and start its master (`master -d`): the
 /// programs linked into `bin/`, the queue in `q/`, the log in `maillog`,
 /// the mail spool in `spool/` (mode 1777); main.cf is the common part
-/// plus `extra_main_cf`, master.cf is `master_cf`, `conf_files` (name,
+/// plus `extra_main_cf` (which may set its own mail_spool_directory),
+/// master.cf is `master_cf`, `conf_files` (name,
 /// text) go beside them in `conf/`. As root, services run as nobody.
 /// Returns once master has logged that it started.
 pub fn start(
@@ -84,10 +85,12 @@ pub fn start(
          inet_protocols = ipv4\n\
          myhostname = test.example\n\
          mydestination = test.example, localhost\n\
-         mail_spool_directory = {d}/spool\n\
          alias_maps =\n\
          alias_database =\n"
     );
+    if !extra_main_cf.contains("mail_spool_directory =") {
+        main_cf.push_str(&format!("mail_spool_directory = {d}/spool\n"));
+    }
     if is_root() {
         main_cf.push_str("mail_owner = nobody\ndefault_privs = daemon\nsetgid_group = mail\n");
     }

@@ -79,19 +79,48 @@ pub trait Env {
 /// The system environment: the real password database, a resolver that
 /// knows only `mydestination` (local addresses are delivered here, others
 /// need a forwarding service), no cleanup and no other transports yet.
-pub struct SystemEnv {
+pub struct SystemEnv<'c> {
     pub relay: String,
     pub myorigin: String,
     pub mydestination: Vec<String>,
     /// cleanup as a library for forwarding; None: forwarding defers.
-    pub forwarder: Option<Forwarder>,
+    /// Built on first use (most deliveries never forward).
+    pub forwarder: Lazy<'c, Forwarder>,
     /// trivial-rewrite as a library; None: only `mydestination` is local.
-    pub resolver: Option<crate::daemons::trivial_rewrite::TrivialRewrite>,
+    /// Built on first use.
+    pub resolver: Lazy<'c, crate::daemons::trivial_rewrite::TrivialRewrite>,
+}
+
+/// A value built when it is first needed.
+pub enum Lazy<'c, T> {
+    Pending(Box<dyn FnOnce() -> Option<T> + 'c>),
+    Ready(Option<T>),
+}
+
+impl<'c, T> Lazy<'c, T> {
+    /// A value to build with `f` on first use.
+    pub fn new(f: impl FnOnce() -> Option<T> + 'c) -> Lazy<'c, T> {
+        Lazy::Pending(Box::new(f))
+    }
+
+    /// The value, built now if it was not yet.
+    pub fn get(&mut self) -> Option<&mut T> {
+        if matches!(self, Lazy::Pending(_)) {
+            let Lazy::Pending(f) = std::mem::replace(self, Lazy::Ready(None)) else {
+                unreachable!()
+            };
+            *self = Lazy::Ready(f());
+        }
+        match self {
+            Lazy::Ready(v) => v.as_mut(),
+            Lazy::Pending(_) => None,
+        }
+    }
 }
 
 /// What forwarding needs (forward.c): cleanup with its configuration and
 /// log, the identity queue files are written as (mail_owner; the work
-/// runs in a child process that drops to it), and the texts of the
+/// runs with that effective identity, see privsep::run_as), and the texts of the
 /// Received: header.
 pub struct Forwarder {
     pub cleanup: crate::daemons::cleanup::Cleanup,
@@ -247,7 +276,7 @@ impl Forwarder {
     }
 }
 
-impl Env for SystemEnv {
+impl Env for SystemEnv<'_> {
     fn getpwnam(&self, name: &str) -> Result<Option<Pw>, i32> {
         Ok(crate::sys::pwd::getpwnam(name)?.map(|p| Pw {
             name: p.name,
@@ -265,7 +294,7 @@ impl Env for SystemEnv {
     }
     fn resolve(&mut self, addr: &str) -> Resolved {
         use crate::daemons::trivial_rewrite::{self as tr, Personality, RewriteContext};
-        if let Some(t) = self.resolver.as_mut() {
+        if let Some(t) = self.resolver.get() {
             // deliver_resolve_tree: rewrite to canonical form in the local
             // context, then resolve the internal form.
             let canon = t.rewrite(RewriteContext::Local, addr);
@@ -302,7 +331,7 @@ impl Env for SystemEnv {
         delivered: &str,
         rcpts: &[Recipient],
     ) -> Result<String, ForwardError> {
-        match self.forwarder.as_mut() {
+        match self.forwarder.get() {
             Some(f) => f.send(req, sender, delivered, rcpts),
             None => Err(ForwardError),
         }
@@ -607,6 +636,9 @@ pub struct LocalAgent<'e> {
     /// mailbox_transport_maps and fallback_transport_maps, opened on
     /// first use.
     transport_maps: [Option<Maps>; 2],
+    /// Password entries looked up during the current request (a request
+    /// asks for the same user several times: switch, .forward, mailbox).
+    pw_cache: std::collections::HashMap<String, Option<Pw>>,
 }
 
 impl<'e> LocalAgent<'e> {
@@ -628,7 +660,18 @@ impl<'e> LocalAgent<'e> {
             forwards: Vec::new(),
             passed_deferred: Vec::new(),
             transport_maps: [None, None],
+            pw_cache: std::collections::HashMap::new(),
         }
+    }
+
+    /// getpwnam, remembered for the rest of the request (errors are not).
+    fn getpwnam(&mut self, name: &str) -> Result<Option<Pw>, i32> {
+        if let Some(pw) = self.pw_cache.get(name) {
+            return Ok(pw.clone());
+        }
+        let pw = self.env.getpwnam(name)?;
+        self.pw_cache.insert(name.to_string(), pw.clone());
+        Ok(pw)
     }
 
     /// The request recipients (indices) of the last [`LocalAgent::deliver`]
@@ -643,6 +686,7 @@ impl<'e> LocalAgent<'e> {
     pub fn deliver(&mut self, req: &DeliveryRequest) -> Vec<RecipientResult> {
         self.results.clear();
         self.passed_deferred.clear();
+        self.pw_cache.clear();
         let path = req.queue_file.to_string_lossy().to_string();
         match QueueStream::open(&path) {
             Ok(fp) => self.fp = Some(fp),
@@ -883,7 +927,7 @@ impl<'e> LocalAgent<'e> {
         if st.exp_type == EXP_INCL {
             return self.deliver_indirect(req, st);
         }
-        match self.env.getpwnam(&st.user) {
+        match self.getpwnam(&st.user) {
             Err(e) => {
                 msg::warn(&format!(
                     "error looking up passwd info for {}: {}",
@@ -1340,7 +1384,7 @@ impl<'e> LocalAgent<'e> {
         if self.cfg.forward_path.is_empty() {
             return None;
         }
-        let pw = match self.env.getpwnam(&st.user) {
+        let pw = match self.getpwnam(&st.user) {
             Err(e) => {
                 msg::warn(&format!(
                     "error looking up passwd info for {}: {}",
@@ -1662,7 +1706,7 @@ impl<'e> LocalAgent<'e> {
             let t = self.cfg.mailbox_transport.clone();
             return Some(self.pass(req, &st, &t));
         }
-        let pw = match self.env.getpwnam(&st.user) {
+        let pw = match self.getpwnam(&st.user) {
             Err(e) => {
                 msg::warn(&format!(
                     "error looking up passwd info for {}: {}",
@@ -2006,8 +2050,8 @@ impl<'e> LocalAgent<'e> {
         }
     }
 
-    /// Write the message to a mailbox, file or maildir as uid/gid (in a
-    /// child process when that needs a different identity).
+    /// Write the message to a mailbox, file or maildir as uid/gid (with
+    /// the effective identity switched, see privsep::run_as).
     #[allow(clippy::too_many_arguments)]
     fn write_as(
         &mut self,

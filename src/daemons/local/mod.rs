@@ -5,9 +5,14 @@
 //! `.forward` and `:include:` files are trusted only as far as Postfix
 //! trusts them (ownership and permission rules below). Privilege: started
 //! as root by master (unprivileged column `n`); every write into a mailbox,
-//! file or command runs as the recipient (or `default_privs`) in a child
-//! process, never by switching the identity of this process. When not
-//! started as root (non-root mode) everything runs as the invoking user.
+//! file or maildir, and every look at a `.forward` or `:include:` file,
+//! runs as the recipient (or `default_privs`) as Postfix's local(8) does
+//! it: this single-threaded process switches only its effective uid/gid
+//! and groups, and switches back to root right after
+//! (crate::sys::privsep::EffectiveIds; a forked child when the process
+//! could not be proven single-threaded). Commands run in a child process
+//! that takes the user's identity for good. When not started as root
+//! (non-root mode) everything runs as the invoking user.
 //!
 //! Parameters: alias_maps, allow_mail_to_commands, allow_mail_to_files,
 //! command_expansion_filter, command_time_limit, default_privs,

@@ -4,7 +4,8 @@
 //!
 //! Trust: the request comes from the queue manager, the tables from the
 //! administrator. Privilege: started as root; each write runs as the
-//! mailbox's uid/gid in a child process (in-process in non-root mode).
+//! mailbox's uid/gid (privsep::run_as: the effective ids switched
+//! in-process while single-threaded, else in a child process).
 //!
 //! Parameters: virtual_mailbox_base, virtual_mailbox_maps,
 //! virtual_uid_maps, virtual_gid_maps, virtual_minimum_uid,
