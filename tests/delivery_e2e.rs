@@ -253,6 +253,19 @@ const CASES: &[Case] = &[
         body: "Subject: too big by SMTP\n\n",
         pad: 120_000,
     },
+    // A large relayed message (the smtp client streams it from the queue
+    // file): 8-bit text, lines to dot-stuff, a line longer than
+    // smtp_line_length_limit (broken with CRLF SPACE), then ~95 KB.
+    Case {
+        name: "relay-large",
+        via: Via::Smtp,
+        sender: "rfx-e2e-3@test.example",
+        rcpts: &["large@relay.example"],
+        body: "Subject: large relay\nContent-Type: text/plain; charset=utf-8\n\
+               Content-Transfer-Encoding: 8bit\n\ncaf\u{e9} \u{e0} la cr\u{e8}me\n\
+               .leading dot\n..two dots\n.\n",
+        pad: 95_000,
+    },
 ];
 
 fn main_cf(d: &str) -> String {
@@ -594,6 +607,11 @@ fn message(i: usize, case: &Case) -> String {
         case.sender, case.body
     );
     let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\n";
+    if case.pad > 0 && case.pad < 100_000 {
+        // Longer than smtp_line_length_limit (998), and not a multiple of it.
+        m.push_str(&"long-line ".repeat(250));
+        m.push('\n');
+    }
     while m.len() < case.pad {
         m.push_str(line);
     }

@@ -157,6 +157,9 @@ pub fn c_str(data: &[u8]) -> &[u8] {
 // ---------------------------------------------------------------- reading
 
 const BUFSIZE: usize = 8192;
+/// A stream that keeps reading whole buffers (a big file read straight
+/// through, such as a large message's content) doubles its buffer up to this.
+const BUFSIZE_MAX: usize = 64 * 1024;
 
 /// Where reader warnings go.
 enum Sink {
@@ -238,6 +241,12 @@ impl QueueStream {
     }
 
     fn fill(&mut self) -> bool {
+        if self.len == self.buf.len() && self.len < BUFSIZE_MAX {
+            // Everything buffered was consumed: nothing is lost.
+            self.buf = vec![0u8; self.len * 2].into_boxed_slice();
+            self.pos = 0;
+            self.len = 0;
+        }
         loop {
             match self.file.read(&mut self.buf) {
                 Ok(0) => return false,

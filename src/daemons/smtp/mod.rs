@@ -196,22 +196,19 @@ fn classify(e: &io::Error) -> IoErr {
 }
 
 trait Conn: Read + Write + Send {
-    fn set_timeouts(&self, t: u64);
+    /// The send timeout (0: none).
+    fn set_write_timeout_secs(&self, t: u64);
 }
 
 impl Conn for TcpStream {
-    fn set_timeouts(&self, t: u64) {
-        let d = (t > 0).then(|| Duration::from_secs(t));
-        let _ = self.set_read_timeout(d);
-        let _ = self.set_write_timeout(d);
+    fn set_write_timeout_secs(&self, t: u64) {
+        let _ = self.set_write_timeout((t > 0).then(|| Duration::from_secs(t)));
     }
 }
 
 impl Conn for UnixStream {
-    fn set_timeouts(&self, t: u64) {
-        let d = (t > 0).then(|| Duration::from_secs(t));
-        let _ = self.set_read_timeout(d);
-        let _ = self.set_write_timeout(d);
+    fn set_write_timeout_secs(&self, t: u64) {
+        let _ = self.set_write_timeout((t > 0).then(|| Duration::from_secs(t)));
     }
 }
 
@@ -239,6 +236,10 @@ struct Session {
     /// A UNIX-domain socket (TLS levels are downgraded to none there, as
     /// Postfix does without a client certificate).
     unix: bool,
+    /// The receive and send timeouts now set on the socket (u64::MAX:
+    /// none yet), so that a step with the same timeout costs no system call.
+    rd_timeout: u64,
+    wr_timeout: u64,
 }
 
 impl Session {
@@ -338,6 +339,9 @@ pub fn cache_close_all() {
 
 const LINE_LIMIT: usize = 2048;
 
+/// Message body output is written in pieces of about this size.
+const BODY_WRITE: usize = 64 * 1024;
+
 impl Session {
     fn cmd(&mut self, text: &str) {
         self.out.extend_from_slice(text.as_bytes());
@@ -348,7 +352,10 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
-        self.wr.set_timeouts(timeout);
+        if self.wr_timeout != timeout {
+            self.wr.set_write_timeout_secs(timeout);
+            self.wr_timeout = timeout;
+        }
         let r = self.wr.write_all(&self.out).and_then(|_| self.wr.flush());
         self.out.clear();
         r.map_err(|e| classify(&e))
@@ -357,7 +364,10 @@ impl Session {
     /// Read one reply with the given timeout (flushing pending output first).
     fn reply(&mut self, timeout: u64) -> Result<Reply, IoErr> {
         self.flush(timeout)?;
-        self.rd.get_ref().set_timeout(timeout);
+        if self.rd_timeout != timeout {
+            self.rd.get_ref().set_timeout(timeout);
+            self.rd_timeout = timeout;
+        }
         let mut lines = Vec::new();
         let mut total = 0;
         loop {
@@ -560,46 +570,77 @@ fn notify_str(mask: i32) -> String {
     v.join(",")
 }
 
-/// Read the message content (the `N`/`L` records) from the queue file.
-/// The SMTPUTF8 flags of the queue file (the sixth field of its size record).
-fn smtputf8_flags(req: &DeliveryRequest) -> i32 {
-    let path = req.queue_file.to_string_lossy().to_string();
-    let Ok(mut fp) = QueueStream::open(&path) else {
-        return 0;
-    };
-    let mut buf = Vec::new();
-    match rec_get(&mut fp, &mut buf, 0) {
-        Rec::Type(t) if t == rec_type::SIZE => String::from_utf8_lossy(&buf)
-            .split_whitespace()
-            .nth(5)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
+/// The message content in the queue file, read record by record for each
+/// session (as Postfix's smtp client does): no copy of the message is
+/// kept in memory, whatever its size.
+struct Content {
+    fp: QueueStream,
+    offset: u64,
+    /// The current content record's payload.
+    buf: Vec<u8>,
+    /// The SMTPUTF8 flags of the queue file (the sixth field of its size
+    /// record).
+    utf8_flags: i32,
 }
 
-fn read_content(req: &DeliveryRequest) -> io::Result<Vec<mime::Line>> {
-    let path = req.queue_file.to_string_lossy().to_string();
-    let mut fp = QueueStream::open(&path)?;
-    fp.seek_set(req.data_offset as i64)?;
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        match rec_get(&mut fp, &mut buf, 0) {
-            Rec::Type(t) if t == rec_type::NORM || t == rec_type::CONT => {
-                out.push((buf.clone(), t == rec_type::NORM));
-            }
-            Rec::Type(t) if t == rec_type::XTRA || t == rec_type::END => break,
-            Rec::Type(_) => {}
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "corrupt queue file",
-                ));
+/// Why the content could not be read.
+fn corrupt() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "corrupt queue file")
+}
+
+impl Content {
+    /// Open the queue file and read its size record.
+    fn open(req: &DeliveryRequest) -> io::Result<Content> {
+        let path = req.queue_file.to_string_lossy().to_string();
+        let mut fp = QueueStream::open(&path)?;
+        let mut buf = Vec::new();
+        let utf8_flags = match rec_get(&mut fp, &mut buf, 0) {
+            Rec::Type(t) if t == rec_type::SIZE => String::from_utf8_lossy(&buf)
+                .split_whitespace()
+                .nth(5)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let mut c = Content {
+            fp,
+            offset: req.data_offset,
+            buf,
+            utf8_flags,
+        };
+        c.rewind()?;
+        Ok(c)
+    }
+
+    /// Go back to the start of the content.
+    fn rewind(&mut self) -> io::Result<()> {
+        self.fp.seek_set(self.offset as i64).map(|_| ())
+    }
+
+    /// Read the next content line into `self.buf`: Some(complete) (false:
+    /// it continues in the next record), None after the last one.
+    fn next_line(&mut self) -> io::Result<Option<bool>> {
+        loop {
+            match rec_get(&mut self.fp, &mut self.buf, 0) {
+                Rec::Type(t) if t == rec_type::NORM || t == rec_type::CONT => {
+                    return Ok(Some(t == rec_type::NORM));
+                }
+                Rec::Type(t) if t == rec_type::XTRA || t == rec_type::END => return Ok(None),
+                Rec::Type(_) => {}
+                _ => return Err(corrupt()),
             }
         }
     }
-    Ok(out)
+
+    /// All content lines (for the 8-bit downgrade, which needs whole
+    /// header blocks).
+    fn lines(&mut self) -> io::Result<Vec<mime::Line>> {
+        let mut out = Vec::new();
+        while let Some(complete) = self.next_line()? {
+            out.push((self.buf.clone(), complete));
+        }
+        Ok(out)
+    }
 }
 
 /// Write one content record for DATA: dot-stuffing at the start of a line,
@@ -714,6 +755,14 @@ fn errtext(e: &io::Error) -> String {
 enum SessEnd {
     /// The conversation ran (recipients may remain for the next server).
     Done,
+    /// The queue file's content could not be read: the connection was
+    /// dropped without ending the message, no other server is tried.
+    BadContent(io::Error),
+}
+
+/// The deferral for an unreadable queue file.
+fn content_error(e: &io::Error) -> Dsn {
+    Dsn::new("4.3.0", format!("error reading message: {e}"))
 }
 
 /// What a delivery attempt produced.
@@ -759,16 +808,12 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
         reuse_count: 0,
         hop_status: None,
     };
-    let content = match read_content(req) {
+    let mut content = match Content::open(req) {
         Ok(c) => c,
         Err(e) => {
             st.final_server = true;
             let all = st.pending.clone();
-            st.bulk_fail(
-                &all,
-                Dsn::new("4.3.0", format!("error reading message: {e}")),
-                "none",
-            );
+            st.bulk_fail(&all, content_error(&e), "none");
             return (st.results, st.info, st.hop_status);
         }
     };
@@ -780,7 +825,7 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
     let mut why: Option<Dsn> = None;
     let ndest = dests.len();
     let (mut load, mut store) = (false, false);
-    for (di, dest) in dests.iter().enumerate() {
+    'dests: for (di, dest) in dests.iter().enumerate() {
         if st.pending.is_empty() {
             break;
         }
@@ -896,6 +941,8 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                                     + Duration::from_secs(conf.reuse_time_limit),
                                 unix: matches!(t, Target::Unix(_)),
                                 endpoint,
+                                rd_timeout: u64::MAX,
+                                wr_timeout: u64::MAX,
                             },
                             false,
                         )
@@ -904,8 +951,15 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
             };
             sessions += 1;
             st.reuse_count = sess.reuse_count;
-            let SessEnd::Done = run_session(&mut st, &mut sess, &content, reused);
+            let end = run_session(&mut st, &mut sess, &mut content, reused);
             why = None;
+            if let SessEnd::BadContent(e) = end {
+                // The session was dropped without ending the message.
+                st.final_server = true;
+                let all = st.pending.clone();
+                st.bulk_fail(&all, content_error(&e), "none");
+                break 'dests;
+            }
             if conf.reuse_count_limit > 0 && sess.reuse_count + 1 >= conf.reuse_count_limit {
                 sess.cacheable = false;
             }
@@ -973,12 +1027,7 @@ fn said(sess: &Session, resp: &Reply, what: &str) -> String {
     )
 }
 
-fn run_session(
-    st: &mut State,
-    sess: &mut Session,
-    content: &[mime::Line],
-    reused: bool,
-) -> SessEnd {
+fn run_session(st: &mut State, sess: &mut Session, content: &mut Content, reused: bool) -> SessEnd {
     if !reused && !handshake(st, sess) {
         return SessEnd::Done;
     }
@@ -1143,14 +1192,14 @@ fn handshake(st: &mut State, sess: &mut Session) -> bool {
 }
 
 /// One mail transaction on an open session.
-fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
+fn xfer(st: &mut State, sess: &mut Session, content: &mut Content) -> SessEnd {
     let conf = st.conf;
     let req = st.req;
     let relay = sess.namaddrport.clone();
     let all = st.pending.clone();
     // Required when the sender asked for SMTPUTF8 and the envelope or a
     // header has UTF-8 (SMTPUTF8_FLAG_REQUESTED plus any other flag).
-    let utf8_flags = smtputf8_flags(req);
+    let utf8_flags = content.utf8_flags;
     let requested = req.smtputf8 || utf8_flags & 1 != 0;
     let required = requested && (utf8_flags & !1 != 0 || (utf8_flags == 0 && req.smtputf8));
     if !sess.features.smtputf8 && required {
@@ -1321,27 +1370,51 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
         }
         return SessEnd::Done;
     }
-    // The message.
-    let body: Vec<mime::Line> = if downgrade {
-        mime::downgrade(content)
-    } else {
-        content.to_vec()
-    };
+    // The message, from the queue file (converted whole when the server
+    // needs 7-bit content).
     let limit = match conf.line_length_limit {
         0 => usize::MAX,
         n => n,
     };
     let mut space_left = limit;
     let mut logged_break = false;
-    for (text, complete) in &body {
-        if text_out(&mut sess.out, &mut space_left, limit, text, *complete) && !logged_break {
+    let mut converted = None;
+    let read = content.rewind().and_then(|_| {
+        if downgrade {
+            converted = Some(mime::downgrade(&content.lines()?).into_iter());
+        }
+        Ok(())
+    });
+    if let Err(e) = read {
+        return drop_session(sess, e);
+    }
+    loop {
+        let line = match &mut converted {
+            Some(it) => it.next().map(|(text, complete)| {
+                content.buf = text;
+                complete
+            }),
+            None => match content.next_line() {
+                Ok(l) => l,
+                Err(e) => return drop_session(sess, e),
+            },
+        };
+        let Some(complete) = line else { break };
+        if text_out(
+            &mut sess.out,
+            &mut space_left,
+            limit,
+            &content.buf,
+            complete,
+        ) && !logged_break
+        {
             logged_break = true;
             st.info.push(format!(
                 "{}: breaking line > {limit} bytes with <CR><LF>SPACE",
                 req.queue_id
             ));
         }
-        if sess.out.len() >= 8192
+        if sess.out.len() >= BODY_WRITE
             && let Err(e) = sess.flush(conf.data_xfer_timeout)
         {
             except(st, sess, e, "sending message body");
@@ -1400,6 +1473,15 @@ fn xfer(st: &mut State, sess: &mut Session, content: &[mime::Line]) -> SessEnd {
         let _ = sess.reply(conf.quit_timeout);
     }
     SessEnd::Done
+}
+
+/// Drop a session in the middle of the message (the queue file became
+/// unreadable): nothing more is sent, not even QUIT.
+fn drop_session(sess: &mut Session, e: io::Error) -> SessEnd {
+    sess.out.clear();
+    sess.closed = true;
+    sess.cacheable = false;
+    SessEnd::BadContent(e)
 }
 
 fn quit(sess: &mut Session, conf: &Conf) -> Result<(), IoErr> {
