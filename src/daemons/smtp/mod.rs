@@ -200,21 +200,55 @@ trait Conn: Read + Write + Send {
     fn set_write_timeout_secs(&self, t: u64);
 }
 
-impl Conn for TcpStream {
-    fn set_write_timeout_secs(&self, t: u64) {
-        let _ = self.set_write_timeout((t > 0).then(|| Duration::from_secs(t)));
-    }
+/// One socket shared by the reading and the writing half (one descriptor,
+/// no duplicate).
+struct Shared<T>(std::sync::Arc<T>);
+
+macro_rules! shared_socket {
+    ($t:ty) => {
+        impl Read for Shared<$t> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                (&*self.0).read(b)
+            }
+        }
+
+        impl Write for Shared<$t> {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                (&*self.0).write(b)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl Conn for Shared<$t> {
+            fn set_write_timeout_secs(&self, t: u64) {
+                let _ = self
+                    .0
+                    .set_write_timeout((t > 0).then(|| Duration::from_secs(t)));
+            }
+        }
+
+        impl ConnRead for Shared<$t> {
+            fn set_timeout(&self, t: u64) {
+                let _ = self
+                    .0
+                    .set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
+            }
+            fn idle_alive(&mut self) -> bool {
+                let c = self.0.clone();
+                idle_alive_via(self, |on| c.set_nonblocking(on))
+            }
+        }
+    };
 }
 
-impl Conn for UnixStream {
-    fn set_write_timeout_secs(&self, t: u64) {
-        let _ = self.set_write_timeout((t > 0).then(|| Duration::from_secs(t)));
-    }
-}
+shared_socket!(TcpStream);
+shared_socket!(UnixStream);
 
 /// An open connection with the names Postfix logs.
 struct Session {
-    rd: BufReader<Box<dyn ConnRead>>,
+    rd: BufReader<Timed>,
     wr: Box<dyn Conn>,
     out: Vec<u8>,
     /// `host[addr]`
@@ -236,10 +270,30 @@ struct Session {
     /// A UNIX-domain socket (TLS levels are downgraded to none there, as
     /// Postfix does without a client certificate).
     unix: bool,
-    /// The receive and send timeouts now set on the socket (u64::MAX:
-    /// none yet), so that a step with the same timeout costs no system call.
-    rd_timeout: u64,
+    /// The send timeout now set on the socket (u64::MAX: none yet), so
+    /// that a step with the same timeout costs no system call.
     wr_timeout: u64,
+}
+
+/// The reading half with its timeout, applied to the socket only when a
+/// read really goes to the socket (a reply already buffered costs no
+/// system call) and only when it changed.
+struct Timed {
+    inner: Box<dyn ConnRead>,
+    /// The timeout for the next read.
+    want: u64,
+    /// The timeout set on the socket (u64::MAX: none yet).
+    set: u64,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.want != self.set {
+            self.inner.set_timeout(self.want);
+            self.set = self.want;
+        }
+        self.inner.read(buf)
+    }
 }
 
 impl Session {
@@ -267,32 +321,6 @@ fn idle_alive_via<S: Read>(s: &mut S, nb: impl Fn(bool) -> io::Result<()>) -> bo
     alive && nb(false).is_ok()
 }
 
-impl ConnRead for TcpStream {
-    fn set_timeout(&self, t: u64) {
-        let _ = self.set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
-    }
-    fn idle_alive(&mut self) -> bool {
-        let c = match self.try_clone() {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        idle_alive_via(self, |on| c.set_nonblocking(on))
-    }
-}
-
-impl ConnRead for UnixStream {
-    fn set_timeout(&self, t: u64) {
-        let _ = self.set_read_timeout((t > 0).then(|| Duration::from_secs(t)));
-    }
-    fn idle_alive(&mut self) -> bool {
-        let c = match self.try_clone() {
-            Ok(c) => c,
-            Err(_) => return false,
-        };
-        idle_alive_via(self, |on| c.set_nonblocking(on))
-    }
-}
-
 /// A session kept open for the next request (Postfix keeps these in the
 /// scache service; here they stay in the agent process that made them).
 struct Cached {
@@ -315,7 +343,7 @@ fn cache_take(dest: Option<&str>, endpoint: Option<&str>) -> Option<Session> {
             || (endpoint.is_some() && Some(x.sess.endpoint.as_str()) == endpoint)
     })?;
     let mut x = c.remove(i);
-    if x.sess.rd.buffer().is_empty() && x.sess.rd.get_mut().idle_alive() {
+    if x.sess.rd.buffer().is_empty() && x.sess.rd.get_mut().inner.idle_alive() {
         Some(x.sess)
     } else {
         None
@@ -364,10 +392,7 @@ impl Session {
     /// Read one reply with the given timeout (flushing pending output first).
     fn reply(&mut self, timeout: u64) -> Result<Reply, IoErr> {
         self.flush(timeout)?;
-        if self.rd_timeout != timeout {
-            self.rd.get_ref().set_timeout(timeout);
-            self.rd_timeout = timeout;
-        }
+        self.rd.get_mut().want = timeout;
         let mut lines = Vec::new();
         let mut total = 0;
         loop {
@@ -602,14 +627,13 @@ impl Content {
                 .unwrap_or(0),
             _ => 0,
         };
-        let mut c = Content {
+        // Each session seeks to the content itself.
+        Ok(Content {
             fp,
             offset: req.data_offset,
             buf,
             utf8_flags,
-        };
-        c.rewind()?;
-        Ok(c)
+        })
     }
 
     /// Go back to the start of the content.
@@ -711,13 +735,8 @@ fn connect(conf: &Conf, t: &Target) -> Result<Halves, Dsn> {
                     // this, Nagle holds the small "." write back until the
                     // peer's delayed ACK of the body (40 ms per message).
                     let _ = s.set_nodelay(true);
-                    let r2 = s.try_clone().map_err(|e| {
-                        Dsn::new(
-                            "4.4.1",
-                            format!("connect to {}[{}]:{port}: {}", h.name, h.addr, errtext(&e)),
-                        )
-                    })?;
-                    Ok((Box::new(r2), Box::new(s)))
+                    let s = std::sync::Arc::new(s);
+                    Ok((Box::new(Shared(s.clone())), Box::new(Shared(s))))
                 }
                 Err(e) => Err(Dsn::new(
                     "4.4.1",
@@ -727,13 +746,8 @@ fn connect(conf: &Conf, t: &Target) -> Result<Halves, Dsn> {
         }
         Target::Unix(path) => match UnixStream::connect(path) {
             Ok(s) => {
-                let r2 = s.try_clone().map_err(|e| {
-                    Dsn::new(
-                        "4.4.1",
-                        format!("connect to {}[{path}]: {}", conf.myhostname, errtext(&e)),
-                    )
-                })?;
-                Ok((Box::new(r2), Box::new(s)))
+                let s = std::sync::Arc::new(s);
+                Ok((Box::new(Shared(s.clone())), Box::new(Shared(s))))
             }
             Err(e) => Err(Dsn::new(
                 "4.4.1",
@@ -927,7 +941,11 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                         };
                         (
                             Session {
-                                rd: BufReader::new(rd),
+                                rd: BufReader::new(Timed {
+                                    inner: rd,
+                                    want: 0,
+                                    set: u64::MAX,
+                                }),
                                 wr,
                                 out: Vec::new(),
                                 namaddr,
@@ -941,7 +959,6 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                                     + Duration::from_secs(conf.reuse_time_limit),
                                 unix: matches!(t, Target::Unix(_)),
                                 endpoint,
-                                rd_timeout: u64::MAX,
                                 wr_timeout: u64::MAX,
                             },
                             false,
@@ -1424,10 +1441,8 @@ fn xfer(st: &mut State, sess: &mut Session, content: &mut Content) -> SessEnd {
     if space_left != limit {
         sess.out.extend_from_slice(b"\r\n");
     }
-    if let Err(e) = sess.flush(conf.data_xfer_timeout) {
-        except(st, sess, e, "sending message body");
-        return SessEnd::Done;
-    }
+    // The rest of the body goes out with the "." (and QUIT) in one write,
+    // under the end-of-data timeout, as Postfix's buffered stream does.
     sess.cmd(".");
     let cache = sess.cacheable && std::time::Instant::now() < sess.expire;
     if pipelining && !cache {
@@ -1500,15 +1515,22 @@ fn smtp_service(conn: &mut crate::master::server::Conn, s: &crate::master::serve
     if let Some(a) = s.options.args.first() {
         msg::fatal(&format!("unexpected command-line argument: {a}"));
     }
-    let lmtp = s.progname == "lmtp";
-    let conf = Conf::from_conf(&s.conf, lmtp).unwrap_or_else(|e| msg::fatal(&e.0));
-    let qc = crate::global::mail_queue::QueueConf::from_conf(&s.conf)
-        .unwrap_or_else(|e| msg::fatal(&e.0));
-    crate::global::deliver_proto::serve_ext(conn, &qc, &s.options.service_name, &mut |req| {
+    // The parameters do not change for the life of the process: read them
+    // at the first request only.
+    static CONF: std::sync::OnceLock<(Conf, crate::global::mail_queue::QueueConf)> =
+        std::sync::OnceLock::new();
+    let (conf, qc) = CONF.get_or_init(|| {
+        let lmtp = s.progname == "lmtp";
+        let conf = Conf::from_conf(&s.conf, lmtp).unwrap_or_else(|e| msg::fatal(&e.0));
+        let qc = crate::global::mail_queue::QueueConf::from_conf(&s.conf)
+            .unwrap_or_else(|e| msg::fatal(&e.0));
+        (conf, qc)
+    });
+    crate::global::deliver_proto::serve_ext(conn, qc, &s.options.service_name, &mut |req| {
         if req.nexthop.is_empty() {
             msg::fatal("empty nexthop hostname");
         }
-        let d = deliver_full(req, &conf);
+        let d = deliver_full(req, conf);
         for l in &d.log {
             match l.strip_prefix("warning: ") {
                 Some(w) => msg::warn(w),
