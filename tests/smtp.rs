@@ -651,3 +651,53 @@ fn mx_lookup_order_fallback_and_errors() {
         ("5.1.0", "Domain nullmx.test does not accept mail (nullMX)")
     );
 }
+
+/// The content is streamed from the queue file for each session: a record
+/// that cannot be read in the middle of the message drops the connection
+/// without ending the message (no "." that would let the server deliver a
+/// truncated message, no QUIT), and the recipients are deferred.
+#[test]
+fn unreadable_content_drops_the_session() {
+    let case = Case {
+        name: "corrupt".into(),
+        proto: "smtp".into(),
+        ..Default::default()
+    };
+    let (port, rec) = start(&case);
+    let g = golden();
+    let mut req = DeliveryRequest::from_queue_file(
+        &g.join("queue").join("longline"),
+        "active",
+        "longline",
+        "smtp",
+        &format!("[127.0.0.1]:{port}"),
+    )
+    .unwrap();
+    // Cut the copy in the middle of the content, past the first records.
+    let bytes = std::fs::read(g.join("queue").join("longline")).unwrap();
+    let cut = req.data_offset as usize + 3000;
+    assert!(cut < bytes.len());
+    let dir = std::env::temp_dir().join(format!("rostfix-smtp-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("longline");
+    std::fs::write(&copy, &bytes[..cut]).unwrap();
+    req.queue_file = copy;
+    let (results, log) = deliver_logged(&req, &conf(false));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(results.len(), req.rcpt.len(), "{log:?}");
+    for r in &results {
+        assert_eq!(r.outcome, Outcome::Deferred, "{log:?}");
+        assert_eq!(r.dsn.status, "4.3.0");
+        assert_eq!(r.dsn.reason, "error reading message: corrupt queue file");
+        assert_eq!(r.relay, "none");
+    }
+    for _ in 0..50 {
+        if Arc::strong_count(&rec) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = String::from_utf8_lossy(&rec.lock().unwrap()).into_owned();
+    assert!(got.contains("DATA\r\n"), "{got}");
+    assert!(!got.contains("\r\n.\r\n") && !got.contains("QUIT"), "{got}");
+}

@@ -408,13 +408,14 @@ impl DeliveryRequest {
                     return Err(QueueFileError(format!("{p}: corrupt queue file")));
                 }
             };
-            let text = crate::util::latin1::decode(&buf);
             if in_content {
+                // Message content: only its end matters here.
                 if t == rec_type::XTRA {
                     in_content = false;
                 }
                 continue;
             }
+            let text = crate::util::latin1::decode(&buf);
             match t {
                 rec_type::SIZE => {
                     let f: Vec<i64> = text

@@ -179,6 +179,9 @@ pub struct QueueStream {
     len: usize,
     nseek: bool,
     sink: Sink,
+    /// The file's own position (the end of the buffered data) when known,
+    /// so that `ftell` needs no system call.
+    fpos: Option<i64>,
 }
 
 impl QueueStream {
@@ -192,6 +195,7 @@ impl QueueStream {
             len: 0,
             nseek: false,
             sink: Sink::Stderr,
+            fpos: None,
         }
     }
 
@@ -253,6 +257,9 @@ impl QueueStream {
                 Ok(n) => {
                     self.pos = 0;
                     self.len = n;
+                    if let Some(p) = &mut self.fpos {
+                        *p += n as i64;
+                    }
                     return true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -300,8 +307,14 @@ impl QueueStream {
         if self.nseek {
             return -1;
         }
+        if let Some(p) = self.fpos {
+            return p - (self.len - self.pos) as i64;
+        }
         match self.file.stream_position() {
-            Ok(p) => p as i64 - (self.len - self.pos) as i64,
+            Ok(p) => {
+                self.fpos = Some(p as i64);
+                p as i64 - (self.len - self.pos) as i64
+            }
             Err(_) => {
                 self.nseek = true;
                 -1
@@ -327,8 +340,12 @@ impl QueueStream {
             SeekFrom::Current(_) => SeekFrom::Current(offset - unread),
             SeekFrom::End(_) => SeekFrom::End(offset),
         };
+        self.fpos = None;
         match self.file.seek(target) {
-            Ok(p) => Ok(p as i64),
+            Ok(p) => {
+                self.fpos = Some(p as i64);
+                Ok(p as i64)
+            }
             Err(e) => {
                 if e.raw_os_error() == Some(libc::ESPIPE) {
                     self.nseek = true;
