@@ -175,6 +175,9 @@ pub struct QueueStream {
     pos: usize,
     len: usize,
     nseek: bool,
+    /// The file's own offset (after the buffered bytes), once known: ftell
+    /// needs no system call per record.
+    fpos: Option<i64>,
     sink: Sink,
 }
 
@@ -188,6 +191,7 @@ impl QueueStream {
             pos: 0,
             len: 0,
             nseek: false,
+            fpos: None,
             sink: Sink::Stderr,
         }
     }
@@ -244,6 +248,9 @@ impl QueueStream {
                 Ok(n) => {
                     self.pos = 0;
                     self.len = n;
+                    if let Some(p) = self.fpos.as_mut() {
+                        *p += n as i64;
+                    }
                     return true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -291,8 +298,14 @@ impl QueueStream {
         if self.nseek {
             return -1;
         }
+        if let Some(p) = self.fpos {
+            return p - (self.len - self.pos) as i64;
+        }
         match self.file.stream_position() {
-            Ok(p) => p as i64 - (self.len - self.pos) as i64,
+            Ok(p) => {
+                self.fpos = Some(p as i64);
+                p as i64 - (self.len - self.pos) as i64
+            }
             Err(_) => {
                 self.nseek = true;
                 -1
@@ -305,6 +318,7 @@ impl QueueStream {
         let unread = (self.len - self.pos) as i64;
         self.pos = 0;
         self.len = 0;
+        self.fpos = None;
         if self.nseek {
             return Err(io::Error::from_raw_os_error(libc::ESPIPE));
         }
@@ -319,7 +333,10 @@ impl QueueStream {
             SeekFrom::End(_) => SeekFrom::End(offset),
         };
         match self.file.seek(target) {
-            Ok(p) => Ok(p as i64),
+            Ok(p) => {
+                self.fpos = Some(p as i64);
+                Ok(p as i64)
+            }
             Err(e) => {
                 if e.raw_os_error() == Some(libc::ESPIPE) {
                     self.nseek = true;
