@@ -199,7 +199,10 @@ impl QueueStream {
     /// Open a file read-only.
     pub fn open(path: &str) -> io::Result<QueueStream> {
         let f = File::open(latin1::to_path(path))?;
-        Ok(QueueStream::new(f, path))
+        let mut q = QueueStream::new(f, path);
+        // A file just opened is at its start.
+        q.fpos = Some(0);
+        Ok(q)
     }
 
     /// Standard input (a duplicate of descriptor 0).
