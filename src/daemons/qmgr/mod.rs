@@ -959,7 +959,7 @@ impl Qmgr {
                 Ok(s) => {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(1000)));
                     let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
-                    match deliver_proto::deliver_via(s, &req) {
+                    match deliver_proto::deliver_via_pipelined(&s, &req) {
                         Ok(r) => Done::Reply(r),
                         Err(err) => Done::Broken(err),
                     }
