@@ -24,14 +24,21 @@ use crate::global::msg;
 use crate::master::server::{self, Conn, Server};
 use std::ffi::OsString;
 
+/// The queue settings, computed once per process (the configuration of a
+/// server process does not change while it runs).
 fn queue_conf(conf: &MailConf) -> QueueConf {
-    QueueConf::from_conf(conf).unwrap_or_else(|e| msg::fatal(&e.0))
+    static QC: std::sync::OnceLock<QueueConf> = std::sync::OnceLock::new();
+    QC.get_or_init(|| QueueConf::from_conf(conf).unwrap_or_else(|e| msg::fatal(&e.0)))
+        .clone()
 }
 
 fn max_res(conf: &MailConf) -> u32 {
-    conf.get_int("delay_logging_resolution_limit", 0, 0)
-        .unwrap_or(2)
-        .clamp(0, 6) as u32
+    static RES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *RES.get_or_init(|| {
+        conf.get_int("delay_logging_resolution_limit", 0, 0)
+            .unwrap_or(2)
+            .clamp(0, 6) as u32
+    })
 }
 
 fn no_args(s: &Server) {

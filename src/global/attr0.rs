@@ -7,15 +7,26 @@ use std::io::{self, BufRead, Write};
 
 /// Encode one attribute group.
 pub fn encode(attrs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(
+        attrs
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum::<usize>()
+            + 1,
+    );
+    encode_into(attrs, &mut out);
+    out
+}
+
+/// [`encode`] appending to `out`.
+pub fn encode_into(attrs: &[(&str, &str)], out: &mut Vec<u8>) {
     for (n, v) in attrs {
-        out.extend_from_slice(&crate::util::latin1::encode(n));
+        crate::util::latin1::encode_into(n, out);
         out.push(0);
-        out.extend_from_slice(&crate::util::latin1::encode(v));
+        crate::util::latin1::encode_into(v, out);
         out.push(0);
     }
     out.push(0);
-    out
 }
 
 /// Write one attribute group and flush.
@@ -31,7 +42,7 @@ fn read_string<R: BufRead + ?Sized>(r: &mut R) -> io::Result<Option<String>> {
         return Ok(None);
     }
     buf.pop();
-    Ok(Some(crate::util::latin1::decode(&buf)))
+    Ok(Some(crate::util::latin1::decode_owned(buf)))
 }
 
 /// Read one attribute group: the (name, value) pairs up to the

@@ -320,6 +320,28 @@ pub fn deliver_via<S: Read + Write>(stream: S, req: &DeliveryRequest) -> Result<
     read_reply(&mut r)
 }
 
+/// [`deliver_via`] sending the request before the agent's announcement
+/// arrives (the agent reads the request only after it wrote that, so the
+/// request simply waits in the socket): the agent never waits a round trip
+/// for the client, and is free sooner. The announcement is still checked.
+pub fn deliver_via_pipelined<S: Read + Write>(
+    mut stream: S,
+    req: &DeliveryRequest,
+) -> Result<Reply, String> {
+    stream
+        .write_all(&encode_request(req))
+        .and_then(|_| stream.flush())
+        .map_err(|e| e.to_string())?;
+    let mut r = BufReader::with_capacity(1024, stream);
+    let g = attr0::scan(&mut r)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "unexpected end of input".to_string())?;
+    if g.len() != 1 || g[0].0 != "protocol" || g[0].1 != PROTO_DELIVER {
+        return Err("bad protocol greeting".into());
+    }
+    read_reply(&mut r)
+}
+
 /// Append one recipient to a defer/bounce log (bounce_append_service's
 /// format: a blank line, the legacy `<rcpt>: reason` line, the key=value
 /// lines, a blank line). `service` is `defer` or `bounce`.
@@ -764,6 +786,54 @@ mod tests {
         assert!(b.starts_with(b"status\x004.4.1\x00diag_type\x00\x00"));
         assert!(b.ends_with(b"status\x001\x00\x00"));
         assert_eq!(read_reply(&mut &b[..]).unwrap(), r);
+    }
+
+    #[test]
+    fn pipelined_client_against_an_agent() {
+        // An agent that announces itself, reads the request and answers.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut b = b;
+            b.write_all(&attr0::encode(&[("protocol", PROTO_DELIVER)]))
+                .unwrap();
+            let req = read_request(&mut BufReader::new(&b)).unwrap();
+            let reply = Reply {
+                hop: HopStatus {
+                    status: "4.4.1".into(),
+                    reason: req.rcpt[0].address.clone(),
+                    ..Default::default()
+                },
+                status: DEL_STAT_DEFER,
+            };
+            b.write_all(&encode_reply(&reply)).unwrap();
+            // Wait for the client to close, as agents do.
+            let mut x = [0u8; 1];
+            let _ = b.read(&mut x);
+        });
+        let req = DeliveryRequest {
+            queue_name: "active".into(),
+            queue_id: "ABCDEF123".into(),
+            rcpt: vec![Recipient {
+                address: "r@x".into(),
+                offset: 5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let got = deliver_via_pipelined(&a, &req).unwrap();
+        drop(a);
+        t.join().unwrap();
+        assert_eq!(got.status, DEL_STAT_DEFER);
+        assert_eq!(got.hop.reason, "r@x");
+        // A peer that is not a delivery agent is refused.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut b2 = &b;
+        b2.write_all(&attr0::encode(&[("protocol", "other")]))
+            .unwrap();
+        assert_eq!(
+            deliver_via_pipelined(&a, &req).unwrap_err(),
+            "bad protocol greeting"
+        );
     }
 
     #[test]

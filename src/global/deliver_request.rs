@@ -383,6 +383,20 @@ impl DeliveryRequest {
         transport: &str,
         nexthop: &str,
     ) -> Result<DeliveryRequest, QueueFileError> {
+        Self::from_queue_file_info(path, queue_name, queue_id, transport, nexthop).map(|(r, _)| r)
+    }
+
+    /// [`Self::from_queue_file`], also returning what a queue manager reads
+    /// from the envelope besides the request ([`EnvelopeInfo`]), in the same
+    /// single pass over the file.
+    pub fn from_queue_file_info(
+        path: &std::path::Path,
+        queue_name: &str,
+        queue_id: &str,
+        transport: &str,
+        nexthop: &str,
+    ) -> Result<(DeliveryRequest, EnvelopeInfo), QueueFileError> {
+        let mut info = EnvelopeInfo::default();
         let p = path.to_string_lossy().to_string();
         let mut fp = QueueStream::open(&p).map_err(|e| QueueFileError(format!("open {p}: {e}")))?;
         fp.collect_warnings();
@@ -400,6 +414,9 @@ impl DeliveryRequest {
         let mut dsn_notify = 0;
         let mut in_content = false;
         let mut have_log_attr = false;
+        // Before the content: where a queue manager's envelope extras are.
+        let mut envelope = true;
+        let mut first = true;
         loop {
             let off = fp.ftell();
             let t = match rec_get(&mut fp, &mut buf, 0) {
@@ -415,6 +432,11 @@ impl DeliveryRequest {
                 }
                 continue;
             }
+            let is_first = std::mem::take(&mut first);
+            if envelope && t == rec_type::WARN && info.warn_offset == 0 {
+                info.warn_offset = off;
+                info.warn_time = rec_type::atol(&buf);
+            }
             let text = crate::util::latin1::decode(&buf);
             match t {
                 rec_type::SIZE => {
@@ -424,6 +446,9 @@ impl DeliveryRequest {
                         .collect();
                     req.data_size = f.first().copied().unwrap_or(0).max(0) as u64;
                     req.data_offset = f.get(1).copied().unwrap_or(0).max(0) as u64;
+                    if is_first {
+                        info.size_fields = f;
+                    }
                 }
                 rec_type::TIME => {
                     let (s, u) = rec_type::time_scan(&buf);
@@ -432,6 +457,9 @@ impl DeliveryRequest {
                 rec_type::FROM => req.sender = text,
                 rec_type::ATTR => {
                     if let Some((n, v)) = text.split_once('=') {
+                        if envelope && n == "trace_flags" && info.trace_flags == 0 {
+                            info.trace_flags = rec_type::atol(v.as_bytes()) as u32;
+                        }
                         if n.starts_with("log_") {
                             have_log_attr = true;
                         }
@@ -481,6 +509,7 @@ impl DeliveryRequest {
                     dsn_notify = 0;
                 }
                 rec_type::MESG => {
+                    envelope = false;
                     let here = fp.ftell();
                     if req.data_offset == 0 {
                         req.data_offset = here as u64;
@@ -491,8 +520,20 @@ impl DeliveryRequest {
                 _ => {}
             }
         }
-        Ok(req)
+        Ok((req, info))
     }
+}
+
+/// What a queue manager reads from a queue file besides the delivery
+/// request: the fields of the SIZE record (when it is the first record),
+/// and from the envelope (before the content) the first `W` record (its
+/// value and offset) and the first non-zero `trace_flags` attribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeInfo {
+    pub size_fields: Vec<i64>,
+    pub warn_time: i64,
+    pub warn_offset: i64,
+    pub trace_flags: u32,
 }
 
 #[cfg(test)]

@@ -362,7 +362,7 @@ pub fn log(level: &str, text: &str) {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             let rec = format_record(now, &st.host, &st.tag, std::process::id(), level, text);
-            let rec = crate::util::latin1::encode(&rec);
+            let rec = crate::util::latin1::encode_cow(&rec);
             if !*fallback_only {
                 if sock.is_none() {
                     *sock = connect(service);

@@ -71,6 +71,21 @@ pub fn close() {
 
 /// Local time as strftime(3) `%b %d %H:%M:%S` (C locale month names).
 pub fn timestamp(now: i64) -> String {
+    // The text changes once a second: compute it (and the time zone work
+    // of localtime_r) once per second and thread.
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0 != now {
+            *l = (now, timestamp_uncached(now));
+        }
+        l.1.clone()
+    })
+}
+
+fn timestamp_uncached(now: i64) -> String {
     // SAFETY: tm is plain old data; localtime_r fills it from a valid time_t.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let t: libc::time_t = now as libc::time_t;

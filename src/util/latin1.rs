@@ -14,6 +14,40 @@ pub fn decode(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
+/// [`decode`] taking the buffer: no copy when it is ASCII.
+pub fn decode_owned(bytes: Vec<u8>) -> String {
+    if bytes.is_ascii() {
+        return String::from_utf8(bytes).unwrap_or_default();
+    }
+    decode(&bytes)
+}
+
+/// [`encode`] appending to `out` (no allocation of its own).
+pub fn encode_into(s: &str, out: &mut Vec<u8>) {
+    if s.is_ascii() {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    for c in s.chars() {
+        let u = c as u32;
+        if u < 256 {
+            out.push(u as u8);
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+/// [`encode`] borrowing the text when it is ASCII.
+pub fn encode_cow(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    if s.is_ascii() {
+        std::borrow::Cow::Borrowed(s.as_bytes())
+    } else {
+        std::borrow::Cow::Owned(encode(s))
+    }
+}
+
 /// A one-char-per-byte string back to its bytes. Chars above U+00FF (which
 /// `decode` never produces) are written as UTF-8.
 pub fn encode(s: &str) -> Vec<u8> {

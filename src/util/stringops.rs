@@ -226,7 +226,19 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     if !t.len().is_multiple_of(4) {
         return None;
     }
-    let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);
+    const INV: [u8; 256] = {
+        let mut t = [255u8; 256];
+        let mut i = 0;
+        while i < 64 {
+            t[B64[i] as usize] = i as u8;
+            i += 1;
+        }
+        t
+    };
+    let val = |c: u8| match INV[c as usize] {
+        255 => None,
+        v => Some(v as u32),
+    };
     let mut out = Vec::with_capacity(t.len() / 4 * 3);
     for (n, q) in t.chunks(4).enumerate() {
         let last = n == t.len() / 4 - 1;

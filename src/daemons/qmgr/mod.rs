@@ -40,6 +40,7 @@
 //! defer_service_name, trace_service_name, transport_retry_time,
 //! double_bounce_sender, soft_bounce.
 
+pub mod pool;
 pub mod sched;
 
 use crate::daemons::bounce::client::{
@@ -52,7 +53,6 @@ use crate::global::deliver_request::{DeliveryRequest, Dsn, Recipient, flags, log
 use crate::global::mail_conf::MailConf;
 use crate::global::mail_queue::QueueConf;
 use crate::global::msg;
-use crate::global::record::{QueueStream, Rec, rec_get};
 use crate::master::server::{self, Server, TriggerService};
 use sched::{Dest, Feedback, Limits};
 use std::collections::{HashMap, VecDeque};
@@ -206,47 +206,6 @@ const TRACE_FLAGS_MASK: u32 = flags::MTA_VRFY | flags::USR_VRFY | flags::RECORD 
 /// The prefix of a throttled destination's reason (qmgr_deliver.c).
 const SUSPENDED: &str = "delivery temporarily suspended: ";
 
-/// What qmgr reads from the envelope besides the delivery request.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Extras {
-    warn_time: i64,
-    warn_offset: i64,
-    tflags: u32,
-}
-
-fn envelope_extras(path: &str) -> Extras {
-    use crate::global::rec_type;
-    let mut x = Extras::default();
-    let Ok(mut fp) = QueueStream::open(path) else {
-        return x;
-    };
-    let mut buf = Vec::new();
-    for _ in 0..100_000 {
-        let off = fp.ftell();
-        let t = match rec_get(&mut fp, &mut buf, 0) {
-            Rec::Type(t) => t,
-            _ => break,
-        };
-        match t {
-            rec_type::MESG | rec_type::END => break,
-            rec_type::WARN if x.warn_offset == 0 => {
-                x.warn_offset = off;
-                x.warn_time = rec_type::atol(&buf);
-            }
-            rec_type::ATTR => {
-                let text = String::from_utf8_lossy(&buf);
-                if let Some(v) = text.strip_prefix("trace_flags=")
-                    && x.tflags == 0
-                {
-                    x.tflags = rec_type::atol(v.as_bytes()) as u32 & TRACE_FLAGS_MASK;
-                }
-            }
-            _ => {}
-        }
-    }
-    x
-}
-
 /// Rewrite the `W` record at `offset` as sent (-1): no further warnings
 /// (qmgr_message_update_warn).
 fn update_warn(path: &str, offset: i64) -> std::io::Result<()> {
@@ -319,6 +278,12 @@ pub struct Qmgr {
     /// one file per event-loop round).
     feed: VecDeque<Feed>,
     feed_ids: std::collections::HashSet<String>,
+    /// Messages whose last delivery finished (or that needed none): the
+    /// candidates for finish_messages, so that it does not walk every
+    /// active message each round.
+    done_ids: Vec<String>,
+    /// The threads that run deliveries.
+    pool: pool::Pool,
 }
 
 /// A queue file to look at: queue, id, path, ignore its time stamp.
@@ -330,7 +295,7 @@ struct Feed {
 }
 
 /// Files moved to active/ per round of the main loop.
-const FEED_BATCH: usize = 2;
+const FEED_BATCH: usize = 8;
 
 /// Walk a queue directory (with its hashed subdirectories).
 fn queue_files(dir: &str, depth: usize, out: &mut Vec<(String, String)>) {
@@ -361,21 +326,6 @@ fn set_times(path: &str, when: i64) {
     let t = std::time::UNIX_EPOCH + Duration::from_secs(when.max(0) as u64);
     if let Ok(f) = std::fs::File::options().write(true).open(path) {
         let _ = f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t));
-    }
-}
-
-/// The fields of the SIZE record (the first record of a queue file).
-fn size_fields(path: &str) -> Option<Vec<i64>> {
-    let mut fp = QueueStream::open(path).ok()?;
-    let mut buf = Vec::new();
-    match rec_get(&mut fp, &mut buf, 0) {
-        Rec::Type(crate::global::rec_type::SIZE) => Some(
-            String::from_utf8_lossy(&buf)
-                .split_whitespace()
-                .map(|v| v.parse().unwrap_or(0))
-                .collect(),
-        ),
-        _ => None,
     }
 }
 
@@ -414,6 +364,8 @@ impl Qmgr {
             next_deferred_scan: Instant::now(),
             feed: VecDeque::new(),
             feed_ids: std::collections::HashSet::new(),
+            done_ids: Vec::new(),
+            pool: pool::Pool::new(),
         })
     }
 
@@ -578,7 +530,9 @@ impl Qmgr {
     /// queue its deliveries (qmgr_message_alloc).
     fn activate(&mut self, id: &str, mode: u32) {
         let path = self.qc.path("active", id);
-        let base = match DeliveryRequest::from_queue_file(
+        // One pass over the file: the request, the SIZE fields, the
+        // envelope's W record and trace flags.
+        let (mut base, info) = match DeliveryRequest::from_queue_file_info(
             std::path::Path::new(&path),
             "active",
             id,
@@ -591,15 +545,14 @@ impl Qmgr {
                 return;
             }
         };
-        let mut base = base;
-        let sizes = size_fields(&path).unwrap_or_default();
-        let extras = envelope_extras(&path);
+        let sizes = &info.size_fields;
+        let tflags = info.trace_flags & TRACE_FLAGS_MASK;
         let cont_length = match sizes.get(4) {
             Some(&n) if n > 0 => n,
             _ => base.data_size as i64,
         };
         base.stats.active_arrival = now();
-        base.flags = extras.tflags | DEL_REQ_FLAG_DEFLT;
+        base.flags = tflags | DEL_REQ_FLAG_DEFLT;
         // nrcpt is the recipient count of the SIZE record (all recipients,
         // delivered ones included), as Postfix logs it.
         let nrcpt = match sizes.get(2) {
@@ -629,9 +582,9 @@ impl Qmgr {
             create_time,
             pending: 0,
             defer_flag: false,
-            warn_time: extras.warn_time,
-            warn_offset: extras.warn_offset,
-            tflags: extras.tflags,
+            warn_time: info.warn_time,
+            warn_offset: info.warn_offset,
+            tflags,
             notify_success: rcpts
                 .iter()
                 .any(|r| r.dsn_notify & crate::global::deliver_request::notify::SUCCESS != 0),
@@ -643,6 +596,7 @@ impl Qmgr {
         if m.force_expire && std::fs::metadata(&defer_log).is_ok_and(|st| st.len() > 0) {
             m.defer_flag = true;
             self.msgs.insert(id.to_string(), m);
+            self.done_ids.push(id.to_string());
             return;
         }
         // A new life in the active queue: forget the old deferral reasons.
@@ -681,6 +635,9 @@ impl Qmgr {
                     },
                 );
             }
+        }
+        if m.pending == 0 {
+            self.done_ids.push(id.to_string());
         }
         self.msgs.insert(id.to_string(), m);
     }
@@ -993,7 +950,7 @@ impl Qmgr {
         self.in_flight += 1;
         let path = format!("private/{}", e.transport);
         let wake = Arc::clone(&self.wake_tx);
-        std::thread::spawn(move || {
+        self.pool.run(Box::new(move || {
             let result = match std::os::unix::net::UnixStream::connect(&path) {
                 Err(err) => Done::Unavailable(format!(
                     "connect to transport {path}: {}",
@@ -1002,7 +959,7 @@ impl Qmgr {
                 Ok(s) => {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(1000)));
                     let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
-                    match deliver_proto::deliver_via(s, &req) {
+                    match deliver_proto::deliver_via_pipelined(&s, &req) {
                         Ok(r) => Done::Reply(r),
                         Err(err) => Done::Broken(err),
                     }
@@ -1017,12 +974,15 @@ impl Qmgr {
             // wake-up is pending anyway).
             use std::io::Write;
             let _ = (&*wake).write(b"W");
-        });
+        }));
     }
 
     fn entry_done(&mut self, id: &str) {
         if let Some(m) = self.msgs.get_mut(id) {
             m.pending = m.pending.saturating_sub(1);
+            if m.pending == 0 {
+                self.done_ids.push(id.to_string());
+            }
         }
     }
 
@@ -1122,14 +1082,11 @@ impl Qmgr {
 
     /// Messages with nothing left to do: bounce, defer or remove.
     fn finish_messages(&mut self) {
-        let done: Vec<String> = self
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.pending == 0)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let done = std::mem::take(&mut self.done_ids);
         for id in done {
-            if let Some(m) = self.msgs.remove(&id) {
+            if self.msgs.get(&id).is_some_and(|m| m.pending == 0)
+                && let Some(m) = self.msgs.remove(&id)
+            {
                 self.active_done(m);
             }
         }
