@@ -33,6 +33,25 @@ pub fn encode(s: &str) -> Vec<u8> {
     out
 }
 
+/// [`decode`] without a copy when the bytes are ASCII (the common case for
+/// mail content).
+pub fn decode_cow(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if bytes.is_ascii() {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return std::borrow::Cow::Borrowed(s);
+        }
+    }
+    std::borrow::Cow::Owned(decode(bytes))
+}
+
+/// [`encode`] without a copy when the text is ASCII.
+pub fn encode_cow(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    if s.is_ascii() {
+        return std::borrow::Cow::Borrowed(s.as_bytes());
+    }
+    std::borrow::Cow::Owned(encode(s))
+}
+
 /// An OS string (a command-line argument, an environment value) as a
 /// one-char-per-byte string.
 pub fn from_os(s: &std::ffi::OsStr) -> String {
