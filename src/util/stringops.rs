@@ -353,11 +353,24 @@ pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .map(|i| base + i)
 }
 
-/// Whether `hay` holds a carriage return or a newline (branch-free over
-/// the whole slice, which the compiler vectorizes).
+/// Whether `hay` holds a carriage return or a newline, eight bytes at a
+/// time.
 pub fn has_cr_or_lf(hay: &[u8]) -> bool {
-    hay.iter()
-        .fold(false, |acc, &b| acc | (b == b'\r') | (b == b'\n'))
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = hay.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (a, b) = (w ^ CR, w ^ LF);
+        // Non-zero exactly when a or b has a zero byte (the borrow may
+        // flag a wrong byte, never a wrong word).
+        if ((a.wrapping_sub(LO) & !a) | (b.wrapping_sub(LO) & !b)) & HI != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
 }
 
 #[cfg(test)]
@@ -387,6 +400,13 @@ mod find_tests {
             let mut v = vec![0x0bu8; 40];
             v[i] = b'\n';
             assert_eq!(find_byte(&v, b'\n'), Some(i));
+            for (fill, c) in [(0x0bu8, b'\r'), (0x0e, b'\r'), (0x0b, b'\n'), (0x0c, b'\n')] {
+                let mut v = vec![fill; 40];
+                assert!(!has_cr_or_lf(&v[..i]));
+                v[i] = c;
+                assert!(has_cr_or_lf(&v));
+                assert!(!has_cr_or_lf(&v[..i]));
+            }
             let mut w = vec![0x09u8; 40];
             w[i] = b'\n';
             assert_eq!(find_byte(&w, b'\n'), Some(i));

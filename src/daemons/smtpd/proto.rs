@@ -2325,8 +2325,7 @@ impl<'a> Session<'a> {
                 return;
             }
         }
-        let s = start.to_vec();
-        self.put_content(kind, &s);
+        self.put_content(kind, start);
     }
 
     /// common_post_message_handling(). `cmd` is the command table index.
