@@ -36,10 +36,10 @@ pub fn encode(s: &str) -> Vec<u8> {
 /// [`decode`] without a copy when the bytes are ASCII (the common case for
 /// mail content).
 pub fn decode_cow(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
-    if bytes.is_ascii() {
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            return std::borrow::Cow::Borrowed(s);
-        }
+    if bytes.is_ascii()
+        && let Ok(s) = std::str::from_utf8(bytes)
+    {
+        return std::borrow::Cow::Borrowed(s);
     }
     std::borrow::Cow::Owned(decode(bytes))
 }
