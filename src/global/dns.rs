@@ -431,9 +431,42 @@ pub fn lookup_types(name: &str, types: &[RrType], stop_ok: bool) -> Result<Vec<R
 
 // ------------------------------------------------------------ hosts file
 
-fn hosts_text() -> String {
+/// The hosts file's text. The last text read is kept with the file's
+/// identity (device, inode, size, modification and change times) and used
+/// again while one stat(2) says the file is the same: smtpd looks its
+/// client up twice per connection (name, then address), and reading the
+/// file both times cost five system calls each.
+fn hosts_text() -> std::sync::Arc<str> {
+    use std::os::unix::fs::MetadataExt;
+    type Key = (String, u64, u64, u64, i64, i64, i64, i64);
+    static CACHE: std::sync::Mutex<Option<(Key, std::sync::Arc<str>)>> =
+        std::sync::Mutex::new(None);
     let path = std::env::var("ROSTFIX_HOSTS_FILE").unwrap_or_else(|_| "/etc/hosts".to_string());
-    std::fs::read_to_string(path).unwrap_or_default()
+    let Ok(m) = std::fs::metadata(&path) else {
+        return std::sync::Arc::from("");
+    };
+    let key: Key = (
+        path,
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    );
+    let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, text)) = g.as_ref()
+        && *k == key
+    {
+        return text.clone();
+    }
+    let Ok(text) = std::fs::read_to_string(&key.0) else {
+        return std::sync::Arc::from("");
+    };
+    let text: std::sync::Arc<str> = text.into();
+    *g = Some((key, text.clone()));
+    text
 }
 
 /// Parse a hosts file: (address, names) per line.

@@ -137,20 +137,26 @@ impl QueueConf {
         let path = Path::new(&latin1::to_path(&self.queue_directory))
             .join("public")
             .join(latin1::to_path(service));
-        let Ok(m) = std::fs::metadata(&path) else {
-            return;
-        };
-        if m.file_type().is_fifo() {
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&path)
-            {
-                let _ = f.write_all(&[req]);
+        // The socket first (the usual case, and no stat(2) for it): one
+        // byte into a freshly connected socket's empty buffer never blocks.
+        // A FIFO refuses the connect; then it is written without waiting.
+        match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(mut c) => {
+                let _ = c.write_all(&[req]);
             }
-        } else if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&path) {
-            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(1)));
-            let _ = c.write_all(&[req]);
+            Err(_) => {
+                let Ok(m) = std::fs::metadata(&path) else {
+                    return;
+                };
+                if m.file_type().is_fifo()
+                    && let Ok(mut f) = std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&path)
+                {
+                    let _ = f.write_all(&[req]);
+                }
+            }
         }
     }
 
@@ -208,7 +214,7 @@ impl QueueConf {
     /// temporary name `queue/usec.pid` with `mode` (0600 while writing),
     /// then a rename to the ID made of the time and the file's inode.
     pub fn enter(&self, queue: &str, mode: u32) -> io::Result<NewQueueFile> {
-        let pid = std::process::id();
+        let pid = crate::sys::process::pid();
         let (file, temp) = loop {
             let (_, usec) = now();
             let temp = format!("{queue}/{usec}.{pid}");

@@ -56,6 +56,26 @@ pub fn rec_space_need(len: usize) -> usize {
     1 + c + len
 }
 
+/// A record's type byte and length (base-128, low bits first) into `out`;
+/// returns how many bytes that took (at most 11).
+pub fn rec_encode_header(out: &mut [u8; 11], t: u8, len: usize) -> usize {
+    out[0] = t;
+    let mut n = 1;
+    let mut rest = len;
+    loop {
+        let mut b = (rest & 0x7f) as u8;
+        rest >>= 7;
+        if rest != 0 {
+            b |= 0x80;
+        }
+        out[n] = b;
+        n += 1;
+        if rest == 0 {
+            return n;
+        }
+    }
+}
+
 /// Encode a record into bytes.
 pub fn rec_encode(out: &mut Vec<u8>, t: u8, data: &[u8]) {
     out.push(t);

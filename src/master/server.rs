@@ -131,7 +131,7 @@ enum Listener {
 
 fn notify(generation: u32, status: i32) -> bool {
     let mut b = Vec::with_capacity(12);
-    b.extend_from_slice(&(std::process::id() as i32).to_ne_bytes());
+    b.extend_from_slice(&(crate::sys::process::pid() as i32).to_ne_bytes());
     b.extend_from_slice(&generation.to_ne_bytes());
     b.extend_from_slice(&status.to_ne_bytes());
     matches!(process::write_fd(STATUS_FD, &b), Ok(12))
@@ -398,11 +398,11 @@ pub fn single_server_init(
             }
             conn = match &listeners[k] {
                 Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
-                    let _ = s.set_nonblocking(false);
+                    accepted_blocking(|b| s.set_nonblocking(b));
                     Conn::Tcp(s)
                 }),
                 Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
-                    let _ = s.set_nonblocking(false);
+                    accepted_blocking(|b| s.set_nonblocking(b));
                     Conn::Unix(s)
                 }),
                 Listener::Fifo(_) | Listener::Dgram(_) => None,
@@ -461,6 +461,15 @@ pub trait TriggerService {
     }
 }
 
+/// Make an accepted connection blocking. Linux's accept(2) never passes
+/// the listener's O_NONBLOCK on to the new socket, so there this costs no
+/// system call; elsewhere the flag is cleared explicitly.
+fn accepted_blocking(set_nonblocking: impl FnOnce(bool) -> std::io::Result<()>) {
+    if !cfg!(target_os = "linux") {
+        let _ = set_nonblocking(false);
+    }
+}
+
 /// Read what one trigger client sends, briefly and boundedly.
 fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 1024];
@@ -474,7 +483,7 @@ fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
         }
         Listener::Unix(u) => {
             let (mut s, _) = u.accept().ok()?;
-            let _ = s.set_nonblocking(false);
+            accepted_blocking(|b| s.set_nonblocking(b));
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let n = s.read(&mut buf).unwrap_or(0);
             Some(buf[..n].to_vec())
@@ -485,7 +494,7 @@ fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
         }
         Listener::Tcp(t) => {
             let (mut s, _) = t.accept().ok()?;
-            let _ = s.set_nonblocking(false);
+            accepted_blocking(|b| s.set_nonblocking(b));
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let n = s.read(&mut buf).unwrap_or(0);
             Some(buf[..n].to_vec())

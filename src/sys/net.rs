@@ -252,6 +252,26 @@ pub fn wait_readable(fd: i32, timeout: std::time::Duration) -> std::io::Result<b
     }
 }
 
+/// recv(2) with MSG_DONTWAIT: what a socket holds already, without
+/// waiting and without changing the descriptor's O_NONBLOCK flag. Nothing
+/// to read is Ok(0), like the end of input.
+pub fn recv_nowait(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable buffer of the given length; recv
+        // writes at most that many bytes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(e),
+            }
+        }
+        return Ok(n as usize);
+    }
+}
+
 /// read(2) on a descriptor the caller does not own (stdin).
 pub fn read_fd(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {

@@ -185,6 +185,31 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// This process's ID, asked of the kernel once and remembered (log lines
+/// carry it; glibc no longer caches it). A child made by fork(2) forgets
+/// the parent's value through a pthread_atfork handler.
+pub fn pid() -> u32 {
+    static PID: AtomicI32 = AtomicI32::new(0);
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p as u32;
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: `forget` is an extern "C" function without arguments
+        // that only stores into an atomic (async-signal-safe).
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forget));
+        }
+    });
+    let p = getpid();
+    PID.store(p, Ordering::Relaxed);
+    p as u32
+}
+
 /// getgid(2).
 pub fn getgid() -> u32 {
     // SAFETY: getgid cannot fail.

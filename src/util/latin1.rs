@@ -67,6 +67,17 @@ pub fn encode(s: &str) -> Vec<u8> {
     out
 }
 
+/// [`decode`] without a copy when the bytes are ASCII (the common case for
+/// mail content).
+pub fn decode_cow(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if bytes.is_ascii()
+        && let Ok(s) = std::str::from_utf8(bytes)
+    {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(decode(bytes))
+}
+
 /// An OS string (a command-line argument, an environment value) as a
 /// one-char-per-byte string.
 pub fn from_os(s: &std::ffi::OsStr) -> String {

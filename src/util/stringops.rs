@@ -340,3 +340,88 @@ mod tests {
         assert_eq!(base64_decode("Z=8="), None);
     }
 }
+
+/// The index of the first `needle` in `hay`, eight bytes at a time (the
+/// newline search in message text; `iter().position` went byte by byte).
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ pat;
+        // A zero byte in w is a match; the lowest flagged byte is exact.
+        let z = w.wrapping_sub(LO) & !w & HI;
+        if z != 0 {
+            return Some(base + (z.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| base + i)
+}
+
+/// Whether `hay` holds a carriage return or a newline, eight bytes at a
+/// time.
+pub fn has_cr_or_lf(hay: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = hay.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let (a, b) = (w ^ CR, w ^ LF);
+        // Non-zero exactly when a or b has a zero byte (the borrow may
+        // flag a wrong byte, never a wrong word).
+        if ((a.wrapping_sub(LO) & !a) | (b.wrapping_sub(LO) & !b)) & HI != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
+}
+
+#[cfg(test)]
+mod find_tests {
+    use super::*;
+
+    #[test]
+    fn find_byte_matches_position() {
+        let samples: [&[u8]; 7] = [
+            b"",
+            b"\n",
+            b"abc",
+            b"abcdefg\n",
+            b"abcdefgh\nij\n",
+            b"\x80\x81\xff\x0a\x0b",
+            b"0123456789abcdef0123456789\r\n",
+        ];
+        for s in samples {
+            for n in [b'\n', b'\r', 0x80, 0xff, b'a', 0] {
+                assert_eq!(find_byte(s, n), s.iter().position(|&b| b == n), "{s:?} {n}");
+            }
+            assert_eq!(has_cr_or_lf(s), s.iter().any(|&b| b == b'\r' || b == b'\n'));
+        }
+        // Every position in a long buffer, including after a 0x0b/0x09 byte
+        // (a borrow from the byte below must not fake a match).
+        for i in 0..40 {
+            let mut v = vec![0x0bu8; 40];
+            v[i] = b'\n';
+            assert_eq!(find_byte(&v, b'\n'), Some(i));
+            for (fill, c) in [(0x0bu8, b'\r'), (0x0e, b'\r'), (0x0b, b'\n'), (0x0c, b'\n')] {
+                let mut v = vec![fill; 40];
+                assert!(!has_cr_or_lf(&v[..i]));
+                v[i] = c;
+                assert!(has_cr_or_lf(&v));
+                assert!(!has_cr_or_lf(&v[..i]));
+            }
+            let mut w = vec![0x09u8; 40];
+            w[i] = b'\n';
+            assert_eq!(find_byte(&w, b'\n'), Some(i));
+        }
+    }
+}

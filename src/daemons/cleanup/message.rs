@@ -90,9 +90,9 @@ impl Session<'_> {
 
     /// cleanup_message_headerbody: one content record.
     pub(super) fn headerbody(&mut self, t: u8, text: &str) {
-        let mut text = text.to_string();
-        if self.cf.mask_stray_cr_lf && text.contains(['\r', '\n']) {
-            text = text.replace(['\r', '\n'], " ");
+        let mut text = std::borrow::Cow::Borrowed(text);
+        if self.cf.mask_stray_cr_lf && crate::util::stringops::has_cr_or_lf(text.as_bytes()) {
+            text = std::borrow::Cow::Owned(text.replace(['\r', '\n'], " "));
         }
         if self.flags & flag::FILTER != 0
             && let Some(rej) = self.cf.reject_chars.clone()

@@ -55,15 +55,9 @@ impl Conf {
             Err(e) => msg::fatal(&e.0),
         }
     }
-    /// mynetworks, computed from mynetworks_style when not set.
+    /// mynetworks (MailConf computes it from mynetworks_style when it is
+    /// not set).
     pub fn mynetworks(&self) -> String {
-        if self.mc.settings.contains("mynetworks") {
-            return self.str("mynetworks");
-        }
-        crate::global::hostinfo::mynetworks(
-            &self.str("mynetworks_style"),
-            &self.str("inet_interfaces"),
-            &self.str("inet_protocols"),
-        )
+        self.str("mynetworks")
     }
 }

@@ -927,7 +927,7 @@ impl<'a> Session<'a> {
     fn get_line(&mut self, limit: usize) -> Option<(Vec<u8>, bool)> {
         let scan = self.inbuf.len().min(limit);
         let (mut line, complete) =
-            if let Some(i) = self.inbuf[..scan].iter().position(|&b| b == b'\n') {
+            if let Some(i) = crate::util::stringops::find_byte(&self.inbuf[..scan], b'\n') {
                 let l = self.inbuf[..i + 1].to_vec();
                 self.inbuf.drain(..i + 1);
                 (l, true)
@@ -990,7 +990,7 @@ impl<'a> Session<'a> {
                         return;
                     }
                     if self.skipping {
-                        match self.inbuf.iter().position(|&b| b == b'\n') {
+                        match crate::util::stringops::find_byte(&self.inbuf, b'\n') {
                             Some(i) => {
                                 self.inbuf.drain(..i + 1);
                                 self.skipping = false;
@@ -1582,7 +1582,7 @@ impl<'a> Session<'a> {
             .unwrap_or_default();
         self.st.instance = format!(
             "{:x}.{:x}.{:x}.{:x}",
-            std::process::id(),
+            crate::sys::process::pid(),
             t.as_secs(),
             t.subsec_micros(),
             self.st.seqno
@@ -2325,8 +2325,7 @@ impl<'a> Session<'a> {
                 return;
             }
         }
-        let s = start.to_vec();
-        self.put_content(kind, &s);
+        self.put_content(kind, start);
     }
 
     /// common_post_message_handling(). `cmd` is the command table index.
