@@ -368,7 +368,19 @@ fn command_messages(log: &str, from: usize) -> Vec<String> {
 fn run_cmd(s: &Scratch, label: &str, args: &[&str]) -> (String, i32, Vec<String>) {
     let from = s.log().len();
     let (rc, _) = s.postfix(args);
-    (label.to_string(), rc, command_messages(&s.log(), from))
+    // The command's lines go through postlogd and may reach the file after
+    // the command exits: wait (bounded) for as many as Postfix logged.
+    let want = golden()
+        .into_iter()
+        .find(|(l, _, _)| l == label)
+        .map_or(0, |g| g.2.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = command_messages(&s.log(), from);
+    while seen.len() < want && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        seen = command_messages(&s.log(), from);
+    }
+    (label.to_string(), rc, seen)
 }
 
 fn gold(labels: &[&str]) -> Vec<(String, i32, Vec<String>)> {
