@@ -51,19 +51,8 @@ pub fn encode_cow(s: &str) -> std::borrow::Cow<'_, [u8]> {
 /// A one-char-per-byte string back to its bytes. Chars above U+00FF (which
 /// `decode` never produces) are written as UTF-8.
 pub fn encode(s: &str) -> Vec<u8> {
-    if s.is_ascii() {
-        return s.as_bytes().to_vec();
-    }
     let mut out = Vec::with_capacity(s.len());
-    for c in s.chars() {
-        let u = c as u32;
-        if u < 256 {
-            out.push(u as u8);
-        } else {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        }
-    }
+    encode_into(s, &mut out);
     out
 }
 
