@@ -1002,7 +1002,13 @@ fn live_transcripts(side: Side, base: &std::path::Path, port: u16) -> (Vec<Strin
     let mut log = String::new();
     while t0.elapsed() < Duration::from_secs(10) {
         log = inst.log();
-        if log.matches("disconnect from").count() >= CASES.len() {
+        // Every case's session has ended (the listener probe from
+        // 127.0.0.1 logs a disconnect of its own: not counted).
+        let ended = log
+            .lines()
+            .filter(|l| l.contains(": disconnect from ") && !l.contains("[127.0.0.1]"))
+            .count();
+        if ended >= CASES.len() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
