@@ -367,18 +367,10 @@ pub fn single_server_init(
         }
         let mut fds: Vec<i32> = server.listen_fds.clone();
         fds.push(STATUS_FD);
-        let wait = if max_idle > 0 {
-            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
-            if left.is_zero() {
-                if msg::verbose() > 0 {
-                    msg::info("idle timeout -- exiting");
-                }
-                return 0;
-            }
-            left.as_millis().min(i32::MAX as u128) as i32
-        } else {
-            -1
+        let Ok(left) = idle_left(max_idle, idle_since) else {
+            return idle_exit();
         };
+        let wait = poll_ms(left);
         let ready = process::poll_read(&fds, wait).unwrap_or_else(|e| {
             msg::fatal(&format!(
                 "select: {}",
@@ -526,17 +518,14 @@ pub fn trigger_server(
             return 0;
         }
         let mut wait: Option<Duration> = next;
-        if !unlimited && max_idle > 0 {
-            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
-            if left.is_zero() {
-                if msg::verbose() > 0 {
-                    msg::info("idle timeout -- exiting");
-                }
-                return 0;
+        if !unlimited {
+            match idle_left(max_idle, idle_since) {
+                Err(()) => return idle_exit(),
+                Ok(Some(left)) => wait = Some(wait.map_or(left, |w| w.min(left))),
+                Ok(None) => {}
             }
-            wait = Some(wait.map_or(left, |w| w.min(left)));
         }
-        let ms = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
+        let ms = poll_ms(wait);
         let mut fds: Vec<i32> = server.listen_fds.clone();
         fds.extend(service.wake_fd());
         fds.push(STATUS_FD);
@@ -824,14 +813,14 @@ fn multi_loop<C: MultiClients>(s: Setup, service: &mut C) -> i32 {
         let mut wait = timer;
         if clients.iter().any(C::buffered) {
             wait = Some(Duration::ZERO);
-        } else if max_idle > 0 && clients.is_empty() {
-            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
-            if left.is_zero() {
-                return exit(service, "idle timeout -- exiting");
+        } else if clients.is_empty() {
+            match idle_left(max_idle, idle_since) {
+                Err(()) => return exit(service, "idle timeout -- exiting"),
+                Ok(Some(left)) => wait = Some(wait.map_or(left, |w| w.min(left))),
+                Ok(None) => {}
             }
-            wait = Some(wait.map_or(left, |w| w.min(left)));
         }
-        let wait = wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32);
+        let wait = poll_ms(wait);
         // Serialise accepting with the other processes of this service.
         let locked = accepting && clients.is_empty() && lock.is_some();
         if locked
@@ -933,18 +922,10 @@ pub fn dgram_server(
         if !unlimited && max_use > 0 && use_count >= max_use {
             return 0;
         }
-        let ms = if max_idle > 0 {
-            let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
-            if left.is_zero() {
-                if msg::verbose() > 0 {
-                    msg::info("idle timeout -- exiting");
-                }
-                return 0;
-            }
-            left.as_millis().min(i32::MAX as u128) as i32
-        } else {
-            -1
+        let Ok(left) = idle_left(max_idle, idle_since) else {
+            return idle_exit();
         };
+        let ms = poll_ms(left);
         let mut fds: Vec<i32> = server.listen_fds.clone();
         fds.push(STATUS_FD);
         let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
@@ -981,6 +962,32 @@ pub fn dgram_server(
             return 0;
         }
     }
+}
+
+/// What is left of a server's idle time (`max_idle` seconds since
+/// `idle_since`): None without a limit, Err when it has run out.
+fn idle_left(max_idle: i64, idle_since: Instant) -> Result<Option<Duration>, ()> {
+    if max_idle <= 0 {
+        return Ok(None);
+    }
+    let left = Duration::from_secs(max_idle as u64).saturating_sub(idle_since.elapsed());
+    if left.is_zero() {
+        return Err(());
+    }
+    Ok(Some(left))
+}
+
+/// A poll(2) timeout in milliseconds (-1: wait forever).
+fn poll_ms(wait: Option<Duration>) -> i32 {
+    wait.map_or(-1, |w| w.as_millis().min(i32::MAX as u128) as i32)
+}
+
+/// Log (when verbose) that the idle time ran out.
+fn idle_exit() -> i32 {
+    if msg::verbose() > 0 {
+        msg::info("idle timeout -- exiting");
+    }
+    0
 }
 
 #[cfg(test)]
