@@ -1955,17 +1955,7 @@ impl<'a> Session<'a> {
                     self.st.rfc_addr = "unknown".into();
                 }
                 "ADDR" => {
-                    let v6 = v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:");
-                    let parsed = if v6 {
-                        v[5..]
-                            .parse::<std::net::Ipv6Addr>()
-                            .ok()
-                            .map(std::net::IpAddr::V6)
-                    } else {
-                        v.parse::<std::net::Ipv4Addr>()
-                            .ok()
-                            .map(std::net::IpAddr::V4)
-                    };
+                    let parsed = xclient_addr(&v);
                     let Some(ip) = parsed else {
                         self.st.error_mask |= error_class::PROTOCOL;
                         let r = format!("501 5.5.4 Bad ADDR syntax: {v}");
@@ -2086,17 +2076,7 @@ impl<'a> Session<'a> {
                 }
                 "ADDR" => {
                     let v = xforward_neuter(&v);
-                    let v6 = v.len() > 5 && v[..5].eq_ignore_ascii_case("ipv6:");
-                    let parsed = if v6 {
-                        v[5..]
-                            .parse::<std::net::Ipv6Addr>()
-                            .ok()
-                            .map(std::net::IpAddr::V6)
-                    } else {
-                        v.parse::<std::net::Ipv4Addr>()
-                            .ok()
-                            .map(std::net::IpAddr::V4)
-                    };
+                    let parsed = xclient_addr(&v);
                     let Some(ip) = parsed else {
                         return bad(self, "ADDR", &v);
                     };
@@ -2611,5 +2591,20 @@ impl<'a> Session<'a> {
             self.account(9, true);
         }
         true
+    }
+}
+
+/// The address of an XCLIENT/XFORWARD ADDR attribute: dotted IPv4, or
+/// IPv6 behind an `IPV6:` prefix (any case).
+fn xclient_addr(v: &str) -> Option<std::net::IpAddr> {
+    match v.get(..5) {
+        Some(p) if v.len() > 5 && p.eq_ignore_ascii_case("ipv6:") => v[5..]
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(std::net::IpAddr::V6),
+        _ => v
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(std::net::IpAddr::V4),
     }
 }
