@@ -34,23 +34,12 @@ SESSIONS=${SESSIONS:-1 10 50}
 SIZES=${SIZES:-2048 102400}
 SENDMAIL=${SENDMAIL:-1}
 PORT_BASE=${PORT_BASE:-21700}
-ref=${ROSTFIX_REFERENCE:-/tmp/pfroot}
-[ -x "$ref/usr/sbin/sendmail" ] || { echo "no Postfix 3.7.11 at $ref" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "needs root (Postfix's master refuses otherwise)" >&2; exit 1; }
 src=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 sink=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [ -x "$src" ] && [ -x "$sink" ] || { echo "needs smtp-source and smtp-sink (Debian's postfix)" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-ours="$here/target/release/rostfix"
-work=$(mktemp -d /tmp/rostfix-bench-delivery.XXXXXX)
-chmod 755 "$work"
-lib="$ref/usr/lib/postfix:$ref/usr/lib/x86_64-linux-gnu"
-owner=$(for u in postfix mail nobody; do getent passwd "$u" >/dev/null && { echo "$u"; break; }; done)
-ogid=$(getent passwd "$owner" | cut -d: -f4)
-group=$(for g in postdrop staff users nogroup; do
-  gid=$(getent group "$g" | cut -d: -f3) && [ -n "$gid" ] && [ "$gid" != "$ogid" ] && { echo "$g"; break; }; done)
+source "$here/bench/lib.sh"
+bench_init delivery
 user=demo; getent passwd "$user" >/dev/null || user=nobody
-export TZ=UTC NORANDOMIZE=1
 sinkpid=""
 cleanup_all() {
   [ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null || true
@@ -62,40 +51,21 @@ cleanup_all() {
 trap cleanup_all EXIT
 trap "exit 1" INT TERM
 
-pfx() { # side d cmd args...: run a program of that side
-  local side=$1 d=$2 p=$3; shift 3
-  if [ "$side" = ours ]; then (exec -a "$p" "$d/bin/$p" "$@")
-  else (LD_LIBRARY_PATH=$lib exec -a "$p" "$ref/usr/sbin/$p" "$@"); fi
-}
-
 setup() { # side dir dest port sinkport
   local side=$1 d=$2 dest=$3 port=$4 sport=$5
-  rm -rf "$d"; mkdir -p "$d/conf" "$d/q" "$d/data" "$d/bin" "$d/spool"; chmod 755 "$d"
-  chmod 1777 "$d/spool"
-  chown "$owner" "$d/data"
-  cat > "$d/conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $d/q
-data_directory = $d/data
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-meta_directory = $d/conf
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = bench.example
+  instance_dirs "$d"; mkdir -p "$d/spool"; chmod 1777 "$d/spool"
+  { main_cf_common "$d"; cat <<EOF
 mydomain = bench.example
 mydestination = bench.example
 mynetworks = 127.0.0.0/8
 alias_maps =
 alias_database =
-mail_owner = $owner
-setgid_group = $group
-default_privs = daemon
 mail_spool_directory = $d/spool/
 biff = no
 smtp_connection_cache_on_demand = no
 smtpd_client_event_limit_exceptions = 127.0.0.0/8
 EOF
+  } > "$d/conf/main.cf"
   case $dest in
     discard) echo "default_transport = discard" >> "$d/conf/main.cf" ;;
     relay) echo "relayhost = [127.0.0.1]:$sport" >> "$d/conf/main.cf" ;;
@@ -115,45 +85,12 @@ discard unix - - n - - discard
 error unix - - n - - error
 retry unix - - n - - error
 "
-  if [ "$side" = ours ]; then
-    for p in master pickup cleanup qmgr bounce smtp smtpd local discard error sendmail postfix postqueue postlogd proxymap anvil; do
-      ln -s "$ours" "$d/bin/$p"
-    done
-    ln -s "$here/target/release/postdrop" "$d/bin/postdrop"
-    printf 'daemon_directory = %s/bin\ncommand_directory = %s/bin\n' "$d" "$d" >> "$d/conf/main.cf"
-    printf '%sanvil unix - - n - 1 anvil\nproxymap unix - - n - - proxymap\n' "$services" > "$d/conf/master.cf"
-  else
-    cat >> "$d/conf/main.cf" <<EOF
-daemon_directory = $ref/usr/lib/postfix/sbin
-command_directory = $ref/usr/sbin
-shlib_directory = $ref/usr/lib/postfix
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C NORANDOMIZE LD_LIBRARY_PATH=$lib
-EOF
-    cp "$ref/etc/postfix/postfix-files" "$d/conf/" 2>/dev/null || true
-    : > "$d/conf/dynamicmaps.cf"
-    printf '%srewrite unix - - n - - trivial-rewrite\nanvil unix - - n - 1 anvil\nproxymap unix - - n - - proxymap\n' "$services" > "$d/conf/master.cf"
-  fi
-  touch -d '1 hour ago' "$d/conf/"*
-}
-
-# Clock ticks used by master and its children (reaped + live).
-instance_ticks() { # pidfile
-  local m; m=$(tr -d ' ' < "$1")
-  local t; t=$(awk '{print $14+$15+$16+$17}' "/proc/$m/stat")
-  for c in $(pgrep -P "$m" || true); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
-}
-
-# Sum of VmHWM (kB) of master and its live children.
-instance_hwm() { # pidfile
-  local m; m=$(tr -d ' ' < "$1")
-  local t=0 p
-  for p in "$m" $(pgrep -P "$m" || true); do
-    t=$((t + $(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
+  local both='anvil unix - - n - 1 anvil
+proxymap unix - - n - - proxymap
+'
+  side_conf "$side" "$d" "$services" "$both" "rewrite unix - - n - - trivial-rewrite
+$both" master pickup cleanup qmgr bounce smtp smtpd local discard error sendmail postfix \
+    postqueue postlogd proxymap anvil postdrop
 }
 
 queue_empty() { # q
@@ -194,10 +131,7 @@ run_one() { # side dest sessions size -> prints "msgs_per_s cpu_per_msg hwm_kB"
     printf 'From: bench@bench.example\nTo: %s\nSubject: bench\n\n%s\n' "$rcpt" \
       "$(head -c "$size" /dev/zero | tr '\0' 'x' | fold -w 72)" > "$msg"
     export -f pfx; export side d per msg lib ref rcpt
-    sub=$(python3 -c 'import resource, subprocess, sys
-subprocess.run(sys.argv[1:], check=True)
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print("%.3f" % (r.ru_utime + r.ru_stime))' bash -c '
+    sub=$(children_cpu bash -c '
       for ((j = 0; j < 8; j++)); do
         ( for ((i = 0; i < per; i++)); do
             pfx "$side" "$d" sendmail -C "$d/conf" -f bench@bench.example "$rcpt" < "$msg" || exit 1
@@ -213,15 +147,13 @@ print("%.3f" % (r.ru_utime + r.ru_stime))' bash -c '
     sleep 0.01
   done
   end=$(date +%s.%N)
-  local t1 hwm; t1=$(instance_ticks "$pidf"); hwm=$(instance_hwm "$pidf")
+  local t1 hwm; t1=$(instance_ticks "$pidf"); hwm=$(instance_mem "$pidf" VmHWM)
   pfx "$side" "$d" postfix -c "$d/conf" stop >/dev/null 2>&1 || true
   for _ in $(seq 100); do [ -f "$pidf" ] || break; sleep 0.05; done
   sleep 0.3
   awk -v s="$start" -v e="$end" -v n="$N" -v sub_="$sub" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v h="$hwm" \
     'BEGIN { printf "%.1f %.6f %d\n", n / (e - s), (sub_ + (t1 - t0) / hz) / n, h }'
 }
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 "$sink" -u nobody 127.0.0.1:$((PORT_BASE + 3)) 256 >/dev/null 2>&1 &
 sinkpid=$!

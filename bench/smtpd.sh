@@ -22,92 +22,30 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-3}
 N=${2:-1000}
-ref=${ROSTFIX_REFERENCE:-/tmp/pfroot}
 source_bin=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
-[ -x "$ref/usr/sbin/postfix" ] || { echo "no Postfix 3.7.11 at $ref" >&2; exit 1; }
 [ -x "$source_bin" ] || { echo "no smtp-source (apt-get install postfix)" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "needs root (Postfix's master refuses otherwise)" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-ours="$here/target/release/rostfix"
-work=$(mktemp -d /tmp/rostfix-bench-smtpd.XXXXXX)
-chmod 755 "$work"
-lib="$ref/usr/lib/postfix:$ref/usr/lib/x86_64-linux-gnu"
-owner=$(for u in postfix mail nobody; do getent passwd "$u" >/dev/null && { echo "$u"; break; }; done)
-ogid=$(getent passwd "$owner" | cut -d: -f4)
-group=$(for g in postdrop staff users nogroup; do
-  gid=$(getent group "$g" | cut -d: -f3) && [ -n "$gid" ] && [ "$gid" != "$ogid" ] && { echo "$g"; break; }; done)
-export TZ=UTC NORANDOMIZE=1
+source "$here/bench/lib.sh"
+bench_init smtpd
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 setup() { # side dir port
   local side=$1 d=$2 port=$3
-  rm -rf "$d"; mkdir -p "$d/conf" "$d/q" "$d/data" "$d/bin"; chmod 755 "$d"
-  chown "$owner" "$d/data"
-  cat > "$d/conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $d/q
-data_directory = $d/data
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-meta_directory = $d/conf
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = bench.example
+  instance_dirs "$d"
+  { main_cf_common "$d"; cat <<EOF
 mydestination = \$myhostname, localhost
 alias_maps =
 local_recipient_maps =
-mail_owner = $owner
-setgid_group = $group
-default_privs = daemon
 smtpd_client_restrictions = check_client_access cidr:$d/conf/access
 EOF
+  } > "$d/conf/main.cf"
   echo '127.0.0.0/8 HOLD' > "$d/conf/access"
-  local smtpd="127.0.0.1:$port inet n - n - - smtpd"
-  if [ "$side" = ours ]; then
-    for p in master smtpd cleanup postlogd postfix anvil; do ln -s "$ours" "$d/bin/$p"; done
-    printf 'daemon_directory = %s/bin\ncommand_directory = %s/bin\n' "$d" "$d" >> "$d/conf/main.cf"
-    printf '%s\npostlog unix-dgram n - n - 1 postlogd\ncleanup unix n - n - 0 cleanup\nanvil unix - - n - 1 anvil\n' \
-      "$smtpd" > "$d/conf/master.cf"
-  else
-    cat >> "$d/conf/main.cf" <<EOF
-daemon_directory = $ref/usr/lib/postfix/sbin
-command_directory = $ref/usr/sbin
-shlib_directory = $ref/usr/lib/postfix
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C NORANDOMIZE LD_LIBRARY_PATH=$lib
-EOF
-    cp "$ref/etc/postfix/postfix-files" "$d/conf/" 2>/dev/null || true
-    : > "$d/conf/dynamicmaps.cf"
-    printf '%s\npostlog unix-dgram n - n - 1 postlogd\ncleanup unix n - n - 0 cleanup\nrewrite unix - - n - - trivial-rewrite\nanvil unix - - n - 1 anvil\n' \
-      "$smtpd" > "$d/conf/master.cf"
-  fi
-  touch -d '1 hour ago' "$d/conf/"*
-}
-
-pfx() { # side d cmd args...: run a program of that side
-  local side=$1 d=$2 p=$3; shift 3
-  if [ "$side" = ours ]; then (exec -a "$p" "$d/bin/$p" "$@")
-  else (LD_LIBRARY_PATH=$lib exec -a "$p" "$ref/usr/sbin/$p" "$@"); fi
-}
-
-# Clock ticks used by master and its children (reaped + live).
-instance_ticks() { # master pid
-  local m=$1
-  local t; t=$(awk '{print $14+$15+$16+$17}' "/proc/$m/stat")
-  for c in $(pgrep -P "$m" || true); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
-}
-
-# Total RSS (kB) of master and its children.
-instance_rss() { # master pid
-  local m=$1 t=0 v
-  for p in "$m" $(pgrep -P "$m" || true); do
-    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-    t=$((t + ${v:-0}))
-  done
-  echo "$t"
+  side_conf "$side" "$d" "127.0.0.1:$port inet n - n - - smtpd
+postlog unix-dgram n - n - 1 postlogd
+cleanup unix n - n - 0 cleanup
+anvil unix - - n - 1 anvil
+" "" "rewrite unix - - n - - trivial-rewrite
+" master smtpd cleanup postlogd postfix anvil
 }
 
 count() { find "$1" -type f -perm -0700 2>/dev/null | wc -l; }
@@ -117,28 +55,26 @@ run_one() { # side S L -> prints "rate cpu_per_msg rss_kb"
   setup "$side" "$d" "$port"
   pfx "$side" "$d" postfix -c "$d/conf" start >/dev/null 2>&1
   sleep 1
-  local m hz; m=$(tr -d ' ' < "$d/q/pid/master.pid"); hz=$(getconf CLK_TCK)
-  local t0; t0=$(instance_ticks "$m")
+  local pidf="$d/q/pid/master.pid" hz; hz=$(getconf CLK_TCK)
+  local t0; t0=$(instance_ticks "$pidf")
   local peak=0 rss start end
   start=$(date +%s.%N)
   "$source_bin" -s "$S" -m "$N" -l "$L" -f bench@bench.example -t rcpt@bench.example \
     "127.0.0.1:$port" 2>"$d/source.err" &
   local src=$!
   while kill -0 "$src" 2>/dev/null; do
-    rss=$(instance_rss "$m"); [ "$rss" -gt "$peak" ] && peak=$rss
+    rss=$(instance_mem "$pidf" VmRSS); [ "$rss" -gt "$peak" ] && peak=$rss
     sleep 0.1
   done
   wait "$src" || { echo "smtp-source failed on $side: $(cat "$d/source.err")" >&2; exit 1; }
   while [ "$(count "$d/q/hold")" -lt "$N" ]; do sleep 0.01; done
   end=$(date +%s.%N)
-  local t1; t1=$(instance_ticks "$m")
+  local t1; t1=$(instance_ticks "$pidf")
   pfx "$side" "$d" postfix -c "$d/conf" stop >/dev/null 2>&1 || true
   sleep 0.5
   awk -v s="$start" -v e="$end" -v n="$N" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v rss="$peak" \
     'BEGIN { printf "%.1f %.6f %d\n", n / (e - s), (t1 - t0) / hz / n, rss }'
 }
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "smtpd benchmark: $N messages per run, $R repeats, $(nproc) CPUs"
 printf '%-12s %10s %10s %13s %13s %9s %9s   %s\n' case "rate ours" "rate pf" "cpu/msg ours" \

@@ -17,74 +17,19 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-3}
 N=${2:-2000}
-ref=${ROSTFIX_REFERENCE:-/tmp/pfroot}
-[ -x "$ref/usr/sbin/sendmail" ] || { echo "no Postfix 3.7.11 at $ref" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "needs root (Postfix's master refuses otherwise)" >&2; exit 1; }
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-ours="$here/target/release/rostfix"
-work=$(mktemp -d /tmp/rostfix-bench-submit.XXXXXX)
-chmod 755 "$work"
-lib="$ref/usr/lib/postfix:$ref/usr/lib/x86_64-linux-gnu"
-owner=$(for u in postfix mail nobody; do getent passwd "$u" >/dev/null && { echo "$u"; break; }; done)
-ogid=$(getent passwd "$owner" | cut -d: -f4)
-group=$(for g in postdrop staff users nogroup; do
-  gid=$(getent group "$g" | cut -d: -f3) && [ -n "$gid" ] && [ "$gid" != "$ogid" ] && { echo "$g"; break; }; done)
-export TZ=UTC NORANDOMIZE=1
+source "$here/bench/lib.sh"
+bench_init submit
 
 setup() { # side dir
   local side=$1 d=$2
-  rm -rf "$d"; mkdir -p "$d/conf" "$d/q" "$d/data" "$d/bin"; chmod 755 "$d"
-  chown "$owner" "$d/data"
-  cat > "$d/conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $d/q
-data_directory = $d/data
-maillog_file = $d/maillog
-maillog_file_prefixes = $d
-meta_directory = $d/conf
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = bench.example
-mail_owner = $owner
-setgid_group = $group
-default_privs = daemon
-header_checks = regexp:$d/conf/header_checks
-EOF
+  instance_dirs "$d"
+  { main_cf_common "$d"; echo "header_checks = regexp:$d/conf/header_checks"; } > "$d/conf/main.cf"
   echo '/^Subject:/ HOLD' > "$d/conf/header_checks"
-  if [ "$side" = ours ]; then
-    for p in master pickup cleanup; do ln -s "$ours" "$d/bin/$p"; done
-    ln -s "$here/target/release/postdrop" "$d/bin/postdrop"
-    ln -s "$ours" "$d/bin/sendmail"; ln -s "$ours" "$d/bin/postfix"
-    printf 'daemon_directory = %s/bin\ncommand_directory = %s/bin\n' "$d" "$d" >> "$d/conf/main.cf"
-    printf 'postlog unix-dgram n - n - 1 postlogd\npickup unix n - y 60 1 pickup\ncleanup unix n - y - 0 cleanup\n' > "$d/conf/master.cf"
-  else
-    cat >> "$d/conf/main.cf" <<EOF
-daemon_directory = $ref/usr/lib/postfix/sbin
-command_directory = $ref/usr/sbin
-shlib_directory = $ref/usr/lib/postfix
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C NORANDOMIZE LD_LIBRARY_PATH=$lib
-EOF
-    cp "$ref/etc/postfix/postfix-files" "$d/conf/" 2>/dev/null || true
-    : > "$d/conf/dynamicmaps.cf"
-    printf 'postlog unix-dgram n - n - 1 postlogd\npickup unix n - n 60 1 pickup\ncleanup unix n - n - 0 cleanup\nrewrite unix - - n - - trivial-rewrite\n' > "$d/conf/master.cf"
-  fi
-  touch -d '1 hour ago' "$d/conf/"*
-}
-
-pfx() { # side d cmd args...: run a program of that side
-  local side=$1 d=$2 p=$3; shift 3
-  if [ "$side" = ours ]; then (exec -a "$p" "$d/bin/$p" "$@")
-  else (LD_LIBRARY_PATH=$lib exec -a "$p" "$ref/usr/sbin/$p" "$@"); fi
-}
-
-# Clock ticks used by master and its children (reaped + live).
-instance_ticks() { # pidfile
-  local m; m=$(tr -d ' ' < "$1")
-  local t; t=$(awk '{print $14+$15+$16+$17}' "/proc/$m/stat")
-  for c in $(pgrep -P "$m" || true); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
+  side_conf "$side" "$d" "postlog unix-dgram n - n - 1 postlogd
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+" "" "rewrite unix - - n - - trivial-rewrite
+" master pickup cleanup postdrop sendmail postfix postlogd
 }
 
 count() { find "$1" -type f -perm -0700 | wc -l; }
@@ -105,10 +50,7 @@ run_one() { # side P -> prints "wall cpu"
   # CPU of every submitter process (sendmail, postdrop, the loops), from
   # getrusage(RUSAGE_CHILDREN) of a parent that waits for them all.
   local sub
-  sub=$(python3 -c 'import resource, subprocess, sys
-subprocess.run(sys.argv[1:], check=True)
-r = resource.getrusage(resource.RUSAGE_CHILDREN)
-print("%.3f" % (r.ru_utime + r.ru_stime))' bash -c '
+  sub=$(children_cpu bash -c '
     for ((j = 0; j < '"$P"'; j++)); do
       ( for ((i = 0; i < per; i++)); do
           pfx "$side" "$d" sendmail -C "$d/conf" -f bench rcpt@example.com < "$msg" || exit 1
@@ -125,8 +67,6 @@ print("%.3f" % (r.ru_utime + r.ru_stime))' bash -c '
   awk -v s="$start" -v e="$end" -v sub_="$sub" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
     'BEGIN { printf "%.3f %.3f %.3f\n", e - s, sub_ + (t1 - t0) / hz, (t1 - t0) / hz }'
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "submit benchmark: $N messages per run, $R repeats, $(nproc) CPUs"
 for P in 1 8; do
