@@ -11,7 +11,10 @@
 //!
 //! (local time `%b %d %H:%M:%S`, the first label of myhostname, the tag, the
 //! pid, then `warning: `, `error: `, `fatal: ` or `panic: ` for those
-//! levels; the text cut at 2000 bytes). Each line is one datagram, without
+//! levels; the text made printable, then cut at 2000 bytes). The line is
+//! built in a buffer kept between lines, the date text once a second and
+//! the `host tag[pid]: ` part when the tag or pid changes: a line costs
+//! one clock read and one send, and no allocation. Each line is one datagram, without
 //! the newline, to `$queue_directory/public/$postlog_service_name` (the
 //! `postlog unix-dgram` service of master.cf, run by postlogd(8)); the
 //! socket is connected before a daemon chroots and drops privileges.
@@ -50,6 +53,30 @@ struct State {
     tag: String,
     host: String,
     target: Target,
+    /// The line being built, kept for the next one.
+    line: Vec<u8>,
+    /// The second that `stamp` shows, and its `Mon DD HH:MM:SS` text
+    /// (recomputed when the second changes).
+    stamp_at: i64,
+    stamp: String,
+    /// ` host tag[pid]: `, and the pid it was made for (0: make it again).
+    head: Vec<u8>,
+    head_pid: u32,
+}
+
+impl State {
+    fn new(tag: &str, host: String, target: Target) -> State {
+        State {
+            tag: tag.to_string(),
+            host,
+            target,
+            line: Vec::new(),
+            stamp_at: i64::MIN,
+            stamp: String::new(),
+            head: Vec::new(),
+            head_pid: 0,
+        }
+    }
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -75,11 +102,8 @@ fn sink(level: &str, text: &str) {
 /// Log to syslog under `tag` before the configuration is known.
 pub fn init_syslog(tag: &str) {
     crate::sys::syslog::open(tag, libc::LOG_MAIL);
-    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
-        tag: tag.to_string(),
-        host: String::new(),
-        target: Target::Syslog,
-    });
+    *STATE.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(State::new(tag, String::new(), Target::Syslog));
     msg::set_sink(Some(sink));
 }
 
@@ -148,11 +172,7 @@ pub fn init(tag: &str, conf: &MailConf) -> Result<(), String> {
             fallback_only: false,
         }
     };
-    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
-        tag: tag.to_string(),
-        host,
-        target,
-    });
+    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State::new(tag, host, target));
     msg::set_sink(Some(sink));
     Ok(())
 }
@@ -186,10 +206,26 @@ pub fn set_fallback_only(file: std::fs::File) {
     }
 }
 
-/// Append a record that a client formatted to the file this process
-/// writes directly (postlogd after [`set_fallback_only`]); false when
-/// there is none.
-pub fn write_raw(record: &[u8]) -> bool {
+/// Does this process write `maillog_file` itself (postlogd after
+/// [`set_fallback_only`])?
+pub fn writes_file() -> bool {
+    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    matches!(
+        g.as_ref(),
+        Some(State {
+            target: Target::Postlog {
+                fallback_only: true,
+                ..
+            },
+            ..
+        })
+    )
+}
+
+/// Append records that clients formatted, each already followed by its
+/// newline, to the file this process writes directly (postlogd after
+/// [`set_fallback_only`]), in one write; false when there is none.
+pub fn write_lines(lines: &[u8]) -> bool {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     match g.as_mut() {
         Some(State {
@@ -202,7 +238,7 @@ pub fn write_raw(record: &[u8]) -> bool {
                 },
             ..
         }) => {
-            write_record(path, file.as_mut(), record);
+            write_bytes(path, file.as_mut(), lines);
             true
         }
         _ => false,
@@ -243,7 +279,9 @@ pub fn set_tag(tag: &str) {
         if st.tag == tag {
             return;
         }
-        st.tag = tag.to_string();
+        st.tag.clear();
+        st.tag.push_str(tag);
+        st.head_pid = 0;
         if let Target::Syslog = st.target {
             crate::sys::syslog::open(tag, libc::LOG_MAIL);
         }
@@ -275,30 +313,60 @@ pub fn open_log(path: &str) -> Option<std::fs::File> {
         .ok()
 }
 
-/// Cut `text` at Postfix's record length (on a character boundary).
-fn clip(text: &str) -> &str {
-    if text.len() <= RECLEN {
-        return text;
+/// Append the log line for a message, without the newline, to `out`:
+/// `stamp` (`Mon DD HH:MM:SS`), then `head` (` host tag[pid]: `), `warning: `
+/// (or the other level) unless it is `info`, and the text made printable
+/// and cut at Postfix's record length (in bytes, as Postfix's `%.*s`).
+fn build_line(out: &mut Vec<u8>, stamp: &str, head: &[u8], level: &str, text: &str) {
+    out.extend_from_slice(stamp.as_bytes());
+    out.extend_from_slice(head);
+    if !matches!(level, "info" | "") {
+        out.extend_from_slice(level.as_bytes());
+        out.extend_from_slice(b": ");
     }
-    let mut n = RECLEN;
-    while !text.is_char_boundary(n) {
-        n -= 1;
+    let start = out.len();
+    msg::printable_into(text, msg::utf8_enable(), out);
+    out.truncate(start + RECLEN);
+}
+
+/// ` host tag[pid]: `.
+fn make_head(out: &mut Vec<u8>, host: &str, tag: &str, pid: u32) {
+    out.clear();
+    out.push(b' ');
+    out.extend_from_slice(&crate::util::latin1::encode_cow(host));
+    out.push(b' ');
+    out.extend_from_slice(&crate::util::latin1::encode_cow(tag));
+    // Without the formatting machinery: this runs for every line.
+    out.push(b'[');
+    let mut digits = [0u8; 10];
+    let mut n = pid;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    &text[..n]
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"]: ");
 }
 
 /// The log line for a message, without the newline: `Mon DD HH:MM:SS host
 /// tag[pid]: text`.
 pub fn format_record(now: i64, host: &str, tag: &str, pid: u32, level: &str, text: &str) -> String {
-    let prefix = match level {
-        "info" | "" => String::new(),
-        l => format!("{l}: "),
-    };
-    format!(
-        "{} {host} {tag}[{pid}]: {prefix}{}",
-        crate::sys::syslog::timestamp(now),
-        clip(text)
-    )
+    let mut head = Vec::new();
+    make_head(&mut head, host, tag, pid);
+    let mut l = Vec::new();
+    build_line(
+        &mut l,
+        &crate::sys::syslog::timestamp(now),
+        &head,
+        level,
+        text,
+    );
+    crate::util::latin1::decode(&l)
 }
 
 /// The file line for a message: [`format_record`] and a newline.
@@ -315,26 +383,52 @@ pub fn write_record(path: &str, file: Option<&mut std::fs::File>, record: &[u8])
     let mut b = Vec::with_capacity(record.len() + 1);
     b.extend_from_slice(record);
     b.push(b'\n');
+    write_bytes(path, file, &b);
+}
+
+/// Append complete lines to `maillog_file` with one write (more when the
+/// kernel takes part of it); errors are ignored, as Postfix's logwriter
+/// does.
+fn write_bytes(path: &str, file: Option<&mut std::fs::File>, b: &[u8]) {
     let _ = match path {
         "/dev/stdout" => {
             let mut o = std::io::stdout().lock();
-            o.write_all(&b).and_then(|_| o.flush())
+            o.write_all(b).and_then(|_| o.flush())
         }
-        "/dev/stderr" => std::io::stderr().write_all(&b),
+        "/dev/stderr" => std::io::stderr().write_all(b),
         _ => match file {
-            Some(f) => f.write_all(&b),
+            Some(f) => f.write_all(b),
             None => Ok(()),
         },
     };
 }
 
-/// Log one message (level `info`, `warning`, `error`, `fatal`, `panic`).
+/// The time in whole seconds: one clock read.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Log one message (level `info`, `warning`, `error`, `fatal`, `panic`);
+/// the text is made printable here, as Postfix's msg functions do.
 pub fn log(level: &str, text: &str) {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(st) = g.as_mut() else {
         return;
     };
-    match &mut st.target {
+    let State {
+        tag,
+        host,
+        target,
+        line,
+        stamp_at,
+        stamp,
+        head,
+        head_pid,
+    } = st;
+    match target {
         Target::Syslog => {
             use crate::sys::syslog::*;
             let prio = match level {
@@ -343,8 +437,9 @@ pub fn log(level: &str, text: &str) {
                 "fatal" | "panic" => LOG_CRIT,
                 _ => LOG_INFO,
             };
+            let text = msg::printable(text, msg::utf8_enable());
             let line = if level == "info" {
-                text.to_string()
+                text
             } else {
                 format!("{level}: {text}")
             };
@@ -357,25 +452,26 @@ pub fn log(level: &str, text: &str) {
             sock,
             fallback_only,
         } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let rec = format_record(
-                now,
-                &st.host,
-                &st.tag,
-                crate::sys::process::pid(),
-                level,
-                text,
-            );
-            let rec = crate::util::latin1::encode_cow(&rec);
+            // The date text changes once a second, the head when the tag
+            // changes or after a fork: build them only then.
+            let now = now_secs();
+            if *stamp_at != now {
+                *stamp = crate::sys::syslog::timestamp(now);
+                *stamp_at = now;
+            }
+            let pid = crate::sys::process::pid();
+            if *head_pid != pid {
+                make_head(head, host, tag, pid);
+                *head_pid = pid;
+            }
+            line.clear();
+            build_line(line, stamp, head, level, text);
             if !*fallback_only {
                 if sock.is_none() {
                     *sock = connect(service);
                 }
                 if let Some(s) = sock.as_ref() {
-                    match s.send(&rec) {
+                    match s.send(line) {
                         Ok(_) => return,
                         // The service went away: fall back for this line,
                         // reconnect for the next.
@@ -386,7 +482,8 @@ pub fn log(level: &str, text: &str) {
             if file.is_none() && path != "/dev/stdout" && path != "/dev/stderr" {
                 *file = open_log(path);
             }
-            write_record(path, file.as_mut(), &rec);
+            line.push(b'\n');
+            write_bytes(path, file.as_mut(), line);
         }
     }
 }
@@ -411,6 +508,50 @@ mod tests {
         assert_eq!(&l[3..4], " ");
         assert_eq!(&l[6..7], " ");
         assert_eq!(l[7..15].matches(':').count(), 2);
+    }
+
+    #[test]
+    fn lines_through_the_service_socket() {
+        let dir = std::env::temp_dir().join(format!("rostfix-maillog-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("q/public")).unwrap();
+        let srv = UnixDatagram::bind(dir.join("q/public/postlog")).unwrap();
+        srv.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let d = dir.display();
+        let c = MailConf::from_text(
+            "/x",
+            &format!(
+                "maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\n\
+                 queue_directory = {d}/q\nmyhostname = host.example\n"
+            ),
+        );
+        init("postfix/smtpd", &c).unwrap();
+        log("info", "connect from x\x01y");
+        log("warning", &"z".repeat(2500));
+        set_tag("postfix/cleanup");
+        log("info", "message-id=<a@b>");
+        *STATE.lock().unwrap() = None;
+        msg::set_sink(None);
+        let pid = crate::sys::process::pid();
+        let want = [
+            format!(" host postfix/smtpd[{pid}]: connect from x?y"),
+            format!(" host postfix/smtpd[{pid}]: warning: {}", "z".repeat(2000)),
+            format!(" host postfix/cleanup[{pid}]: message-id=<a@b>"),
+        ];
+        let mut b = [0u8; 4096];
+        let mut found = 0;
+        // Other tests' messages may come in between: look for ours in order.
+        while found < want.len() {
+            let n = srv.recv(&mut b).expect("a log line");
+            let l = String::from_utf8_lossy(&b[..n]).into_owned();
+            if l.len() > 15 && l[15..] == want[found] {
+                assert_eq!(l.as_bytes()[3], b' ', "{l}");
+                assert_eq!(&l[9..10], ":", "{l}");
+                found += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -15,8 +15,8 @@ static STDERR_ON: AtomicBool = AtomicBool::new(true);
 static FATAL_SLEEP: AtomicBool = AtomicBool::new(false);
 
 /// A log writer that receives every message: its level (`info`, `warning`,
-/// `error`, `fatal`, `panic`) and its printable text (see
-/// [`crate::global::maillog`]).
+/// `error`, `fatal`, `panic`) and its text as given; the writer makes it
+/// [`printable`] (see [`crate::global::maillog`]).
 pub type Sink = fn(&str, &str);
 
 static SINK: Mutex<Option<Sink>> = Mutex::new(None);
@@ -55,28 +55,39 @@ pub fn utf8_enable() -> bool {
 /// `?`, except (with `utf8`) the bytes of what looks like a UTF-8 sequence.
 /// Postfix applies this to every message text before output.
 pub fn printable(text: &str, utf8: bool) -> String {
-    let b: Vec<u32> = text.chars().map(|c| c as u32).collect();
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < b.len() {
-        let ch = b[i];
+    printable_each(text, utf8, |c| out.push(c));
+    out
+}
+
+/// [`printable`] appended to `out` as bytes, one per char (the message's
+/// Latin-1 view), without an intermediate string.
+pub fn printable_into(text: &str, utf8: bool, out: &mut Vec<u8>) {
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    // Every char printable_each passes on is below U+00FF.
+    printable_each(text, utf8, |c| out.push(c as u32 as u8));
+}
+
+/// The chars of `text` as [`printable`] leaves them, one by one.
+fn printable_each(text: &str, utf8: bool, mut put: impl FnMut(char)) {
+    let cont = |c: &char| (128..192).contains(&(*c as u32));
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        let ch = c as u32;
         if (0x20..0x7f).contains(&ch) {
-            out.push(ch as u8 as char);
-        } else if utf8
-            && (194..=254).contains(&ch)
-            && b.get(i + 1).is_some_and(|c| (128..192).contains(c))
-        {
-            out.push(char::from_u32(ch).unwrap_or('?'));
-            while let Some(&c) = b.get(i + 1).filter(|c| (128..192).contains(*c)) {
-                out.push(char::from_u32(c).unwrap_or('?'));
-                i += 1;
+            put(c);
+        } else if utf8 && (194..=254).contains(&ch) && it.peek().is_some_and(cont) {
+            put(c);
+            while let Some(n) = it.next_if(cont) {
+                put(n);
             }
         } else {
-            out.push('?');
+            put('?');
         }
-        i += 1;
     }
-    out
 }
 
 /// Set the name that prefixes every message (argv[0] as invoked).
@@ -127,7 +138,7 @@ fn emit(level: &str, text: &str) {
             "" => "info",
             l => l.trim_end_matches(": "),
         };
-        sink(name, &printable(text, utf8_enable()));
+        sink(name, text);
     }
     if !STDERR_ON.load(Ordering::Relaxed) {
         return;
@@ -248,6 +259,20 @@ mod tests {
         assert_eq!(printable("caf\u{c3}\u{a9}!", false), "caf??!");
         assert_eq!(printable("caf\u{c3}\u{a9}!", true), "caf\u{c3}\u{a9}!");
         assert_eq!(printable("\u{e9}t\u{e9}", true), "?t?");
+        for (t, utf8) in [
+            ("a\tb\x01c\u{7f}", false),
+            ("caf\u{c3}\u{a9}!", false),
+            ("caf\u{c3}\u{a9}!", true),
+            ("\u{e9}t\u{e9}", true),
+            ("\u{c3}\u{a9}\u{a9}\u{ff}\u{100}x\u{2603}", true),
+            ("plain ascii", true),
+        ] {
+            let mut b = b"pre ".to_vec();
+            printable_into(t, utf8, &mut b);
+            let mut want = b"pre ".to_vec();
+            want.extend(crate::util::latin1::encode(&printable(t, utf8)));
+            assert_eq!(b, want, "{t:?}");
+        }
     }
 
     #[test]
