@@ -5,8 +5,10 @@
 //! chrooted and as root (unprivileged = n), so that it can write a
 //! root-owned file that the unprivileged daemons cannot. Each datagram is
 //! one record formatted by its sender ([`crate::global::maillog`]); it is
-//! appended as it is, with a newline. Trusts its senders as Postfix's
-//! does: whoever can reach public/ can add lines.
+//! appended as it is, with a newline. The records already queued when one
+//! arrives (up to 64 lines or 64 KB) go out with it in one write, in
+//! arrival order; a record is never held back to wait for others. Trusts
+//! its senders as Postfix's does: whoever can reach public/ can add lines.
 //!
 //! When `maillog_file` is empty (after a reload that turned file logging
 //! off), records from processes that still use the old setting go to
@@ -79,10 +81,67 @@ pub fn strip_prefix(rec: &str) -> (Option<&str>, &str) {
     ((!name.is_empty()).then_some(name), text)
 }
 
-fn service(rec: &[u8], _srv: &crate::master::server::Server) {
-    if maillog::write_raw(rec) {
-        return;
+/// The most records one write carries: what was queued when the first
+/// arrived, up to this many lines or bytes.
+const BATCH_LINES: usize = 64;
+const BATCH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The lines of one write, and a receive buffer (kept between calls).
+    static BATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Append `rec` and what is queued behind it; true when the socket was
+/// found empty.
+fn service(rec: &[u8], srv: &crate::master::server::Server) -> bool {
+    if !maillog::writes_file() {
+        to_syslog(rec);
+        return false;
     }
+    // Take the records that are queued already and append them all with
+    // one write, in the order they arrived; never wait for more. With one
+    // listener (master.cf gives postlogd one), what follows this record
+    // in arrival order is on that socket.
+    let fd = match srv.listen_fds.as_slice() {
+        [fd] => Some(*fd),
+        _ => None,
+    };
+    BATCH.with(|b| {
+        let (out, buf) = &mut *b.borrow_mut();
+        out.clear();
+        out.extend_from_slice(rec);
+        out.push(b'\n');
+        let mut empty = false;
+        if let Some(fd) = fd {
+            buf.resize(crate::master::server::DGRAM_BUF_SIZE, 0);
+            let mut lines = 1;
+            while lines < BATCH_LINES && out.len() < BATCH_BYTES {
+                match crate::sys::net::recv_queued(fd, buf) {
+                    Ok(Some(n)) => {
+                        out.extend_from_slice(&buf[..n]);
+                        out.push(b'\n');
+                        lines += 1;
+                    }
+                    Ok(None) => {
+                        empty = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        maillog::write_lines(out);
+        if out.capacity() > 2 * BATCH_BYTES {
+            *out = Vec::new();
+        }
+        empty
+    })
+}
+
+/// A record for syslog (maillog_file was turned off): its own `name[pid]`
+/// as the tag for this one line.
+fn to_syslog(rec: &[u8]) {
     let rec = crate::util::latin1::decode(rec);
     let (name, text) = strip_prefix(&rec);
     let own = maillog::tag();

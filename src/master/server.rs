@@ -886,14 +886,17 @@ pub const DGRAM_BUF_SIZE: usize = 4096;
 
 /// A datagram service (Postfix's dgram_server, for postlogd): `service`
 /// gets each datagram that arrives on the inherited `unix-dgram` listener.
-/// `solitary` services need a process limit of 1 (`-l`); with `unlimited`,
-/// `max_use` does not apply (max_idle does). Returns the exit status.
+/// It may take further queued datagrams from the listener itself and
+/// returns true when it found none left (the loop then polls again instead
+/// of trying another receive). `solitary` services need a process limit
+/// of 1 (`-l`); with `unlimited`, `max_use` does not apply (max_idle
+/// does). Returns the exit status.
 pub fn dgram_server(
     args: Vec<std::ffi::OsString>,
     pre_init: Option<fn(&MailConf)>,
     solitary: bool,
     unlimited: bool,
-    service: fn(&[u8], &Server),
+    service: fn(&[u8], &Server) -> bool,
 ) -> i32 {
     let Setup {
         server,
@@ -947,8 +950,11 @@ pub fn dgram_server(
                 notify(generation, STAT_TAKEN);
             }
             while let Ok(n) = d.recv(&mut buf) {
-                service(&buf[..n], &server);
+                let empty = service(&buf[..n], &server);
                 use_count = use_count.saturating_add(1);
+                if empty {
+                    break;
+                }
             }
             if !solitary && !notify(generation, STAT_AVAIL) {
                 return 0;

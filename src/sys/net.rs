@@ -272,6 +272,25 @@ pub fn recv_nowait(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
+/// One datagram that is queued on `fd` already, without waiting: its
+/// length (0 for an empty datagram), or None when nothing is queued.
+pub fn recv_queued(fd: i32, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+    loop {
+        // SAFETY: buf is a valid writable buffer of the given length; recv
+        // writes at most that many bytes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        return Ok(Some(n as usize));
+    }
+}
+
 /// read(2) on a descriptor the caller does not own (stdin).
 pub fn read_fd(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
