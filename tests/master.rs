@@ -327,6 +327,96 @@ fn sighup_rereads_master_cf_and_sigterm_stops() {
     });
 }
 
+/// The children of `parent` whose command line starts with `name`
+/// (exec'd already; zombies have an empty command line).
+fn children_named(parent: u32, name: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold blanks.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            ppid == Some(parent)
+                && std::fs::read(e.path().join("cmdline"))
+                    .unwrap_or_default()
+                    .split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|a| a == name.as_bytes())
+        })
+        .count()
+}
+
+#[test]
+fn a_burst_of_clients_is_served_within_the_process_limit() {
+    // 30 clients at once against a service limited to 3 processes that
+    // each serve 2 clients and exit: master must account every status
+    // message of a burst (several per wakeup) and every exit, start no
+    // more than 3 processes at a time, and keep starting them until all
+    // clients are served.
+    const CLIENTS: usize = 30;
+    let mut s = Scratch::new("burst", "burst unix n - n - 3 testd -o max_use=2\n");
+    s.start_master();
+    let mpid = s.master.as_ref().unwrap().id();
+    let sock = s.path("q/public/burst");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            let start = Instant::now();
+            while !done.load(std::sync::atomic::Ordering::SeqCst)
+                && start.elapsed() < Duration::from_secs(30)
+            {
+                most = most.max(children_named(mpid, "testd"));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut out = String::new();
+                let _ = c.read_to_string(&mut out);
+                out
+            })
+        })
+        .collect();
+    let answers: Vec<String> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let most = sampler.join().unwrap();
+    let served = answers
+        .iter()
+        .filter(|a| a.starts_with("testd service=burst "))
+        .count();
+    assert_eq!(served, CLIENTS, "{answers:?}\n{}", s.log());
+    assert!(most <= 3, "{most} processes at once, limit 3");
+    assert!(most >= 1, "no process seen");
+    // The service still works after the burst.
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("testd "), "{out}");
+    let log = s.log();
+    assert!(!log.contains("status update"), "{log}");
+    assert!(!log.contains("unknown status"), "{log}");
+}
+
 /// The golden sections: label -> (exit status, messages).
 fn golden() -> Vec<(String, i32, Vec<String>)> {
     let text = include_str!("../compat/golden/postfix-command.txt");

@@ -28,6 +28,7 @@ pub mod testd;
 
 use crate::global::mail_conf::MailConf;
 use crate::global::{maillog, msg};
+use crate::sys::epoll::{Epoll, Events};
 use crate::sys::lock::{LockOp, flock_try};
 use crate::sys::process::{self, ExitStatus, Fork};
 use ent::{Kind, ServiceDef};
@@ -47,6 +48,21 @@ pub const STAT_TAKEN: i32 = 0;
 pub const STAT_AVAIL: i32 = 1;
 /// The environment variable with the child's generation (octal).
 pub const GEN_NAME: &str = "GENERATION";
+
+/// The size of one status record: pid, generation, status (native ints).
+const STATUS_SIZE: usize = 12;
+/// Status records read at once from one channel.
+const STATUS_BATCH: usize = 64;
+
+/// epoll tokens: the signal self-pipe is 0; a service's descriptors carry
+/// its id above SLOT_BITS, and a slot below: 0 for the status channel, n+1
+/// for listener n.
+const SIG_TOKEN: u64 = 0;
+const SLOT_BITS: u32 = 16;
+
+fn token(id: u64, slot: usize) -> u64 {
+    (id << SLOT_BITS) | slot as u64
+}
 
 const USAGE: &str = "usage: {} [-c config_dir] [-D (debug)] [-d (don't detach from terminal)] [-e exit_time] [-t (test)] [-v] [-w (wait for initialization)]";
 
@@ -71,6 +87,10 @@ struct Serv {
     busy_warn: Option<Instant>,
     mark: bool,
     deleting: bool,
+    /// The listeners are registered with epoll (master accepts on demand).
+    watching: bool,
+    /// Something that decides `watching` changed since it was last set.
+    dirty: bool,
 }
 
 struct Master {
@@ -86,6 +106,9 @@ struct Master {
     throttle_time: u64,
     saved_watch: Vec<(&'static str, String)>,
     version: String,
+    /// Every status channel, the signal pipe, and the listeners of the
+    /// services that wait for a connection to start a process.
+    ep: Epoll,
 }
 
 fn strerror(e: &std::io::Error) -> String {
@@ -346,6 +369,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         throttle_time,
         saved_watch,
         version,
+        ep: Epoll::new().unwrap_or_else(|e| fatal(&format!("epoll_create: {}", strerror(&e)))),
     };
     m.config();
     msg::info(&format!(
@@ -392,7 +416,44 @@ fn monitor(limit: u64) -> OwnedFd {
 
 impl Master {
     fn serv_mut(&mut self, id: u64) -> Option<&mut Serv> {
-        self.services.iter_mut().find(|s| s.id == id)
+        let i = self.index_of(id)?;
+        Some(&mut self.services[i])
+    }
+
+    /// The index of the service with this id: ids only grow, services are
+    /// appended and removed in place, so the list stays sorted by id.
+    fn index_of(&self, id: u64) -> Option<usize> {
+        self.services.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
+    fn ep_add(&self, fd: RawFd, tok: u64) {
+        if let Err(e) = self.ep.add(fd, tok) {
+            fatal(&format!("epoll_ctl: {}", strerror(&e)));
+        }
+    }
+
+    fn ep_del(&self, fd: RawFd) {
+        if let Err(e) = self.ep.delete(fd) {
+            fatal(&format!("epoll_ctl: {}", strerror(&e)));
+        }
+    }
+
+    /// Watch or stop watching the listeners of service `i`, as Postfix's
+    /// master_avail_listen: only while it needs another process.
+    fn update_listen(&mut self, i: usize, now: Instant) {
+        let want = Self::listening(&mut self.services[i], now);
+        let s = &self.services[i];
+        if want == s.watching {
+            return;
+        }
+        for (n, fd) in s.listen.iter().enumerate() {
+            if want {
+                self.ep_add(fd.as_raw_fd(), token(s.id, n + 1));
+            } else {
+                self.ep_del(fd.as_raw_fd());
+            }
+        }
+        self.services[i].watching = want;
     }
 
     /// Read master.cf and start, update or (after a reload) stop services.
@@ -490,14 +551,21 @@ impl Master {
             busy_warn: None,
             mark: false,
             deleting: false,
+            watching: false,
+            dirty: true,
         };
         wakeup_init(&mut s);
+        self.ep_add(s.status.0.as_raw_fd(), token(id, 0));
         self.services.push(s);
     }
 
     fn restart_service(&mut self, i: usize) {
+        self.ep_del(self.services[i].status.0.as_raw_fd());
+        let status = status_pipe();
+        self.ep_add(status.0.as_raw_fd(), token(self.services[i].id, 0));
         let s = &mut self.services[i];
-        s.status = status_pipe();
+        s.status = status;
+        s.dirty = true;
         s.next_wakeup = None;
         wakeup_init(s);
     }
@@ -526,6 +594,13 @@ impl Master {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        let s = &self.services[i];
+        if s.watching {
+            for fd in &s.listen {
+                self.ep_del(fd.as_raw_fd());
+            }
+        }
+        self.ep_del(s.status.0.as_raw_fd());
         self.services.remove(i);
     }
 
@@ -573,6 +648,7 @@ impl Master {
             && s.throttled_until.is_none()
         {
             s.throttled_until = Some(Instant::now() + Duration::from_secs(s.throttle_delay));
+            s.dirty = true;
             if msg::verbose() > 0 {
                 msg::info(&format!("throttling command {}", s.def.path));
             }
@@ -682,6 +758,7 @@ impl Master {
                 let id = s.id;
                 s.total += 1;
                 s.avail += 1;
+                s.dirty = true;
                 if s.def.condwake {
                     s.def.condwake = false;
                     wakeup_init(s);
@@ -712,7 +789,7 @@ impl Master {
             };
             let id = proc_.serv;
             let use_count = proc_.use_count;
-            let Some(s) = self.services.iter().find(|s| s.id == id) else {
+            let Some(s) = self.index_of(id).map(|i| &self.services[i]) else {
                 self.procs.remove(&pid);
                 continue;
             };
@@ -740,6 +817,7 @@ impl Master {
             }
             let p = self.procs.remove(&pid);
             if let Some(s) = self.serv_mut(id) {
+                s.dirty = true;
                 s.total -= 1;
                 if p.is_some_and(|p| p.avail) {
                     s.avail -= 1;
@@ -749,31 +827,49 @@ impl Master {
         any
     }
 
-    /// A status message from a child of service `i`.
+    /// Status messages from the children of service `i`: every whole
+    /// record the channel holds, a batch per read.
     fn status_event(&mut self, i: usize) {
         let fd = self.services[i].status.0.as_raw_fd();
-        let id = self.services[i].id;
-        let mut buf = [0u8; 12];
-        let n = match process::read_fd(fd, &mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::WouldBlock {
-                    msg::warn(&format!("master_status_event: read: {}", strerror(&e)));
+        let mut buf = [0u8; STATUS_SIZE * STATUS_BATCH];
+        loop {
+            let n = match process::read_fd(fd, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        msg::warn(&format!("master_status_event: read: {}", strerror(&e)));
+                    }
+                    return;
                 }
+            };
+            let (records, partial) = split_status(&buf[..n]);
+            for rec in records {
+                self.status_record(i, rec);
+            }
+            if let Some((pid, len)) = partial {
+                // What Postfix reports when a read returns less than a
+                // whole record: the child wrote a short status message.
+                let s = &self.services[i];
+                msg::warn(&format!(
+                    "service {}({}): child (pid {pid}) sent partial status update ({len} bytes)",
+                    s.def.ext_name, s.def.name
+                ));
                 return;
             }
-        };
-        let pid = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        if n != 12 {
-            let s = &self.services[i];
-            msg::warn(&format!(
-                "service {}({}): child (pid {pid}) sent partial status update ({n} bytes)",
-                s.def.ext_name, s.def.name
-            ));
-            return;
+            if n < buf.len() {
+                return;
+            }
         }
-        let generation = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        let avail = i32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    }
+
+    /// One status record from a child of service `i`.
+    fn status_record(&mut self, i: usize, rec: Status) {
+        let id = self.services[i].id;
+        let Status {
+            pid,
+            generation,
+            avail,
+        } = rec;
         let Some(p) = self.procs.get_mut(&pid) else {
             return;
         };
@@ -794,10 +890,12 @@ impl Master {
                 p.use_count += 1;
                 p.avail = true;
                 self.services[i].avail += 1;
+                self.services[i].dirty = true;
             }
             STAT_TAKEN => {
                 p.avail = false;
                 self.services[i].avail -= 1;
+                self.services[i].dirty = true;
             }
             _ => msg::warn(&format!(
                 "master_status_event: ignoring unknown status: {pid} allegedly from pid: {avail}"
@@ -839,78 +937,76 @@ impl Master {
     }
 
     fn run(&mut self, sig_fd: OwnedFd, deadline: Option<Instant>, init_mode: bool) -> ! {
+        self.ep_add(sig_fd.as_raw_fd(), SIG_TOKEN);
+        let mut events = Events::with_capacity(64);
+        let mut spawn_ids: Vec<u64> = Vec::with_capacity(8);
         loop {
             let now = Instant::now();
-            // Timers: throttles, wakeups, exit time.
-            for s in &mut self.services {
+            // Timers (throttles, wakeups, exit time), and which listeners
+            // to watch.
+            let mut next = now + Duration::from_millis(500);
+            for i in 0..self.services.len() {
+                let s = &mut self.services[i];
                 if let Some(t) = s.throttled_until
                     && t <= now
                     && !s.deleting
                 {
                     s.throttled_until = None;
+                    s.dirty = true;
                     if msg::verbose() > 0 {
                         msg::info(&format!("throttle released for command {}", s.def.path));
                     }
                 }
-            }
-            let due: Vec<usize> = (0..self.services.len())
-                .filter(|&i| self.services[i].next_wakeup.is_some_and(|t| t <= now))
-                .collect();
-            for i in due {
-                self.wakeup(i);
+                if s.next_wakeup.is_some_and(|t| t <= now) {
+                    self.wakeup(i);
+                }
+                if self.services[i].dirty {
+                    self.services[i].dirty = false;
+                    self.update_listen(i, now);
+                }
+                let s = &self.services[i];
+                for t in [s.throttled_until, s.next_wakeup].into_iter().flatten() {
+                    next = next.min(t);
+                }
             }
             if deadline.is_some_and(|d| d <= now) {
                 msg::info("master exit time has arrived");
                 std::process::exit(0);
             }
-            let mut next = now + Duration::from_millis(500);
-            for s in &self.services {
-                for t in [s.throttled_until, s.next_wakeup].into_iter().flatten() {
-                    next = next.min(t);
-                }
-            }
             if let Some(d) = deadline {
                 next = next.min(d);
             }
-            // Descriptors: signals, status channels, listeners.
-            let mut fds = vec![sig_fd.as_raw_fd()];
-            let mut what: Vec<(usize, bool)> = vec![(usize::MAX, false)];
-            for i in 0..self.services.len() {
-                fds.push(self.services[i].status.0.as_raw_fd());
-                what.push((i, false));
-                if Self::listening(&mut self.services[i], now) {
-                    for fd in &self.services[i].listen {
-                        fds.push(fd.as_raw_fd());
-                        what.push((i, true));
-                    }
-                }
-            }
             let timeout = next.saturating_duration_since(Instant::now()).as_millis() as i32;
-            let ready = match process::poll_read(&fds, timeout.max(1)) {
-                Ok(r) => r,
-                Err(e) => fatal(&format!("poll: {}", strerror(&e))),
-            };
-            let mut spawned = Vec::new();
-            for (k, r) in ready.iter().enumerate() {
-                if !r || k == 0 {
+            if let Err(e) = self.ep.wait(&mut events, timeout.max(1)) {
+                fatal(&format!("epoll_wait: {}", strerror(&e)));
+            }
+            // Status channels first, then the listeners of services that
+            // still need a process.
+            let mut sig_ready = false;
+            spawn_ids.clear();
+            for tok in events.iter() {
+                if tok == SIG_TOKEN {
+                    sig_ready = true;
                     continue;
                 }
-                let (i, is_listen) = what[k];
-                if is_listen {
-                    if !spawned.contains(&i) {
-                        spawned.push(i);
-                    }
-                } else {
+                let id = tok >> SLOT_BITS;
+                let Some(i) = self.index_of(id) else {
+                    continue;
+                };
+                if tok & ((1 << SLOT_BITS) - 1) == 0 {
                     self.status_event(i);
+                } else if !spawn_ids.contains(&id) {
+                    spawn_ids.push(id);
                 }
             }
-            for i in spawned {
-                let now = Instant::now();
-                if Self::listening(&mut self.services[i], now) {
+            for &id in &spawn_ids {
+                if let Some(i) = self.index_of(id)
+                    && Self::listening(&mut self.services[i], Instant::now())
+                {
                     self.spawn(i);
                 }
             }
-            if ready[0] {
+            if sig_ready {
                 let mut b = [0u8; 64];
                 while matches!(process::read_fd(sig_fd.as_raw_fd(), &mut b), Ok(n) if n > 0) {}
             }
@@ -927,12 +1023,39 @@ impl Master {
             }
             // SIGCHLD says when to reap; an idle tick reaps too, in case a
             // signal was merged or missed.
-            let idle = !ready.iter().any(|r| *r);
-            if sigs.chld || (idle && !self.procs.is_empty()) {
+            if sigs.chld || (events.is_empty() && !self.procs.is_empty()) {
                 self.reap_children();
             }
         }
     }
+}
+
+/// One status record: pid, generation, status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Status {
+    pid: i32,
+    generation: u32,
+    avail: i32,
+}
+
+/// Split what one read of a status channel returned into whole records
+/// and, when it ends short (or is empty: end of file), the pid bytes and
+/// length of the short rest.
+fn split_status(data: &[u8]) -> (impl Iterator<Item = Status> + '_, Option<(i32, usize)>) {
+    let chunks = data.chunks_exact(STATUS_SIZE);
+    let rest = chunks.remainder();
+    let partial = (data.is_empty() || !rest.is_empty()).then(|| {
+        let mut b = [0u8; 4];
+        let k = rest.len().min(4);
+        b[..k].copy_from_slice(&rest[..k]);
+        (i32::from_ne_bytes(b), rest.len())
+    });
+    let records = chunks.map(|r| Status {
+        pid: i32::from_ne_bytes([r[0], r[1], r[2], r[3]]),
+        generation: u32::from_ne_bytes([r[4], r[5], r[6], r[7]]),
+        avail: i32::from_ne_bytes([r[8], r[9], r[10], r[11]]),
+    });
+    (records, partial)
 }
 
 fn status_pipe() -> (OwnedFd, OwnedFd) {
@@ -1067,5 +1190,63 @@ fn inet_listen_error(a: &std::net::SocketAddr, e: process::ListenError) -> Strin
             strerror(&e)
         ),
         Listen(e) => format!("listen: {}", strerror(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(pid: i32, generation: u32, avail: i32) -> Vec<u8> {
+        [
+            pid.to_ne_bytes(),
+            generation.to_ne_bytes(),
+            avail.to_ne_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn a_read_of_several_status_records_yields_each() {
+        let mut data = rec(101, 7, STAT_TAKEN);
+        data.extend(rec(102, 8, STAT_AVAIL));
+        data.extend(rec(101, 7, STAT_AVAIL));
+        let (records, partial) = split_status(&data);
+        assert_eq!(
+            records.collect::<Vec<_>>(),
+            [
+                Status {
+                    pid: 101,
+                    generation: 7,
+                    avail: STAT_TAKEN
+                },
+                Status {
+                    pid: 102,
+                    generation: 8,
+                    avail: STAT_AVAIL
+                },
+                Status {
+                    pid: 101,
+                    generation: 7,
+                    avail: STAT_AVAIL
+                },
+            ]
+        );
+        assert_eq!(partial, None);
+    }
+
+    #[test]
+    fn a_short_status_record_is_reported_with_its_length() {
+        let mut data = rec(101, 7, STAT_TAKEN);
+        data.extend(&rec(555, 1, STAT_AVAIL)[..5]);
+        let (records, partial) = split_status(&data);
+        assert_eq!(records.count(), 1);
+        assert_eq!(partial, Some((555, 5)));
+        let (records, partial) = split_status(&[9, 0]);
+        assert_eq!(records.count(), 0);
+        assert_eq!(partial, Some((9, 2)));
+        let (records, partial) = split_status(&[]);
+        assert_eq!(records.count(), 0);
+        assert_eq!(partial, Some((0, 0)));
     }
 }

@@ -1,6 +1,7 @@
 //! The only place for `unsafe`: thin wrappers around system calls.
 
 pub mod env;
+pub mod epoll;
 pub mod ids;
 pub mod inet;
 pub mod net;
