@@ -87,7 +87,8 @@ struct Serv {
     busy_warn: Option<Instant>,
     mark: bool,
     deleting: bool,
-    /// The listeners are registered with epoll (master accepts on demand).
+    /// The listeners are registered with epoll (a connection there makes
+    /// master start a process).
     watching: bool,
     /// Something that decides `watching` changed since it was last set.
     dirty: bool,
@@ -433,8 +434,11 @@ impl Master {
     }
 
     fn ep_del(&self, fd: RawFd) {
-        if let Err(e) = self.ep.delete(fd) {
-            fatal(&format!("epoll_ctl: {}", strerror(&e)));
+        match self.ep.delete(fd) {
+            Ok(()) => {}
+            // Not registered: nothing to undo.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => fatal(&format!("epoll_ctl: {}", strerror(&e))),
         }
     }
 
