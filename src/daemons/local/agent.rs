@@ -2402,3 +2402,75 @@ fn make_dirs(path: &str) -> std::io::Result<()> {
         .mode(0o700)
         .create(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(name: &str, uid: u32, dir: &str) -> Pw {
+        Pw {
+            name: name.into(),
+            uid,
+            gid: uid,
+            dir: dir.into(),
+            shell: "/bin/sh".into(),
+        }
+    }
+
+    #[test]
+    fn last_pw_is_postfix_mypwd() {
+        let mut c = LastPw::default();
+        let mut calls = 0;
+        let mut db = |n: &str, dir: &str| {
+            calls += 1;
+            Ok(Some(pw(n, if n == "a" { 1 } else { 2 }, dir)))
+        };
+        assert_eq!(
+            c.by_name("a", |n| db(n, "/old")).unwrap().unwrap().dir,
+            "/old"
+        );
+        // The same name again: the remembered entry, not the database.
+        assert_eq!(
+            c.by_name("a", |n| db(n, "/new")).unwrap().unwrap().dir,
+            "/old"
+        );
+        // By uid too.
+        assert_eq!(
+            c.by_uid(1, |_| db("a", "/new")).unwrap().unwrap().dir,
+            "/old"
+        );
+        // Another user replaces it.
+        assert_eq!(c.by_name("b", |n| db(n, "/b")).unwrap().unwrap().dir, "/b");
+        assert_eq!(
+            c.by_name("a", |n| db(n, "/new")).unwrap().unwrap().dir,
+            "/new"
+        );
+        drop(db);
+        assert_eq!(calls, 3);
+        // A miss is not remembered, and forgets the last entry.
+        assert_eq!(c.by_name("x", |_| Ok(None)).unwrap(), None);
+        assert_eq!(
+            c.by_name("x", |n| Ok(Some(pw(n, 9, "/x"))))
+                .unwrap()
+                .unwrap()
+                .uid,
+            9
+        );
+        assert_eq!(c.by_name("y", |_| Err(libc::EIO)), Err(libc::EIO));
+        assert_eq!(
+            c.by_name("x", |n| Ok(Some(pw(n, 9, "/x2"))))
+                .unwrap()
+                .unwrap()
+                .dir,
+            "/x2"
+        );
+    }
+
+    #[test]
+    fn stat_as_reports_errno() {
+        let me = crate::sys::geteuid();
+        assert!(stat_as("/", me, crate::sys::getegid()).is_ok());
+        let e = stat_as("/nonexistent-rostfix-x", me, crate::sys::getegid()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+}
