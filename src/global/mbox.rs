@@ -454,47 +454,74 @@ pub fn mail_copy(
         (true, Some(mut f)) => f.seek(SeekFrom::End(0)).ok(),
         _ => None,
     };
-    let mut out: Vec<u8> = Vec::with_capacity(8192);
+    // The output and record buffers live on in this thread: an agent
+    // process delivers many messages, and a fresh large buffer each time
+    // makes malloc consolidate its free lists on every delivery.
+    let (mut out, mut buf) = COPY_BUFS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    out.clear();
+    let latin1 = crate::util::latin1::encode_into;
     if flags & (copy::FROM | copy::RETURN_PATH) != 0 {
         let q = quote_822_local(attr.sender);
         if flags & copy::FROM != 0 {
-            out.extend_from_slice(
-                crate::util::latin1::encode(&from_line(
-                    attr.sender,
-                    crate::global::deliver_request::now().0,
-                    eol,
-                ))
-                .as_slice(),
+            latin1(
+                &from_line(attr.sender, crate::global::deliver_request::now().0, eol),
+                &mut out,
             );
         }
         if flags & copy::RETURN_PATH != 0 {
             let rp = if attr.sender.is_empty() { "" } else { &q };
-            out.extend_from_slice(&crate::util::latin1::encode(&format!(
-                "Return-Path: <{rp}>{eol}"
-            )));
+            out.extend_from_slice(b"Return-Path: <");
+            latin1(rp, &mut out);
+            out.push(b'>');
+            latin1(eol, &mut out);
         }
     }
     if flags & copy::ORIG_RCPT != 0 && attr.enable_orcpt && !attr.orig_rcpt.is_empty() {
-        out.extend_from_slice(&crate::util::latin1::encode(&format!(
-            "X-Original-To: {}{eol}",
-            quote_822_local(attr.orig_rcpt)
-        )));
+        out.extend_from_slice(b"X-Original-To: ");
+        latin1(&quote_822_local(attr.orig_rcpt), &mut out);
+        latin1(eol, &mut out);
     }
     if flags & copy::DELIVERED != 0 {
-        out.extend_from_slice(&crate::util::latin1::encode(&format!(
-            "Delivered-To: {}{eol}",
-            quote_822_local(attr.delivered)
-        )));
+        out.extend_from_slice(b"Delivered-To: ");
+        latin1(&quote_822_local(attr.delivered), &mut out);
+        latin1(eol, &mut out);
     }
+    let result = copy_body(src, dst, dst_file, flags, eol, orig_len, &mut out, &mut buf);
+    if out.capacity() <= KEEP_BUF && buf.capacity() <= KEEP_BUF {
+        COPY_BUFS.with(|b| *b.borrow_mut() = (out, buf));
+    }
+    result
+}
+
+/// Buffers larger than this are not kept for the next delivery.
+const KEEP_BUF: usize = 1 << 20;
+
+thread_local! {
+    static COPY_BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        std::cell::RefCell::new((Vec::with_capacity(8192), Vec::new()));
+}
+
+/// The rest of [`mail_copy`]: the content records after the prepended
+/// headers already in `out`.
+#[allow(clippy::too_many_arguments)]
+fn copy_body(
+    src: &mut QueueStream,
+    dst: &mut dyn Write,
+    dst_file: Option<&File>,
+    flags: u32,
+    eol: &str,
+    orig_len: Option<u64>,
+    out: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+) -> Result<(), CopyError> {
     let mut write_err: Option<io::Error> = None;
     let mut read_err = false;
     let mut corrupt = false;
-    let mut buf = Vec::new();
     let mut prev = rec_type::NORM;
     let mut last: u8;
     let eolb = eol.as_bytes();
     loop {
-        let t = match rec_get(src, &mut buf, 0) {
+        let t = match rec_get(src, buf, 0) {
             Rec::Type(t) => t,
             Rec::Eof => {
                 read_err = false;
@@ -518,13 +545,13 @@ pub fn mail_copy(
                 out.push(b'.');
             }
         }
-        out.extend_from_slice(&buf);
+        out.extend_from_slice(buf);
         if t == rec_type::NORM {
             out.extend_from_slice(eolb);
         }
         prev = t;
         if out.len() >= 65536 {
-            if let Err(e) = dst.write_all(&out) {
+            if let Err(e) = dst.write_all(out) {
                 write_err = Some(e);
                 break;
             }
@@ -545,7 +572,7 @@ pub fn mail_copy(
         if flags & copy::BLANK != 0 {
             out.extend_from_slice(eolb);
         }
-        if let Err(e) = dst.write_all(&out).and_then(|_| dst.flush()) {
+        if let Err(e) = dst.write_all(out).and_then(|_| dst.flush()) {
             write_err = Some(e);
         }
     }

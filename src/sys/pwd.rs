@@ -40,15 +40,25 @@ pub fn getpwnam(name: &str) -> Result<Option<Passwd>, i32> {
         return Ok(None);
     };
     let mut pw: libc::passwd = zeroed_passwd();
-    let mut buf = vec![0 as libc::c_char; 16384];
+    // A stack buffer first (it fits any ordinary entry), a growing heap
+    // buffer when the entry does not fit: a large allocation per lookup
+    // costs the proxymap server more than the lookup itself.
+    let mut small = [0 as libc::c_char; 2048];
+    let mut heap: Vec<libc::c_char> = Vec::new();
     loop {
+        let buf: &mut [libc::c_char] = if heap.is_empty() {
+            &mut small
+        } else {
+            &mut heap
+        };
         let mut res: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: every pointer refers to live storage of the stated size;
         // getpwnam_r fills pw using buf and sets res to &pw or null.
         let rc =
             unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut res) };
         if rc == libc::ERANGE && buf.len() < 1 << 22 {
-            buf.resize(buf.len() * 2, 0);
+            let n = buf.len() * 2;
+            heap.resize(n, 0);
             continue;
         }
         if rc != 0 {

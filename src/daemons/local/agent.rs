@@ -276,21 +276,76 @@ impl Forwarder {
     }
 }
 
+/// Postfix's mypwd cache (mypwnam_err, mypwuid_err): the last password
+/// entry found, by name or by uid, answers every later lookup of the same
+/// name (or uid) for the rest of the process's life, until a lookup of
+/// another user replaces it. A miss or an error is not remembered, and
+/// forgets the entry as any lookup of another user does. So a local
+/// process keeps delivering to a user as the passwd entry was when it
+/// first looked, while a user added later is seen at once.
+#[derive(Debug, Default)]
+pub struct LastPw(Option<Pw>);
+
+impl LastPw {
+    /// The entry for `name`: the remembered one, or `lookup`'s.
+    pub fn by_name(
+        &mut self,
+        name: &str,
+        lookup: impl FnOnce(&str) -> Result<Option<Pw>, i32>,
+    ) -> Result<Option<Pw>, i32> {
+        match &self.0 {
+            Some(pw) if pw.name == name => return Ok(Some(pw.clone())),
+            _ => self.0 = None,
+        }
+        let pw = lookup(name)?;
+        self.0.clone_from(&pw);
+        Ok(pw)
+    }
+
+    /// The entry for `uid`: the remembered one, or `lookup`'s.
+    pub fn by_uid(
+        &mut self,
+        uid: u32,
+        lookup: impl FnOnce(u32) -> Result<Option<Pw>, i32>,
+    ) -> Result<Option<Pw>, i32> {
+        match &self.0 {
+            Some(pw) if pw.uid == uid => return Ok(Some(pw.clone())),
+            _ => self.0 = None,
+        }
+        let pw = lookup(uid)?;
+        self.0.clone_from(&pw);
+        Ok(pw)
+    }
+}
+
+thread_local! {
+    /// The system password database's [`LastPw`] (per process: agents are
+    /// single-threaded).
+    static SYSTEM_PW: std::cell::RefCell<LastPw> = std::cell::RefCell::new(LastPw::default());
+}
+
+fn system_getpwnam(name: &str) -> Result<Option<Pw>, i32> {
+    Ok(crate::sys::pwd::getpwnam(name)?.map(|p| Pw {
+        name: p.name,
+        uid: p.uid,
+        gid: p.gid,
+        dir: p.dir,
+        shell: p.shell,
+    }))
+}
+
 impl Env for SystemEnv<'_> {
     fn getpwnam(&self, name: &str) -> Result<Option<Pw>, i32> {
-        Ok(crate::sys::pwd::getpwnam(name)?.map(|p| Pw {
-            name: p.name,
-            uid: p.uid,
-            gid: p.gid,
-            dir: p.dir,
-            shell: p.shell,
-        }))
+        SYSTEM_PW.with(|c| c.borrow_mut().by_name(name, system_getpwnam))
     }
     fn getpwuid(&self, uid: u32) -> Result<Option<Pw>, i32> {
-        match crate::sys::process::getpwuid(uid) {
-            Some(p) => self.getpwnam(&p.name),
-            None => Ok(None),
-        }
+        SYSTEM_PW.with(|c| {
+            c.borrow_mut()
+                .by_uid(uid, |uid| match crate::sys::process::getpwuid(uid) {
+                    Some(p) => system_getpwnam(&p.name),
+                    None => Ok(None),
+                })
+        })
     }
     fn resolve(&mut self, addr: &str) -> Resolved {
         use crate::daemons::trivial_rewrite::{self as tr, Personality, RewriteContext};
@@ -427,6 +482,9 @@ pub struct LocalConfig {
     pub recipient_delimiter: String,
     pub reset_owner_alias: bool,
     pub strict_mailbox_ownership: bool,
+    /// require_home_directory: defer when the recipient's home directory
+    /// cannot be looked at (as the recipient).
+    pub require_home_dir: bool,
     pub export_environment: Vec<String>,
     pub exec_directory: String,
     pub queue_directory: String,
@@ -560,6 +618,7 @@ impl LocalConfig {
             recipient_delimiter: s("recipient_delimiter")?,
             reset_owner_alias: conf.get_bool("reset_owner_alias")?,
             strict_mailbox_ownership: conf.get_bool("strict_mailbox_ownership")?,
+            require_home_dir: conf.get_bool("require_home_directory")?,
             export_environment: s("export_environment")?
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|w| !w.is_empty())
@@ -636,9 +695,6 @@ pub struct LocalAgent<'e> {
     /// mailbox_transport_maps and fallback_transport_maps, opened on
     /// first use.
     transport_maps: [Option<Maps>; 2],
-    /// Password entries looked up during the current request (a request
-    /// asks for the same user several times: switch, .forward, mailbox).
-    pw_cache: std::collections::HashMap<String, Option<Pw>>,
 }
 
 impl<'e> LocalAgent<'e> {
@@ -660,18 +716,15 @@ impl<'e> LocalAgent<'e> {
             forwards: Vec::new(),
             passed_deferred: Vec::new(),
             transport_maps: [None, None],
-            pw_cache: std::collections::HashMap::new(),
         }
     }
 
-    /// getpwnam, remembered for the rest of the request (errors are not).
     fn getpwnam(&mut self, name: &str) -> Result<Option<Pw>, i32> {
-        if let Some(pw) = self.pw_cache.get(name) {
-            return Ok(pw.clone());
-        }
-        let pw = self.env.getpwnam(name)?;
-        self.pw_cache.insert(name.to_string(), pw.clone());
-        Ok(pw)
+        self.env.getpwnam(name)
+    }
+
+    fn getpwuid(&mut self, uid: u32) -> Result<Option<Pw>, i32> {
+        self.env.getpwuid(uid)
     }
 
     /// The request recipients (indices) of the last [`LocalAgent::deliver`]
@@ -686,7 +739,6 @@ impl<'e> LocalAgent<'e> {
     pub fn deliver(&mut self, req: &DeliveryRequest) -> Vec<RecipientResult> {
         self.results.clear();
         self.passed_deferred.clear();
-        self.pw_cache.clear();
         let path = req.queue_file.to_string_lossy().to_string();
         match QueueStream::open(&path) {
             Ok(fp) => self.fp = Some(fp),
@@ -927,7 +979,14 @@ impl<'e> LocalAgent<'e> {
         if st.exp_type == EXP_INCL {
             return self.deliver_indirect(req, st);
         }
-        match self.getpwnam(&st.user) {
+        // Back off when the home directory cannot be looked at, only with
+        // require_home_directory (default no).
+        let home = if self.cfg.require_home_dir {
+            self.getpwnam(&st.user)
+        } else {
+            Ok(None)
+        };
+        match home {
             Err(e) => {
                 msg::warn(&format!(
                     "error looking up passwd info for {}: {}",
@@ -937,7 +996,7 @@ impl<'e> LocalAgent<'e> {
                 return self.fail(req, &st, Dsn::new("4.0.0", "user lookup error"));
             }
             Ok(Some(pw)) => {
-                if let Err(e) = std::fs::metadata(&pw.dir) {
+                if let Err(e) = stat_as(&pw.dir, pw.uid, pw.gid) {
                     let d = Dsn::new(
                         "4.3.0",
                         format!(
@@ -1025,7 +1084,7 @@ impl<'e> LocalAgent<'e> {
             if owner_uid == 0 {
                 usr = UserAttr::default();
             } else {
-                match self.env.getpwuid(owner_uid) {
+                match self.getpwuid(owner_uid) {
                     Ok(Some(pw)) => usr = UserAttr::set(&pw),
                     _ => {
                         msg::warn(&format!(
@@ -1548,7 +1607,7 @@ impl<'e> LocalAgent<'e> {
         }
         st.exp_type = EXP_INCL;
         if usr.uid == 0 {
-            match self.env.getpwuid(md.uid()) {
+            match self.getpwuid(md.uid()) {
                 Ok(Some(pw)) => {
                     if pw.uid != 0 {
                         usr = UserAttr::set(&pw);
@@ -2324,10 +2383,93 @@ pub(crate) fn maildir_write(
     result
 }
 
+/// stat(2) of `path` as `uid`/`gid` (Postfix's stat_as).
+fn stat_as(path: &str, uid: u32, gid: u32) -> std::io::Result<()> {
+    let out = privsep::run_as(uid, gid, || match std::fs::metadata(path) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.raw_os_error().unwrap_or(libc::EIO).to_ne_bytes().to_vec(),
+    })?;
+    match <[u8; 4]>::try_from(out.as_slice()) {
+        Ok(b) => Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(b))),
+        Err(_) => Ok(()),
+    }
+}
+
 fn make_dirs(path: &str) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(name: &str, uid: u32, dir: &str) -> Pw {
+        Pw {
+            name: name.into(),
+            uid,
+            gid: uid,
+            dir: dir.into(),
+            shell: "/bin/sh".into(),
+        }
+    }
+
+    #[test]
+    fn last_pw_is_postfix_mypwd() {
+        let mut c = LastPw::default();
+        let calls = std::cell::Cell::new(0);
+        let db = |n: &str, dir: &str| {
+            calls.set(calls.get() + 1);
+            Ok(Some(pw(n, if n == "a" { 1 } else { 2 }, dir)))
+        };
+        assert_eq!(
+            c.by_name("a", |n| db(n, "/old")).unwrap().unwrap().dir,
+            "/old"
+        );
+        // The same name again: the remembered entry, not the database.
+        assert_eq!(
+            c.by_name("a", |n| db(n, "/new")).unwrap().unwrap().dir,
+            "/old"
+        );
+        // By uid too.
+        assert_eq!(
+            c.by_uid(1, |_| db("a", "/new")).unwrap().unwrap().dir,
+            "/old"
+        );
+        // Another user replaces it.
+        assert_eq!(c.by_name("b", |n| db(n, "/b")).unwrap().unwrap().dir, "/b");
+        assert_eq!(
+            c.by_name("a", |n| db(n, "/new")).unwrap().unwrap().dir,
+            "/new"
+        );
+        assert_eq!(calls.get(), 3);
+        // A miss is not remembered, and forgets the last entry.
+        assert_eq!(c.by_name("x", |_| Ok(None)).unwrap(), None);
+        assert_eq!(
+            c.by_name("x", |n| Ok(Some(pw(n, 9, "/x"))))
+                .unwrap()
+                .unwrap()
+                .uid,
+            9
+        );
+        assert_eq!(c.by_name("y", |_| Err(libc::EIO)), Err(libc::EIO));
+        assert_eq!(
+            c.by_name("x", |n| Ok(Some(pw(n, 9, "/x2"))))
+                .unwrap()
+                .unwrap()
+                .dir,
+            "/x2"
+        );
+    }
+
+    #[test]
+    fn stat_as_reports_errno() {
+        let me = crate::sys::geteuid();
+        assert!(stat_as("/", me, crate::sys::getegid()).is_ok());
+        let e = stat_as("/nonexistent-rostfix-x", me, crate::sys::getegid()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
 }

@@ -28,7 +28,7 @@ use crate::global::dict::{Dict, DictError, OpenMode, Seq, Status, flags};
 use crate::global::msg;
 use crate::master::server::{RequestService, Server};
 use crate::util::stringops::{COMMA_SP, extpar, split_q};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime};
@@ -163,7 +163,7 @@ struct Open {
 pub struct Proxymap {
     pub writer: bool,
     pub approved: HashSet<String>,
-    tables: HashMap<(String, u32), Open>,
+    tables: Vec<((String, u32), Open)>,
     timeout: Duration,
 }
 
@@ -198,7 +198,7 @@ impl Proxymap {
         Proxymap {
             writer,
             approved: set,
-            tables: HashMap::new(),
+            tables: Vec::new(),
             timeout,
         }
     }
@@ -222,18 +222,28 @@ impl Proxymap {
             ));
             return Err(STAT_DENY);
         }
-        let key = (name.to_string(), req_flags & INST_MASK);
-        if !self.tables.contains_key(&key) {
-            let mode = if self.writer {
-                OpenMode::ReadWrite
-            } else {
-                OpenMode::ReadOnly
-            };
-            let dict = crate::global::maps::open_or_surrogate(name, mode, req_flags);
-            let stamp = if self.writer { None } else { stamp_of(name) };
-            self.tables.insert(key.clone(), Open { dict, stamp });
-        }
-        Ok(&mut self.tables.get_mut(&key).unwrap().dict)
+        let inst = req_flags & INST_MASK;
+        // A handful of tables: a scan costs less than building a key.
+        let at = match self
+            .tables
+            .iter()
+            .position(|((n, f), _)| *f == inst && n == name)
+        {
+            Some(i) => i,
+            None => {
+                let mode = if self.writer {
+                    OpenMode::ReadWrite
+                } else {
+                    OpenMode::ReadOnly
+                };
+                let dict = crate::global::maps::open_or_surrogate(name, mode, req_flags);
+                let stamp = if self.writer { None } else { stamp_of(name) };
+                self.tables
+                    .push(((name.to_string(), inst), Open { dict, stamp }));
+                self.tables.len() - 1
+            }
+        };
+        Ok(&mut self.tables[at].1.dict)
     }
 
     /// Handle one request group; the reply attributes.
