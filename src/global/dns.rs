@@ -437,12 +437,48 @@ pub fn lookup_types(name: &str, types: &[RrType], stop_ok: bool) -> Result<Vec<R
 /// client up twice per connection (name, then address), and reading the
 /// file both times cost five system calls each.
 fn hosts_text() -> std::sync::Arc<str> {
+    let pinned = HOSTS_PIN.with(|p| p.borrow().clone());
+    match pinned {
+        Some(Some(text)) => text,
+        Some(None) => {
+            let text = hosts_text_now();
+            HOSTS_PIN.with(|p| *p.borrow_mut() = Some(Some(text.clone())));
+            text
+        }
+        None => hosts_text_now(),
+    }
+}
+
+thread_local! {
+    /// Inside [`with_hosts_pinned`]: the hosts file's text once read.
+    static HOSTS_PIN: std::cell::RefCell<Option<Option<std::sync::Arc<str>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with the hosts file looked at (stat, read when changed) at
+/// most once: smtpd's client lookup (name, then address) is one look at
+/// the file, not two.
+pub fn with_hosts_pinned<R>(f: impl FnOnce() -> R) -> R {
+    let outer = HOSTS_PIN.with(|p| p.borrow_mut().replace(None));
+    let r = f();
+    HOSTS_PIN.with(|p| *p.borrow_mut() = outer);
+    r
+}
+
+fn hosts_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        std::env::var("ROSTFIX_HOSTS_FILE").unwrap_or_else(|_| "/etc/hosts".to_string())
+    })
+}
+
+fn hosts_text_now() -> std::sync::Arc<str> {
     use std::os::unix::fs::MetadataExt;
-    type Key = (String, u64, u64, u64, i64, i64, i64, i64);
+    type Key = (&'static str, u64, u64, u64, i64, i64, i64, i64);
     static CACHE: std::sync::Mutex<Option<(Key, std::sync::Arc<str>)>> =
         std::sync::Mutex::new(None);
-    let path = std::env::var("ROSTFIX_HOSTS_FILE").unwrap_or_else(|_| "/etc/hosts".to_string());
-    let Ok(m) = std::fs::metadata(&path) else {
+    let path = hosts_path();
+    let Ok(m) = std::fs::metadata(path) else {
         return std::sync::Arc::from("");
     };
     let key: Key = (
@@ -461,7 +497,7 @@ fn hosts_text() -> std::sync::Arc<str> {
     {
         return text.clone();
     }
-    let Ok(text) = std::fs::read_to_string(&key.0) else {
+    let Ok(text) = std::fs::read_to_string(key.0) else {
         return std::sync::Arc::from("");
     };
     let text: std::sync::Arc<str> = text.into();
@@ -469,22 +505,23 @@ fn hosts_text() -> std::sync::Arc<str> {
     text
 }
 
-/// Parse a hosts file: (address, names) per line.
-pub fn parse_hosts(text: &str) -> Vec<(IpAddr, Vec<String>)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
+/// The lines of a hosts file: (address, names) for each line with an
+/// address and at least one name.
+fn hosts_lines(text: &str) -> impl Iterator<Item = (IpAddr, std::str::SplitWhitespace<'_>)> {
+    text.lines().filter_map(|line| {
         let line = line.split('#').next().unwrap_or("");
         let mut f = line.split_whitespace();
-        let Some(a) = f.next() else { continue };
-        let Ok(ip) = a.parse::<IpAddr>() else {
-            continue;
-        };
-        let names: Vec<String> = f.map(|s| s.to_string()).collect();
-        if !names.is_empty() {
-            out.push((ip, names));
-        }
-    }
-    out
+        let ip = f.next()?.parse::<IpAddr>().ok()?;
+        f.clone().next()?;
+        Some((ip, f))
+    })
+}
+
+/// Parse a hosts file: (address, names) per line.
+pub fn parse_hosts(text: &str) -> Vec<(IpAddr, Vec<String>)> {
+    hosts_lines(text)
+        .map(|(ip, names)| (ip, names.map(|s| s.to_string()).collect()))
+        .collect()
 }
 
 fn same_name(a: &str, b: &str) -> bool {
@@ -495,8 +532,8 @@ fn same_name(a: &str, b: &str) -> bool {
 /// The hosts file's addresses for a name (every line that lists it).
 pub fn hosts_addrs(text: &str, name: &str) -> Vec<IpAddr> {
     let mut v = Vec::new();
-    for (ip, names) in parse_hosts(text) {
-        if names.iter().any(|n| same_name(n, name)) && !v.contains(&ip) {
+    for (ip, mut names) in hosts_lines(text) {
+        if names.any(|n| same_name(n, name)) && !v.contains(&ip) {
             v.push(ip);
         }
     }
@@ -506,10 +543,9 @@ pub fn hosts_addrs(text: &str, name: &str) -> Vec<IpAddr> {
 /// The hosts file's canonical name for an address (the first line's first
 /// name).
 pub fn hosts_name(text: &str, ip: IpAddr) -> Option<String> {
-    parse_hosts(text)
-        .into_iter()
+    hosts_lines(text)
         .find(|(a, _)| *a == ip)
-        .map(|(_, n)| n[0].clone())
+        .and_then(|(_, mut n)| n.next().map(str::to_string))
 }
 
 /// Address families for [`host_addrs`] (PF_UNSPEC, PF_INET, PF_INET6).

@@ -37,8 +37,37 @@ pub enum Matcher {
 }
 
 enum Item {
-    Text(String),
+    Text(Text),
     Table(Box<dyn Dict>),
+}
+
+/// A literal pattern, case folded, with what host address matching needs
+/// of it worked out once (Postfix parses a CIDR pattern at every match;
+/// the outcome, error text included, is the same each time).
+struct Text {
+    text: String,
+    /// Could be a CIDR block (`net/len`, `[net]/len`, a bare IPv6
+    /// address): only these reach [`cidr_parse`].
+    cidr_form: bool,
+    /// [`cidr_parse`] of the text, computed at the first match that
+    /// needs it.
+    cidr: std::cell::OnceCell<Result<(IpAddr, u32), String>>,
+}
+
+impl Text {
+    fn new(text: String) -> Text {
+        const V4: &str = "01234567890.";
+        let cidr_form = text.contains([':', '/'])
+            && !text.chars().all(|c| V4.contains(c))
+            && text
+                .chars()
+                .all(|c| V4.contains(c) || "abcdefABCDEF:[]/".contains(c));
+        Text {
+            text,
+            cidr_form,
+            cidr: std::cell::OnceCell::new(),
+        }
+    }
 }
 
 struct Pattern {
@@ -151,7 +180,7 @@ impl MatchList {
                 let folded = self.casefold(item);
                 self.patterns.push(Pattern {
                     negate,
-                    item: Item::Text(folded),
+                    item: Item::Text(Text::new(folded)),
                 });
             }
         }
@@ -172,7 +201,21 @@ impl MatchList {
     /// false and [`MatchList::error`] is set.
     pub fn matches(&mut self, args: &[&str]) -> bool {
         self.error = false;
-        let folded: Vec<String> = args.iter().map(|a| self.casefold(a)).collect();
+        if self.patterns.is_empty() {
+            return false;
+        }
+        // Arguments that folding leaves unchanged (lower-case ASCII, the
+        // usual case) are not copied.
+        let folded: Vec<std::borrow::Cow<str>> = args
+            .iter()
+            .map(|a| {
+                if a.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                    std::borrow::Cow::Borrowed(*a)
+                } else {
+                    std::borrow::Cow::Owned(self.casefold(a))
+                }
+            })
+            .collect();
         for pi in 0..self.patterns.len() {
             for (mi, arg) in folded.iter().enumerate() {
                 let matcher = self.matchers[mi];
@@ -211,7 +254,7 @@ impl MatchList {
     fn match_string(&mut self, pi: usize, s: &str) -> bool {
         match &self.patterns[pi].item {
             Item::Table(_) => self.lookup(pi, s),
-            Item::Text(p) => p == s,
+            Item::Text(p) => p.text == s,
         }
     }
 
@@ -239,7 +282,7 @@ impl MatchList {
                     }
                 }
             }
-            Item::Text(p) => {
+            Item::Text(Text { text: p, .. }) => {
                 if name == p {
                     return true;
                 }
@@ -262,10 +305,11 @@ impl MatchList {
         {
             return false;
         }
-        let p = match &self.patterns[pi].item {
+        let t = match &self.patterns[pi].item {
             Item::Table(_) => return self.lookup(pi, addr),
-            Item::Text(p) => p.clone(),
+            Item::Text(t) => t,
         };
+        let p = t.text.as_str();
         if !p.starts_with('[') {
             if addr == p {
                 return true;
@@ -273,19 +317,16 @@ impl MatchList {
         } else if p.len() == addr.len() + 2 && p[1..].starts_with(addr) && p.ends_with(']') {
             return true;
         }
-        if addr.contains(':') != p.contains(':')
-            || !p.contains([':', '/'])
-            || p.chars().all(|c| V4.contains(c))
-            || !p
-                .chars()
-                .all(|c| V4.contains(c) || "abcdefABCDEF:[]/".contains(c))
-        {
+        if addr.contains(':') != p.contains(':') || !t.cidr_form {
             return false;
         }
-        match cidr_parse(&p) {
-            Err(why) => self.match_error(&why),
+        match t.cidr.get_or_init(|| cidr_parse(p)) {
+            Err(why) => {
+                let why = why.clone();
+                self.match_error(&why)
+            }
             Ok((net, len)) => match addr.parse::<IpAddr>() {
-                Ok(a) => cidr_contains(&net, len, &a),
+                Ok(a) => cidr_contains(net, *len, &a),
                 Err(_) => false,
             },
         }

@@ -26,7 +26,13 @@ pub enum Token {
     Comment(String),
 }
 
-const OPCHARS: &str = "|%!()<>@,;:\\\".[]";
+/// Is `c` one of the operator characters `|%!()<>@,;:\".[]`?
+fn is_opchar(c: char) -> bool {
+    matches!(
+        c,
+        '|' | '%' | '!' | '(' | ')' | '<' | '>' | '@' | ',' | ';' | ':' | '\\' | '"' | '.' | '[' | ']'
+    )
+}
 
 fn is_space_tab_cr_lf(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
@@ -60,7 +66,7 @@ fn collect(s: &[char], mut i: usize, out: &mut String, cond: impl Fn(char) -> bo
 /// Split text into tokens (Postfix's tok822_scan).
 pub fn scan(text: &str) -> Vec<Token> {
     let s: Vec<char> = text.chars().take_while(|&c| c != '\0').collect();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(8);
     let mut i = 0;
     while i < s.len() {
         let c = s[i];
@@ -105,15 +111,15 @@ pub fn scan(text: &str) -> Vec<Token> {
                 i += 1;
             }
             out.push(Token::QString(v));
-        } else if c != '\\' && OPCHARS.contains(c) {
+        } else if c != '\\' && is_opchar(c) {
             out.push(Token::Op(c));
         } else {
             let mut v = String::new();
             i = collect(&s, i - 1, &mut v, |c| {
-                !is_space_tab_cr_lf(c) && !OPCHARS.contains(c)
+                !is_space_tab_cr_lf(c) && !is_opchar(c)
             });
             if v.chars()
-                .any(|c| c == ' ' || is_cntrl(c) || OPCHARS.contains(c))
+                .any(|c| c == ' ' || is_cntrl(c) || is_opchar(c))
             {
                 out.push(Token::QString(v));
             } else {
@@ -529,6 +535,14 @@ pub fn parse_addresses(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opchars() {
+        for b in 0u8..=255 {
+            let c = b as char;
+            assert_eq!(is_opchar(c), "|%!()<>@,;:\\\".[]".contains(c), "{b}");
+        }
+    }
 
     #[test]
     fn scan_kinds() {

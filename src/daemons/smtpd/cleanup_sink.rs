@@ -19,6 +19,20 @@ use crate::global::rec_type;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// A number in decimal, written into `buf`.
+fn itoa(buf: &mut [u8; 10], mut n: u32) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 /// What a finished or aborted transaction hands back for the next one.
 type Parts = (Box<Config>, Box<MailLog>);
 
@@ -174,6 +188,7 @@ impl Sink for CleanupSink {
         };
         let mut tx = CleanupTx {
             s: Some(s),
+            buf: Vec::with_capacity(128),
             spare: self.spare.clone(),
             stand_alone: start.stand_alone,
         };
@@ -184,6 +199,8 @@ impl Sink for CleanupSink {
 
 struct CleanupTx {
     s: Option<Session<'static>>,
+    /// Scratch space for attribute records.
+    buf: Vec<u8>,
     spare: Rc<RefCell<Option<Parts>>>,
     stand_alone: bool,
 }
@@ -198,7 +215,14 @@ impl CleanupTx {
     }
 
     fn attr(&mut self, name: &str, value: &str) {
-        self.put(rec_type::ATTR, format!("{name}={value}").as_bytes());
+        // name=value assembled in a buffer kept for the transaction.
+        let mut b = std::mem::take(&mut self.buf);
+        b.clear();
+        b.extend_from_slice(name.as_bytes());
+        b.push(b'=');
+        b.extend_from_slice(value.as_bytes());
+        self.put(rec_type::ATTR, &b);
+        self.buf = b;
     }
 
     /// What mail_open_stream writes.
@@ -239,42 +263,29 @@ impl CleanupTx {
         }
         if !st.stand_alone {
             let c = &st.client;
-            let mut a: Vec<(&str, String)> = match &c.forwarded {
-                Some(f) => vec![
-                    ("log_client_name", f.name.clone()),
-                    ("log_client_address", f.rfc_addr.clone()),
-                    ("log_client_port", f.port.clone()),
-                    ("log_message_origin", f.namaddr.clone()),
-                ],
-                None => vec![
-                    ("log_client_name", c.name.clone()),
-                    ("log_client_address", c.addr.clone()),
-                    ("log_client_port", c.port.clone()),
-                    ("log_message_origin", c.namaddr.clone()),
-                ],
+            let (name, addr, port, origin, helo, proto) = match &c.forwarded {
+                Some(f) => (&f.name, &f.rfc_addr, &f.port, &f.namaddr, &f.helo, &f.protocol),
+                None => (&c.name, &c.addr, &c.port, &c.namaddr, &c.helo, &c.protocol),
             };
-            let (helo, proto) = match &c.forwarded {
-                Some(f) => (&f.helo, &f.protocol),
-                None => (&c.helo, &c.protocol),
-            };
+            self.attr("log_client_name", name);
+            self.attr("log_client_address", addr);
+            self.attr("log_client_port", port);
+            self.attr("log_message_origin", origin);
             if let Some(h) = helo {
-                a.push(("log_helo_name", h.clone()));
+                self.attr("log_helo_name", h);
             }
-            a.push(("log_protocol_name", proto.clone()));
-            a.push(("client_name", c.name.clone()));
-            a.push(("reverse_client_name", c.reverse_name.clone()));
-            a.push(("client_address", c.addr.clone()));
-            a.push(("client_port", c.port.clone()));
-            a.push(("server_address", c.server_addr.clone()));
-            a.push(("server_port", c.server_port.clone()));
+            self.attr("log_protocol_name", proto);
+            self.attr("client_name", &c.name);
+            self.attr("reverse_client_name", &c.reverse_name);
+            self.attr("client_address", &c.addr);
+            self.attr("client_port", &c.port);
+            self.attr("server_address", &c.server_addr);
+            self.attr("server_port", &c.server_port);
             if let Some(h) = &c.helo {
-                a.push(("helo_name", h.clone()));
+                self.attr("helo_name", h);
             }
-            a.push(("protocol_name", c.protocol.clone()));
-            a.push(("client_address_type", c.addr_family.to_string()));
-            for (n, v) in a {
-                self.attr(n, &v);
-            }
+            self.attr("protocol_name", &c.protocol);
+            self.attr("client_address_type", itoa(&mut [0; 10], c.addr_family));
         }
     }
 

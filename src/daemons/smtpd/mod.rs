@@ -170,6 +170,20 @@ struct Resident {
     cfg: proto::Config,
     ck: check::Checker,
     peername_lookup: bool,
+    /// The log tag (syslog_name/smtpd).
+    tag: String,
+}
+
+impl Resident {
+    fn new(conf: &MailConf) -> Resident {
+        let c = conf::Conf::new(conf.clone());
+        Resident {
+            cfg: proto::Config::from_conf(&c),
+            ck: check::Checker::from_confs(&c, &main_cf(conf)),
+            peername_lookup: c.bool("smtpd_peername_lookup"),
+            tag: server::MaillogLogger::new(conf).tag().to_string(),
+        }
+    }
 }
 
 thread_local! {
@@ -185,12 +199,7 @@ fn main_cf(conf: &MailConf) -> conf::Conf {
 fn pre_init(conf: &MailConf) {
     let sink = make_sink(conf);
     SINK.with(|s| *s.borrow_mut() = Some(sink));
-    let c = conf::Conf::new(conf.clone());
-    let r = Resident {
-        cfg: proto::Config::from_conf(&c),
-        ck: check::Checker::from_confs(&c, &main_cf(conf)),
-        peername_lookup: c.bool("smtpd_peername_lookup"),
-    };
+    let r = Resident::new(conf);
     RESIDENT.with(|s| *s.borrow_mut() = Some(r));
 }
 
@@ -206,19 +215,14 @@ fn logger(c: &conf::Conf) -> server::MaillogLogger {
 
 /// Serve one connection that master's single-server skeleton accepted.
 fn service_conn(conn: &mut crate::master::server::Conn, srv: &crate::master::server::Server) {
-    let mut res = RESIDENT.with(|s| s.borrow_mut().take()).unwrap_or_else(|| {
-        let c = conf::Conf::new(srv.conf.clone());
-        Resident {
-            cfg: proto::Config::from_conf(&c),
-            ck: check::Checker::from_confs(&c, &main_cf(&srv.conf)),
-            peername_lookup: c.bool("smtpd_peername_lookup"),
-        }
-    });
+    let mut res = RESIDENT
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_else(|| Resident::new(&srv.conf));
     res.cfg.service = srv.options.service_name.clone();
     let mut sink = SINK
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| make_sink(&srv.conf));
-    let mut log = server::MaillogLogger::new(&srv.conf);
+    let mut log = server::MaillogLogger::with_tag(res.tag.clone());
     let (cfg, ck) = (&mut res.cfg, &mut res.ck);
     match conn {
         crate::master::server::Conn::Tcp(s) => {

@@ -27,13 +27,22 @@ impl MaillogLogger {
             tag: crate::global::maillog::mail_task(Some(conf), "smtpd"),
         }
     }
+
+    /// The same with the tag worked out already (once per process).
+    pub fn with_tag(tag: String) -> MaillogLogger {
+        MaillogLogger { tag }
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
 }
 
 impl Logger for MaillogLogger {
     fn log(&mut self, text: &str) {
-        if crate::global::maillog::tag().as_deref() != Some(self.tag.as_str()) {
-            crate::global::maillog::set_tag(&self.tag);
-        }
+        // set_tag does nothing when the tag is already ours (cleanup's
+        // lines in between change it).
+        crate::global::maillog::set_tag(&self.tag);
         match text.strip_prefix("warning: ") {
             Some(w) => crate::global::maillog::log("warning", w),
             None => crate::global::maillog::log("info", text),
@@ -336,7 +345,7 @@ pub fn tcp_peer(stream: &TcpStream, peername_lookup: bool, log: &mut dyn Logger)
     };
     let ip = fix(pa.ip());
     let (name, reverse_name, name_status, reverse_name_status) =
-        lookup_peer(ip, peername_lookup, log);
+        crate::global::dns::with_hosts_pinned(|| lookup_peer(ip, peername_lookup, log));
     Peer {
         name,
         reverse_name,
