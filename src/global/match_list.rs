@@ -121,6 +121,15 @@ impl MatchList {
         list
     }
 
+    /// [`MatchList::casefold`], without a copy when folding changes nothing.
+    fn fold_arg<'a>(&self, a: &'a str) -> std::borrow::Cow<'a, str> {
+        if a.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+            std::borrow::Cow::Borrowed(a)
+        } else {
+            std::borrow::Cow::Owned(self.casefold(a))
+        }
+    }
+
     /// Postfix's casefold() with this list's mode.
     fn casefold(&self, s: &str) -> String {
         if self.utf8 {
@@ -205,17 +214,19 @@ impl MatchList {
             return false;
         }
         // Arguments that folding leaves unchanged (lower-case ASCII, the
-        // usual case) are not copied.
-        let folded: Vec<std::borrow::Cow<str>> = args
-            .iter()
-            .map(|a| {
-                if a.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
-                    std::borrow::Cow::Borrowed(*a)
-                } else {
-                    std::borrow::Cow::Owned(self.casefold(a))
-                }
-            })
-            .collect();
+        // usual case) are not copied; one or two arguments (the usual
+        // case) need no vector either.
+        let mut pair: [std::borrow::Cow<str>; 2] = Default::default();
+        let many: Vec<std::borrow::Cow<str>>;
+        let folded: &[std::borrow::Cow<str>] = if args.len() <= 2 {
+            for (slot, a) in pair.iter_mut().zip(args) {
+                *slot = self.fold_arg(a);
+            }
+            &pair[..args.len()]
+        } else {
+            many = args.iter().map(|a| self.fold_arg(a)).collect();
+            &many
+        };
         for pi in 0..self.patterns.len() {
             for (mi, arg) in folded.iter().enumerate() {
                 let matcher = self.matchers[mi];

@@ -125,7 +125,7 @@ pub struct Session<'a> {
     pub(super) size_over: u64,
 }
 
-fn split_nameval(buf: &str) -> Result<(String, String), &'static str> {
+fn split_nameval(buf: &str) -> Result<(&str, &str), &'static str> {
     let s = buf.trim_start_matches(|c: char| c.is_ascii_whitespace());
     if s.is_empty() || s.starts_with('=') {
         return Err("missing attribute name");
@@ -139,7 +139,7 @@ fn split_nameval(buf: &str) -> Result<(String, String), &'static str> {
         return Err("missing '=' after attribute name");
     };
     let value = rest.trim_matches(|c: char| c.is_ascii_whitespace());
-    Ok((name.to_string(), value.to_string()))
+    Ok((name, value))
 }
 
 /// rec_attr_map: attribute names that stand for pseudo record types.
@@ -480,8 +480,8 @@ impl<'a> Session<'a> {
 
     fn envelope(&mut self, t: u8, buf: &str) {
         let mut mapped_type = t;
-        let mut mapped_buf = buf.to_string();
-        let mut attr_nv: Option<(String, String)> = None;
+        let mut mapped_buf: &str = buf;
+        let mut attr_nv: Option<(&str, &str)> = None;
         if t == rec_type::FLGS {
             let extra = atoi(buf) as u32;
             if extra & !flag::MASK_EXTRA != 0 {
@@ -509,8 +509,8 @@ impl<'a> Session<'a> {
                         ));
                         return;
                     }
-                    if let Some(m) = rec_attr_map(&n) {
-                        mapped_buf = v.clone();
+                    if let Some(m) = rec_attr_map(n) {
+                        mapped_buf = v;
                         mapped_type = m;
                     }
                     attr_nv = Some((n, v));
@@ -561,7 +561,7 @@ impl<'a> Session<'a> {
                     "ignoring out-of-order DSN original recipient record <{o}>"
                 ));
             }
-            self.dsn_orcpt = Some(mapped_buf);
+            self.dsn_orcpt = Some(mapped_buf.to_string());
             return;
         }
         if mapped_type == rec_type::DSN_NOTIFY {
@@ -570,8 +570,8 @@ impl<'a> Session<'a> {
                 self.warn_id(&format!("ignoring out-of-order DSN notify record <{n}>"));
                 self.dsn_notify = 0;
             }
-            let v = atoi(&mapped_buf);
-            if !alldig(&mapped_buf) || v == 0 || !dsn_notify_ok(v) {
+            let v = atoi(mapped_buf);
+            if !alldig(mapped_buf) || v == 0 || !dsn_notify_ok(v) {
                 let b: String = buf.chars().take(200).collect();
                 self.warn_id(&format!("ignoring malformed DSN notify record <{b}>"));
             } else {
@@ -640,13 +640,13 @@ impl<'a> Session<'a> {
                 self.errs |= stat::BAD;
                 return;
             }
-            self.dsn_envid = Some(mapped_buf);
+            self.dsn_envid = Some(mapped_buf.to_string());
             self.out(t, buf);
             return;
         }
         if mapped_type == rec_type::DSN_RET {
-            let v = atoi(&mapped_buf);
-            if !alldig(&mapped_buf) || v == 0 || !(v == 1 || v == 2) {
+            let v = atoi(mapped_buf);
+            if !alldig(mapped_buf) || v == 0 || !(v == 1 || v == 2) {
                 let b: String = buf.chars().take(200).collect();
                 self.warn_id(&format!("message rejected: bad DSN RET record <{b}>"));
                 self.errs |= stat::BAD;
@@ -704,17 +704,17 @@ impl<'a> Session<'a> {
                 }
             }
             if n == "trace_flags" {
-                if !alldig(&v) {
+                if !alldig(v) {
                     let b: String = buf.chars().take(200).collect();
                     self.warn_id(&format!("message rejected: bad TFLAG record <{b}>"));
                     self.errs |= stat::BAD;
                     return;
                 }
                 if self.tflags == 0 {
-                    self.tflags = atoi(&v);
+                    self.tflags = atoi(v);
                 }
             }
-            self.attr_update(&n, &v);
+            self.attr_update(n, v);
             self.out(t, buf);
             return;
         }
@@ -756,7 +756,7 @@ impl<'a> Session<'a> {
             return;
         }
         if t == rec_type::ATTR {
-            match split_nameval(&buf) {
+            let mapped = match split_nameval(&buf) {
                 Err(e) => {
                     let b: String = buf.chars().take(100).collect();
                     self.warn_id(&format!("message rejected: malformed attribute: {e}: {b}"));
@@ -770,11 +770,12 @@ impl<'a> Session<'a> {
                         ));
                         return;
                     }
-                    if let Some(m) = rec_attr_map(&n) {
-                        buf = v;
-                        t = m;
-                    }
+                    rec_attr_map(n).map(|m| (m, v.to_string()))
                 }
+            };
+            if let Some((m, v)) = mapped {
+                buf = v;
+                t = m;
             }
         }
         if self.flags & FLAG_INRCPT == 0 && rec_type::in_set(rec_type::EXT_RECIPIENT, t) {

@@ -328,6 +328,8 @@ pub struct Session<'a> {
     sink: &'a mut dyn Sink,
     pub st: State,
     inbuf: super::inbuf::InBuf,
+    /// The buffer the next input line is read into.
+    line_buf: Vec<u8>,
     mode: Mode,
     tx: Option<Box<dyn Transaction>>,
     counts: [(u32, u32); 16],
@@ -535,6 +537,7 @@ impl<'a> Session<'a> {
             sink,
             st,
             inbuf: super::inbuf::InBuf::new(),
+            line_buf: Vec::new(),
             mode: Mode::Command,
             tx: None,
             counts: [(0, 0); 16],
@@ -926,30 +929,33 @@ impl<'a> Session<'a> {
     /// more input is needed.
     fn get_line(&mut self, limit: usize) -> Option<(Vec<u8>, bool)> {
         let scan = self.inbuf.len().min(limit);
+        // The line goes into the buffer that the last content line gave
+        // back (no allocation per line of message content).
+        let take = |s: &mut Self, n: usize| {
+            let mut l = std::mem::take(&mut s.line_buf);
+            l.clear();
+            l.extend_from_slice(&s.inbuf[..n]);
+            s.inbuf.drain(..n);
+            l
+        };
         let (mut line, complete) =
             if let Some(i) = crate::util::stringops::find_byte(&self.inbuf[..scan], b'\n') {
-                let l = self.inbuf[..i + 1].to_vec();
-                self.inbuf.drain(..i + 1);
-                (l, true)
+                (take(self, i + 1), true)
             } else if self.inbuf.len() >= limit {
                 if self.inbuf[limit - 1] == b'\r' {
                     if self.inbuf.len() == limit {
                         return None;
                     }
                     if self.inbuf[limit] == b'\n' {
-                        let mut l = self.inbuf[..limit].to_vec();
+                        let mut l = take(self, limit);
                         l.push(b'\n');
-                        self.inbuf.drain(..limit + 1);
+                        self.inbuf.drain(..1);
                         (l, true)
                     } else {
-                        let l = self.inbuf[..limit].to_vec();
-                        self.inbuf.drain(..limit);
-                        (l, false)
+                        (take(self, limit), false)
                     }
                 } else {
-                    let l = self.inbuf[..limit].to_vec();
-                    self.inbuf.drain(..limit);
-                    (l, false)
+                    (take(self, limit), false)
                 }
             } else {
                 return None;
@@ -1027,7 +1033,8 @@ impl<'a> Session<'a> {
                     let Some((line, complete)) = self.get_line(limit) else {
                         return;
                     };
-                    self.data_line(line, complete);
+                    self.data_line(&line, complete);
+                    self.line_buf = line;
                 }
                 Mode::Bdat { .. } => {
                     if !self.bdat_input() {
@@ -2261,7 +2268,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn data_line(&mut self, line: Vec<u8>, complete: bool) {
+    fn data_line(&mut self, line: &[u8], complete: bool) {
         let kind = if complete {
             RecordKind::Norm
         } else {
@@ -2273,7 +2280,7 @@ impl<'a> Session<'a> {
         let got = self.got_bare_lf;
         let prev_got = std::mem::replace(&mut self.prev_got_bare_lf, got);
         let prev_cont = std::mem::replace(&mut self.prev_cont, !complete);
-        let mut start: &[u8] = &line;
+        let mut start: &[u8] = line;
         if self.data_first {
             let skip = start.iter().take_while(|&&b| b == b'>').count();
             if start[skip..].starts_with(b"From ") {
