@@ -136,8 +136,13 @@ impl HeaderTable {
     /// Look up a header line by its name (header_opts_find).
     pub fn find(&self, header: &str) -> Option<&HeaderOpts> {
         let name = &header[..header.find(':')?];
-        let key = name.trim_end_matches([' ', '\t']).to_ascii_lowercase();
-        self.entries.iter().find(|(k, _)| *k == key).map(|(_, o)| o)
+        let name = name.trim_end_matches([' ', '\t']);
+        // The keys are lower case: a case-blind comparison is the same as
+        // lower-casing the name, without the copy.
+        self.entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, o)| o)
     }
 }
 

@@ -487,20 +487,21 @@ impl<'a> Session<'a> {
         sink: &'a mut dyn Sink,
         peer: Peer,
     ) -> Session<'a> {
+        let v6 = peer.addr.contains(':');
         let mut st = State {
-            name: peer.name.clone(),
-            reverse_name: peer.reverse_name.clone(),
-            addr: peer.addr.clone(),
-            port: peer.port.clone(),
-            server_addr: peer.server_addr.clone(),
-            server_port: peer.server_port.clone(),
             namaddr: format!("{}[{}]", peer.name, peer.addr),
-            rfc_addr: if peer.addr.contains(':') {
+            rfc_addr: if v6 {
                 format!("IPv6:{}", peer.addr)
             } else {
                 peer.addr.clone()
             },
-            addr_family: if peer.addr.contains(':') { 10 } else { 2 },
+            name: peer.name,
+            reverse_name: peer.reverse_name,
+            addr: peer.addr,
+            port: peer.port,
+            server_addr: peer.server_addr,
+            server_port: peer.server_port,
+            addr_family: if v6 { 10 } else { 2 },
             name_status: peer.name_status,
             reverse_name_status: peer.reverse_name_status,
             stand_alone: peer.stand_alone,
@@ -512,12 +513,12 @@ impl<'a> Session<'a> {
             st.addr_family = 0;
         }
         let xclient_allowed =
-            !peer.stand_alone && cfg.xclient_hosts.matches(&[&peer.name, &peer.addr]);
+            !peer.stand_alone && cfg.xclient_hosts.matches(&[&st.name, &st.addr]);
         let xforward_allowed =
-            !peer.stand_alone && cfg.xforward_hosts.matches(&[&peer.name, &peer.addr]);
+            !peer.stand_alone && cfg.xforward_hosts.matches(&[&st.name, &st.addr]);
         let detect_bare_lf = if !peer.stand_alone
             && cfg.bare_lf_mask != 0
-            && !cfg.bare_lf_excl.matches(&[&peer.name, &peer.addr])
+            && !cfg.bare_lf_excl.matches(&[&st.name, &st.addr])
         {
             cfg.bare_lf_mask
         } else {
@@ -525,7 +526,7 @@ impl<'a> Session<'a> {
         };
         // The client's address picks the EHLO keywords to suppress.
         let ehlo_discard = match cfg.ehlo_discard_maps.as_mut() {
-            Some(m) if !peer.stand_alone => match m.find(&peer.addr, 0) {
+            Some(m) if !peer.stand_alone => match m.find(&st.addr, 0) {
                 Ok(Some(w)) => ehlo_mask(&w),
                 _ => cfg.ehlo_discard,
             },
@@ -629,16 +630,17 @@ impl<'a> Session<'a> {
         } else {
             text
         };
-        let mut b: Vec<u8> = Vec::new();
+        let mut b: Vec<u8> = Vec::with_capacity(text.len() + 2);
         for line in text.split("\r\n") {
-            let mut l = latin1::encode(line);
+            let start = b.len();
+            latin1::encode_into(line, &mut b);
+            let l = &mut b[start..];
             if self.cfg.soft_bounce && l.first() == Some(&b'5') {
                 l[0] = b'4';
                 if l.get(4) == Some(&b'5') {
                     l[4] = b'4';
                 }
             }
-            b.extend_from_slice(&l);
             b.extend_from_slice(b"\r\n");
         }
         let hang = b.starts_with(b"421") || b.starts_with(b"521");
