@@ -30,7 +30,21 @@ pub enum Token {
 fn is_opchar(c: char) -> bool {
     matches!(
         c,
-        '|' | '%' | '!' | '(' | ')' | '<' | '>' | '@' | ',' | ';' | ':' | '\\' | '"' | '.' | '[' | ']'
+        '|' | '%'
+            | '!'
+            | '('
+            | ')'
+            | '<'
+            | '>'
+            | '@'
+            | ','
+            | ';'
+            | ':'
+            | '\\'
+            | '"'
+            | '.'
+            | '['
+            | ']'
     )
 }
 
@@ -118,9 +132,7 @@ pub fn scan(text: &str) -> Vec<Token> {
             i = collect(&s, i - 1, &mut v, |c| {
                 !is_space_tab_cr_lf(c) && !is_opchar(c)
             });
-            if v.chars()
-                .any(|c| c == ' ' || is_cntrl(c) || is_opchar(c))
-            {
+            if v.chars().any(|c| c == ' ' || is_cntrl(c) || is_opchar(c)) {
                 out.push(Token::QString(v));
             } else {
                 out.push(Token::Atom(v));

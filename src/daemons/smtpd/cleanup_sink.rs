@@ -264,7 +264,14 @@ impl CleanupTx {
         if !st.stand_alone {
             let c = &st.client;
             let (name, addr, port, origin, helo, proto) = match &c.forwarded {
-                Some(f) => (&f.name, &f.rfc_addr, &f.port, &f.namaddr, &f.helo, &f.protocol),
+                Some(f) => (
+                    &f.name,
+                    &f.rfc_addr,
+                    &f.port,
+                    &f.namaddr,
+                    &f.helo,
+                    &f.protocol,
+                ),
                 None => (&c.name, &c.addr, &c.port, &c.namaddr, &c.helo, &c.protocol),
             };
             self.attr("log_client_name", name);

@@ -512,8 +512,7 @@ impl<'a> Session<'a> {
         if peer.stand_alone {
             st.addr_family = 0;
         }
-        let xclient_allowed =
-            !peer.stand_alone && cfg.xclient_hosts.matches(&[&st.name, &st.addr]);
+        let xclient_allowed = !peer.stand_alone && cfg.xclient_hosts.matches(&[&st.name, &st.addr]);
         let xforward_allowed =
             !peer.stand_alone && cfg.xforward_hosts.matches(&[&st.name, &st.addr]);
         let detect_bare_lf = if !peer.stand_alone
