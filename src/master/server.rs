@@ -140,6 +140,11 @@ mod reuse {
     pub static ENABLED: AtomicBool = AtomicBool::new(false);
     /// Master went away (stop or reload) while a connection was open.
     pub static STOPPING: AtomicBool = AtomicBool::new(false);
+    /// Master has been told at least once that this process finished a
+    /// request (it counts uses by "available" reports: a process that
+    /// dies before its first one is a bad start-up to master).
+    pub static REPORTED: AtomicBool = AtomicBool::new(false);
+    pub static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     pub fn get(a: &AtomicI64) -> i64 {
         a.load(Ordering::Relaxed)
     }
@@ -169,6 +174,16 @@ impl crate::global::deliver_proto::AgentConn for Conn {
     }
 
     fn wait_next(&mut self) -> bool {
+        if !reuse::flag(&reuse::REPORTED) {
+            // The first request of this process is done, but the
+            // connection stays open: tell master so (available, then busy
+            // again), or an agent that dies later on this connection
+            // would count as a bad start-up and throttle the service.
+            let generation = reuse::GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+            notify(generation, STAT_AVAIL);
+            notify(generation, STAT_TAKEN);
+            reuse::set_flag(&reuse::REPORTED);
+        }
         let max_idle = reuse::get(&reuse::MAX_IDLE);
         let limit = if max_idle > 0 {
             Some(Duration::from_secs(max_idle as u64).max(REUSE_GRACE))
@@ -464,6 +479,7 @@ pub fn single_server_init(
     } = setup(args, pre_init, false);
     reuse::MAX_USE.store(max_use, std::sync::atomic::Ordering::Relaxed);
     reuse::MAX_IDLE.store(max_idle, std::sync::atomic::Ordering::Relaxed);
+    reuse::GENERATION.store(generation, std::sync::atomic::Ordering::Relaxed);
     reuse::set_flag(&reuse::ENABLED);
     let mut idle_since = Instant::now();
     while max_use == 0 || reuse::get(&reuse::USES) < max_use {
@@ -533,6 +549,7 @@ pub fn single_server_init(
         reuse::add(&reuse::USES);
         service(&mut conn, &server);
         drop(conn);
+        reuse::set_flag(&reuse::REPORTED);
         if !notify(generation, STAT_AVAIL) || reuse::flag(&reuse::STOPPING) {
             return 0;
         }
