@@ -745,7 +745,11 @@ fn agent_connection_reused_up_to_max_use() {
         .unwrap();
     assert_eq!(c.wait().unwrap().code(), Some(0));
     wait_long(&s, 30, "every recipient delivered", |s| {
-        s.log().lines().filter(|l| l.contains("status=sent")).count() == n
+        s.log()
+            .lines()
+            .filter(|l| l.contains("status=sent"))
+            .count()
+            == n
             && queue_files(s, &["incoming", "active", "deferred", "maildrop"]) == 0
     });
     let log = s.log();
@@ -753,7 +757,9 @@ fn agent_connection_reused_up_to_max_use() {
     for i in 0..n {
         let lines: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains(&format!("to=<r{i}@remote.example>")) && l.contains("status=sent"))
+            .filter(|l| {
+                l.contains(&format!("to=<r{i}@remote.example>")) && l.contains("status=sent")
+            })
             .collect();
         assert_eq!(lines.len(), 1, "recipient {i}:\n{log}");
         let pid = line_pid(lines[0], "discard").unwrap_or_else(|| panic!("{log}"));

@@ -921,6 +921,49 @@ mod tests {
     }
 
     #[test]
+    fn reused_connection_serves_two_requests() {
+        // An agent that offers the connection again after the first
+        // answer (announcement in the same write) and not after the
+        // second.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let hello = attr0::encode(&[("protocol", PROTO_DELIVER)]);
+            let mut w = &b;
+            w.write_all(&hello).unwrap();
+            let mut r = BufReader::new(&b);
+            let mut got = Vec::new();
+            for more in [true, false] {
+                let req = read_request(&mut r).unwrap();
+                got.push(req.rcpt[0].address.clone());
+                let mut out = encode_reply(&Reply::default());
+                if more {
+                    out.extend_from_slice(&hello);
+                }
+                w.write_all(&out).unwrap();
+            }
+            got
+        });
+        let mut req = DeliveryRequest {
+            queue_name: "active".into(),
+            queue_id: "ABCDEF123".into(),
+            rcpt: vec![Recipient {
+                address: "one@x".into(),
+                offset: 5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut r = BufReader::new(a);
+        let (reply, again) = deliver_on(&mut r, &req, true).unwrap();
+        assert_eq!((reply.status, again), (0, true));
+        assert!(r.buffer().is_empty());
+        req.rcpt[0].address = "two@x".into();
+        let (_, again) = deliver_on(&mut r, &req, false).unwrap();
+        assert!(!again);
+        assert_eq!(t.join().unwrap(), ["one@x", "two@x"]);
+    }
+
+    #[test]
     fn dsn_split_forms() {
         assert_eq!(
             dsn_split("5.0.0", "5.1.1 User unknown"),
