@@ -694,3 +694,160 @@ fn destination_never_answers() {
     });
     assert_eq!(queue_files(&s, &["deferred"]), 1, "{}", s.log());
 }
+
+/// The pid in a `postfix/NAME[PID]:` log line.
+fn line_pid(line: &str, name: &str) -> Option<i32> {
+    let tag = format!("postfix/{name}[");
+    let rest = &line[line.find(&tag)? + tag.len()..];
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// qmgr reuses its connection to a delivery agent for the next delivery
+/// (compat/DIVERGENCES.md), and the agent counts deliveries against
+/// max_use as Postfix's agents count connections: with `-o max_use=3`
+/// and one delivery at a time (two recipients each: with a recipient
+/// limit of 1 each recipient would be a destination of its own), ten
+/// deliveries are made by at least four discard processes, none making
+/// more than three, over fewer connections than deliveries (the skeleton
+/// logs each one with -v).
+#[test]
+fn agent_connection_reused_up_to_max_use() {
+    let s = master_scratch::start(
+        master_scratch::scratch_dir("faults-reuse"),
+        "postlog unix-dgram n - n - 1 postlogd\n\
+         pickup unix n - n 60 1 pickup\n\
+         cleanup unix n - n - 0 cleanup\n\
+         qmgr unix n - n 300 1 qmgr\n\
+         bounce unix - - n - 0 bounce\n\
+         defer unix - - n - 0 bounce\n\
+         trace unix - - n - 0 bounce\n\
+         discard unix - - n - - discard -v -o max_use=3\n\
+         error unix - - n - - error\n\
+         retry unix - - n - - error\n",
+        "biff = no\ndefault_transport = discard\n\
+         discard_destination_recipient_limit = 2\n\
+         discard_destination_concurrency_limit = 1\n",
+        &[],
+    );
+    let n = 20;
+    let rcpts: Vec<String> = (0..n).map(|i| format!("r{i}@remote.example")).collect();
+    let mut c = Command::new(s.dir.join("bin/sendmail"))
+        .args(["-f", "sender@test.example"])
+        .args(&rcpts)
+        .env("MAIL_CONFIG", s.dir.join("conf"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: reuse\n\nbody\n")
+        .unwrap();
+    assert_eq!(c.wait().unwrap().code(), Some(0));
+    wait_long(&s, 30, "every recipient delivered", |s| {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("status=sent"))
+            .count()
+            == n
+            && queue_files(s, &["incoming", "active", "deferred", "maildrop"]) == 0
+    });
+    let log = s.log();
+    let mut per_pid = std::collections::BTreeMap::<i32, usize>::new();
+    for i in 0..n {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("to=<r{i}@remote.example>")) && l.contains("status=sent")
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "recipient {i}:\n{log}");
+        let pid = line_pid(lines[0], "discard").unwrap_or_else(|| panic!("{log}"));
+        *per_pid.entry(pid).or_default() += 1;
+    }
+    // Two recipients per delivery, at most three deliveries per process.
+    assert!(per_pid.values().all(|&k| k <= 6), "{per_pid:?}\n{log}");
+    assert!(per_pid.len() >= 4, "{per_pid:?}\n{log}");
+    let connections = log
+        .lines()
+        .filter(|l| l.contains("postfix/discard[") && l.ends_with(": connection established"))
+        .count();
+    assert!(
+        connections >= per_pid.len() && connections < n / 2,
+        "{connections} connections for {} deliveries:\n{log}",
+        n / 2
+    );
+    assert!(!log.contains("warning:"), "{log}");
+}
+
+/// kill -9 of a delivery agent whose connection qmgr keeps for the next
+/// delivery: the next delivery notices the closed connection before it
+/// sends anything and goes out on a new one: nothing lost, nothing
+/// delivered twice, no deferral, and master does not take the dead agent
+/// for a bad start-up (it had finished a delivery).
+#[test]
+fn pooled_agent_killed_between_deliveries() {
+    let s = master_scratch::start(
+        master_scratch::scratch_dir("faults-pooled"),
+        "postlog unix-dgram n - n - 1 postlogd\n\
+         pickup unix n - n 60 1 pickup\n\
+         cleanup unix n - n - 0 cleanup\n\
+         qmgr unix n - n 300 1 qmgr\n\
+         bounce unix - - n - 0 bounce\n\
+         defer unix - - n - 0 bounce\n\
+         trace unix - - n - 0 bounce\n\
+         local unix - n n - - local -v\n\
+         error unix - - n - - error\n\
+         retry unix - - n - - error\n",
+        "biff = no\n",
+        &[],
+    );
+    let u = user();
+    let n = 4;
+    for i in 0..n {
+        send(
+            &s,
+            &format!("{u}@test.example"),
+            &format!("fault-{i}"),
+            &format!("body of {i}"),
+        );
+        let mut pid = None;
+        wait_long(&s, 20, "the delivery", |s| {
+            pid = s
+                .log()
+                .lines()
+                .filter(|l| l.contains("status=sent") && l.contains("postfix/local["))
+                .nth(i)
+                .and_then(|l| line_pid(l, "local"));
+            pid.is_some()
+        });
+        if i % 2 == 0 {
+            // The agent now waits on qmgr's idle connection (for up to a
+            // second): kill it there; the next message comes at once.
+            let pid = pid.unwrap();
+            // Its connection is still open (the skeleton logs the end of
+            // each connection with -v).
+            let closed = format!("postfix/local[{pid}]: connection closed");
+            assert!(!s.log().contains(&closed), "{}", s.log());
+            kill9(pid);
+            s.wait("master noticing the kill", |s| {
+                s.log().contains(&format!("pid {pid} killed by signal 9"))
+            });
+        }
+    }
+    wait_long(&s, 30, "every message delivered", |s| {
+        queue_files(s, &["incoming", "active", "deferred", "maildrop"]) == 0
+            && mailbox(s, &u).matches("Subject: fault-").count() >= n
+    });
+    assert_all_delivered(&s, &u, n);
+    let log = s.log();
+    assert_eq!(
+        mailbox(&s, &u).matches("Subject: fault-").count(),
+        n,
+        "{log}"
+    );
+    assert_eq!(log.matches("status=sent").count(), n, "{log}");
+    assert!(!log.contains("status=deferred"), "{log}");
+    assert!(!log.contains("malformed response"), "{log}");
+    assert!(!log.contains("bad command startup"), "{log}");
+}

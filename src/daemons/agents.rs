@@ -124,7 +124,7 @@ fn forwarder(conf: &MailConf, delivered_to: bool) -> Option<crate::daemons::loca
 
 /// What local(8) computes from the configuration once per process (the
 /// configuration of a process never changes; tables are opened per
-/// connection, as before).
+/// request).
 struct LocalStatic {
     cfg: LocalConfig,
     qc: QueueConf,
@@ -167,20 +167,24 @@ fn local_service(conn: &mut Conn, s: &Server) {
     });
     let deliver_hdr_forward = cfg.deliver_hdr_forward();
     let conf = &s.conf;
-    let mut env = SystemEnv {
-        relay: s.options.service_name.clone(),
-        myorigin,
-        mydestination,
-        forwarder: Lazy::new(move || forwarder(conf, deliver_hdr_forward)),
-        resolver: Lazy::new(move || {
-            match crate::daemons::trivial_rewrite::TrivialRewrite::new(conf) {
-                Ok(t) => Some(t),
-                Err(e) => msg::fatal(&e.0),
-            }
-        }),
-    };
-    let mut agent = LocalAgent::new(cfg, &s.options.service_name, &mut env);
+    // The agent and its tables are made for each request (a connection
+    // may carry several): a table rebuilt between two deliveries is used
+    // by the second, as Postfix's local, which looks for changed tables
+    // before each delivery, does.
     deliver_proto::serve_ext(conn, &qc, &s.options.service_name, &mut |req| {
+        let mut env = SystemEnv {
+            relay: s.options.service_name.clone(),
+            myorigin: myorigin.clone(),
+            mydestination: mydestination.clone(),
+            forwarder: Lazy::new(move || forwarder(conf, deliver_hdr_forward)),
+            resolver: Lazy::new(
+                move || match crate::daemons::trivial_rewrite::TrivialRewrite::new(conf) {
+                    Ok(t) => Some(t),
+                    Err(e) => msg::fatal(&e.0),
+                },
+            ),
+        };
+        let mut agent = LocalAgent::new(cfg.clone(), &s.options.service_name, &mut env);
         let results = agent.deliver(req);
         deliver_proto::AgentDone {
             results,
@@ -193,8 +197,10 @@ fn local_service(conn: &mut Conn, s: &Server) {
 fn virtual_service(conn: &mut Conn, s: &Server) {
     no_args(s);
     let cfg = VirtualConfig::from_conf(&s.conf).unwrap_or_else(|e| msg::fatal(&e.0));
-    let mut agent = VirtualAgent::new(cfg, &s.options.service_name);
-    serve_with(conn, s, &mut |req| agent.deliver(req));
+    // Tables opened for each request, as in local_service.
+    serve_with(conn, s, &mut |req| {
+        VirtualAgent::new(cfg.clone(), &s.options.service_name).deliver(req)
+    });
 }
 
 /// error(8) and its `retry` personality.

@@ -15,7 +15,13 @@
 //!    recipient delivered or bounced and the bookkeeping done, otherwise
 //!    [`DEL_STAT_DEFER`], as Postfix's agents: a deferred recipient makes it
 //!    non-zero);
-//! 4. the agent waits for the client to close.
+//! 4. the agent waits for the client to close; or, when it may serve
+//!    another request (its use count is below max_use and master is still
+//!    there), it sends a fresh announcement together with the answer and
+//!    waits for the next request on the same connection (step 2), until
+//!    the client closes. Postfix makes one connection per delivery; the
+//!    reuse saves the connect/accept, the accept lock and two status
+//!    messages to master per delivery (compat/DIVERGENCES.md).
 //!
 //! Per-recipient outcomes never travel on the wire: the queue file (done
 //! marks) and the defer/bounce logs carry them, as in Postfix.
@@ -342,6 +348,39 @@ pub fn deliver_via_pipelined<S: Read + Write>(
     read_reply(&mut r)
 }
 
+/// The client side on a connection that may serve several requests: send
+/// the request (before reading anything, as [`deliver_via_pipelined`]),
+/// read the agent's announcement when `greeting` (a new connection; on a
+/// reused one it came with the previous answer), then the answer. Returns
+/// the answer and whether the agent offered the connection for another
+/// request: its fresh announcement arrived with the answer (one write) and
+/// has been consumed.
+pub fn deliver_on<S: Read + Write>(
+    r: &mut BufReader<S>,
+    req: &DeliveryRequest,
+    greeting: bool,
+) -> Result<(Reply, bool), String> {
+    let s = r.get_mut();
+    s.write_all(&encode_request(req))
+        .and_then(|_| s.flush())
+        .map_err(|e| e.to_string())?;
+    if greeting {
+        let g = attr0::scan(r)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "unexpected end of input".to_string())?;
+        if g.len() != 1 || g[0].0 != "protocol" || g[0].1 != PROTO_DELIVER {
+            return Err("bad protocol greeting".into());
+        }
+    }
+    let reply = read_reply(r)?;
+    let hello = attr0::encode(&[("protocol", PROTO_DELIVER)]);
+    let again = r.buffer() == hello.as_slice();
+    if again {
+        r.consume(hello.len());
+    }
+    Ok((reply, again))
+}
+
 /// Append one recipient to a defer/bounce log (bounce_append_service's
 /// format: a blank line, the legacy `<rcpt>: reason` line, the key=value
 /// lines, a blank line). `service` is `defer` or `bounce`.
@@ -584,11 +623,31 @@ pub struct AgentDone {
     pub keep: Vec<usize>,
 }
 
+/// What an agent's connection offers beyond reading and writing: whether
+/// the agent may take another request on it, and the wait for that
+/// request. The defaults serve one request per connection.
+pub trait AgentConn: Read + Write {
+    /// Whether another request may follow the one just served (the use
+    /// count is below max_use, and the agent is not stopping).
+    fn may_reuse(&mut self) -> bool {
+        false
+    }
+    /// Wait for the next request (or the client's close): `false` when the
+    /// agent should give up the connection (idle too long).
+    fn wait_next(&mut self) -> bool {
+        true
+    }
+    /// One more request is being served on this connection.
+    fn count_use(&mut self) {}
+}
+
+impl AgentConn for std::os::unix::net::UnixStream {}
+
 /// The agent side of one connection: greet, read the request, let
 /// `deliver` do the work and return the per-recipient results (the agent
 /// logs them), record them, answer, wait for the client to close. A
 /// malformed request is logged and the connection dropped, as Postfix does.
-pub fn serve<S: Read + Write>(
+pub fn serve<S: AgentConn>(
     stream: &mut S,
     qc: &QueueConf,
     transport: &str,
@@ -601,54 +660,79 @@ pub fn serve<S: Read + Write>(
 }
 
 /// [`serve`] for agents that also report a hop status or an incomplete
-/// request.
-pub fn serve_ext<S: Read + Write>(
+/// request. When the connection allows it ([`AgentConn::may_reuse`]), the
+/// answer carries a fresh announcement and the next request is read from
+/// the same connection; a client that closes instead ends the connection
+/// quietly.
+pub fn serve_ext<S: AgentConn>(
     stream: &mut S,
     qc: &QueueConf,
     transport: &str,
     deliver: &mut dyn FnMut(&DeliveryRequest) -> AgentDone,
 ) {
+    let hello = attr0::encode(&[("protocol", PROTO_DELIVER)]);
     if stream
-        .write_all(&attr0::encode(&[("protocol", PROTO_DELIVER)]))
+        .write_all(&hello)
         .and_then(|_| stream.flush())
         .is_err()
     {
         return;
     }
-    let mut r = BufReader::new(&mut *stream);
-    let mut req = match read_request(&mut r) {
-        Ok(q) => q,
-        Err(e) => {
+    let mut r = BufReader::with_capacity(4096, &mut *stream);
+    let mut first = true;
+    loop {
+        if !first {
+            // A follow-on request, or the client's close.
+            if r.buffer().is_empty() && !r.get_mut().wait_next() {
+                return;
+            }
+            match r.fill_buf() {
+                Ok(b) if !b.is_empty() => {}
+                _ => return,
+            }
+            r.get_mut().count_use();
+        }
+        first = false;
+        let mut req = match read_request(&mut r) {
+            Ok(q) => q,
+            Err(e) => {
+                msg::warn(&e);
+                return;
+            }
+        };
+        if let Err(e) = check_queue_file(qc, &mut req) {
             msg::warn(&e);
             return;
         }
-    };
-    drop(r);
-    if let Err(e) = check_queue_file(qc, &mut req) {
-        msg::warn(&e);
-        return;
-    }
-    req.transport = transport.to_string();
-    if req.stats.agent_handoff.0 == 0 {
-        req.stats.agent_handoff = now();
-    }
-    let done = deliver(&req);
-    let status = if done.incomplete {
-        DEL_STAT_DEFER
-    } else {
-        record_results_keep(qc, &req, &done.results, &done.keep)
-    };
-    let reply = Reply {
-        hop: done.hop,
-        status,
-    };
-    if stream
-        .write_all(&encode_reply(&reply))
-        .and_then(|_| stream.flush())
-        .is_ok()
-    {
-        let mut b = [0u8; 1];
-        let _ = stream.read(&mut b);
+        req.transport = transport.to_string();
+        if req.stats.agent_handoff.0 == 0 {
+            req.stats.agent_handoff = now();
+        }
+        let done = deliver(&req);
+        let status = if done.incomplete {
+            DEL_STAT_DEFER
+        } else {
+            record_results_keep(qc, &req, &done.results, &done.keep)
+        };
+        let reply = Reply {
+            hop: done.hop,
+            status,
+        };
+        let more = r.get_mut().may_reuse();
+        let mut out = encode_reply(&reply);
+        if more {
+            // One write: the client finds the announcement with the answer.
+            out.extend_from_slice(&hello);
+        }
+        let w = r.get_mut();
+        if w.write_all(&out).and_then(|_| w.flush()).is_err() {
+            return;
+        }
+        if !more {
+            let mut b = [0u8; 1];
+            let _ = r.read(&mut b);
+            return;
+        }
     }
 }
 
@@ -834,6 +918,49 @@ mod tests {
             deliver_via_pipelined(&a, &req).unwrap_err(),
             "bad protocol greeting"
         );
+    }
+
+    #[test]
+    fn reused_connection_serves_two_requests() {
+        // An agent that offers the connection again after the first
+        // answer (announcement in the same write) and not after the
+        // second.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let hello = attr0::encode(&[("protocol", PROTO_DELIVER)]);
+            let mut w = &b;
+            w.write_all(&hello).unwrap();
+            let mut r = BufReader::new(&b);
+            let mut got = Vec::new();
+            for more in [true, false] {
+                let req = read_request(&mut r).unwrap();
+                got.push(req.rcpt[0].address.clone());
+                let mut out = encode_reply(&Reply::default());
+                if more {
+                    out.extend_from_slice(&hello);
+                }
+                w.write_all(&out).unwrap();
+            }
+            got
+        });
+        let mut req = DeliveryRequest {
+            queue_name: "active".into(),
+            queue_id: "ABCDEF123".into(),
+            rcpt: vec![Recipient {
+                address: "one@x".into(),
+                offset: 5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut r = BufReader::new(a);
+        let (reply, again) = deliver_on(&mut r, &req, true).unwrap();
+        assert_eq!((reply.status, again), (0, true));
+        assert!(r.buffer().is_empty());
+        req.rcpt[0].address = "two@x".into();
+        let (_, again) = deliver_on(&mut r, &req, false).unwrap();
+        assert!(!again);
+        assert_eq!(t.join().unwrap(), ["one@x", "two@x"]);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! connection at a time on the inherited listeners, telling master over the
 //! status channel when it is busy and idle; exit after `max_use`
 //! connections, after `max_idle` seconds without one, or when master goes
-//! away.
+//! away. A delivery agent may serve several requests of the queue manager
+//! on one connection; each counts against `max_use`.
 //!
 //! Trust: the argv and descriptors come from master. Privilege: starts with
 //! master's, drops them before accepting anything.
@@ -110,6 +111,128 @@ impl Write for Conn {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Conn {
+    fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match self {
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// The single-server skeleton's use accounting, shared with the delivery
+/// protocol's connection reuse ([`crate::global::deliver_proto::AgentConn`]):
+/// a delivery agent may serve several requests on one connection, and each
+/// of them counts against max_use as a connection does in Postfix (where
+/// every delivery is a connection of its own).
+mod reuse {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    /// Requests served by this process (connections, plus the follow-on
+    /// requests of reused connections).
+    pub static USES: AtomicI64 = AtomicI64::new(0);
+    pub static MAX_USE: AtomicI64 = AtomicI64::new(0);
+    pub static MAX_IDLE: AtomicI64 = AtomicI64::new(0);
+    /// Set by the single-server loop: only its connections are reusable.
+    pub static ENABLED: AtomicBool = AtomicBool::new(false);
+    /// Master went away (stop or reload) while a connection was open.
+    pub static STOPPING: AtomicBool = AtomicBool::new(false);
+    /// Master has been told at least once that this process finished a
+    /// request (it counts uses by "available" reports: a process that
+    /// dies before its first one is a bad start-up to master).
+    pub static REPORTED: AtomicBool = AtomicBool::new(false);
+    pub static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    pub fn get(a: &AtomicI64) -> i64 {
+        a.load(Ordering::Relaxed)
+    }
+    pub fn flag(a: &AtomicBool) -> bool {
+        a.load(Ordering::Relaxed)
+    }
+    pub fn set_flag(a: &AtomicBool) {
+        a.store(true, Ordering::Relaxed)
+    }
+    pub fn add(a: &AtomicI64) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How long an agent waits at least for a follow-on request after master
+/// went away or when max_idle is short: longer than the queue manager
+/// keeps an unused connection (1 s), so that the agent never closes a
+/// connection the queue manager may be about to use.
+const REUSE_GRACE: Duration = Duration::from_secs(3);
+
+impl crate::global::deliver_proto::AgentConn for Conn {
+    fn may_reuse(&mut self) -> bool {
+        let max_use = reuse::get(&reuse::MAX_USE);
+        reuse::flag(&reuse::ENABLED)
+            && !reuse::flag(&reuse::STOPPING)
+            && (max_use <= 0 || reuse::get(&reuse::USES) < max_use)
+    }
+
+    fn wait_next(&mut self) -> bool {
+        if !reuse::flag(&reuse::REPORTED) {
+            // The first request of this process is done, but the
+            // connection stays open: tell master so (available, then busy
+            // again), or an agent that dies later on this connection
+            // would count as a bad start-up and throttle the service.
+            let generation = reuse::GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+            notify(generation, STAT_AVAIL);
+            notify(generation, STAT_TAKEN);
+            reuse::set_flag(&reuse::REPORTED);
+        }
+        let max_idle = reuse::get(&reuse::MAX_IDLE);
+        let limit = if max_idle > 0 {
+            Some(Duration::from_secs(max_idle as u64).max(REUSE_GRACE))
+        } else {
+            None
+        };
+        let start = Instant::now();
+        loop {
+            let stopping = reuse::flag(&reuse::STOPPING);
+            let limit = if stopping {
+                Some(limit.map_or(REUSE_GRACE, |l| l.min(REUSE_GRACE)))
+            } else {
+                limit
+            };
+            let left = match limit {
+                Some(l) => {
+                    let left = l.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            let mut fds = vec![self.raw_fd()];
+            if !stopping {
+                fds.push(STATUS_FD);
+            }
+            let ready = match process::poll_read(&fds, poll_ms(left)) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            };
+            if ready.first() == Some(&true) {
+                return true;
+            }
+            if ready.get(1) == Some(&true) {
+                // Master went away: the request the queue manager may be
+                // sending now is still served, but no other after it.
+                if msg::verbose() > 0 {
+                    msg::info("master disconnect -- finishing connection");
+                }
+                reuse::set_flag(&reuse::STOPPING);
+            }
+        }
+    }
+
+    fn count_use(&mut self) {
+        reuse::add(&reuse::USES);
     }
 }
 
@@ -354,9 +477,12 @@ pub fn single_server_init(
         max_idle,
         max_use,
     } = setup(args, pre_init, false);
-    let mut use_count = 0i64;
+    reuse::MAX_USE.store(max_use, std::sync::atomic::Ordering::Relaxed);
+    reuse::MAX_IDLE.store(max_idle, std::sync::atomic::Ordering::Relaxed);
+    reuse::GENERATION.store(generation, std::sync::atomic::Ordering::Relaxed);
+    reuse::set_flag(&reuse::ENABLED);
     let mut idle_since = Instant::now();
-    while max_use == 0 || use_count < max_use {
+    while max_use == 0 || reuse::get(&reuse::USES) < max_use {
         if let Some(f) = &lock
             && let Err(e) = flock(f, LockOp::Exclusive)
         {
@@ -418,15 +544,18 @@ pub fn single_server_init(
             msg::info("connection established");
         }
         notify(generation, STAT_TAKEN);
+        // The connection's first request counts here; a delivery agent
+        // counts the follow-on requests it serves on the same connection.
+        reuse::add(&reuse::USES);
         service(&mut conn, &server);
         drop(conn);
-        if !notify(generation, STAT_AVAIL) {
+        reuse::set_flag(&reuse::REPORTED);
+        if !notify(generation, STAT_AVAIL) || reuse::flag(&reuse::STOPPING) {
             return 0;
         }
         if msg::verbose() > 0 {
             msg::info("connection closed");
         }
-        use_count += 1;
         idle_since = Instant::now();
     }
     0

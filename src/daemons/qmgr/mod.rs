@@ -40,6 +40,7 @@
 //! defer_service_name, trace_service_name, transport_retry_time,
 //! double_bounce_sender, soft_bounce.
 
+pub mod conns;
 pub mod pool;
 pub mod sched;
 
@@ -284,6 +285,8 @@ pub struct Qmgr {
     done_ids: Vec<String>,
     /// The threads that run deliveries.
     pool: pool::Pool,
+    /// Delivery agent connections waiting for another request.
+    conns: Arc<conns::Conns>,
 }
 
 /// A queue file to look at: queue, id, path, ignore its time stamp.
@@ -366,6 +369,7 @@ impl Qmgr {
             feed_ids: std::collections::HashSet::new(),
             done_ids: Vec::new(),
             pool: pool::Pool::new(),
+            conns: Arc::new(conns::Conns::new()),
         })
     }
 
@@ -950,20 +954,12 @@ impl Qmgr {
         self.in_flight += 1;
         let path = format!("private/{}", e.transport);
         let wake = Arc::clone(&self.wake_tx);
+        let agents = Arc::clone(&self.conns);
         self.pool.run(Box::new(move || {
-            let result = match std::os::unix::net::UnixStream::connect(&path) {
-                Err(err) => Done::Unavailable(format!(
-                    "connect to transport {path}: {}",
-                    crate::global::config_file::errno_text(&err)
-                )),
-                Ok(s) => {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(1000)));
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
-                    match deliver_proto::deliver_via_pipelined(&s, &req) {
-                        Ok(r) => Done::Reply(r),
-                        Err(err) => Done::Broken(err),
-                    }
-                }
+            let result = match agents.deliver(&path, &req) {
+                conns::Attempt::Reply(r) => Done::Reply(r),
+                conns::Attempt::Unavailable(t) => Done::Unavailable(t),
+                conns::Attempt::Broken(t) => Done::Broken(t),
             };
             let _ = tx.send(Finished {
                 entry: e,
@@ -1250,6 +1246,10 @@ impl Qmgr {
         }
         if !self.order.is_empty() {
             wait = wait.min(Duration::from_secs(1));
+        }
+        // Unused agent connections are closed when due.
+        if let Some(due) = self.conns.expire() {
+            wait = wait.min(due);
         }
         Some(wait.max(Duration::from_millis(10)))
     }
