@@ -744,7 +744,11 @@ fn master_runs_the_bounce_services() {
     );
     let sock = d.join("q/private/defer");
     let start = Instant::now();
-    while !sock.exists() && start.elapsed() < Duration::from_secs(5) {
+    // The socket file appears at bind(), before master's listen(): wait
+    // until a connection is accepted, not just for the file.
+    while std::os::unix::net::UnixStream::connect(&sock).is_err()
+        && start.elapsed() < Duration::from_secs(5)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ask = |pairs: &[(&str, &str)]| -> Vec<u8> {

@@ -405,7 +405,9 @@ fn a_burst_of_clients_is_served_within_the_process_limit() {
         .count();
     assert_eq!(served, CLIENTS, "{answers:?}\n{}", s.log());
     assert!(most <= 3, "{most} processes at once, limit 3");
-    assert!(most >= 1, "no process seen");
+    // (The sampler may see no process at all when the burst is over
+    // between two of its looks on a loaded machine: that proves nothing
+    // either way, so it is not asserted.)
     // The service still works after the burst.
     let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
