@@ -43,19 +43,10 @@ fn start(tag: &str, extra: &str) -> Scratch {
 fn start_in(dir: PathBuf, extra: &str, local_maxproc: &str) -> Scratch {
     master_scratch::start(
         dir,
-        &format!(
-            "postlog unix-dgram n - n - 1 postlogd\n\
-         pickup unix n - n 60 1 pickup\n\
-         cleanup unix n - n - 0 cleanup\n\
-         qmgr unix n - n 300 1 qmgr\n\
-         bounce unix - - n - 0 bounce\n\
-         defer unix - - n - 0 bounce\n\
-         trace unix - - n - 0 bounce\n\
-         local unix - n n - {local_maxproc} local\n\
-         smtp unix - - n - - smtp\n\
-         error unix - - n - - error\n\
-         retry unix - - n - - error\n"
-        ),
+        &master_scratch::services(&format!(
+            "local unix - n n - {local_maxproc} local\n\
+             smtp unix - - n - - smtp\n"
+        )),
         &format!("biff = no\n{extra}"),
         &[],
     )
@@ -714,16 +705,7 @@ fn line_pid(line: &str, name: &str) -> Option<i32> {
 fn agent_connection_reused_up_to_max_use() {
     let s = master_scratch::start(
         master_scratch::scratch_dir("faults-reuse"),
-        "postlog unix-dgram n - n - 1 postlogd\n\
-         pickup unix n - n 60 1 pickup\n\
-         cleanup unix n - n - 0 cleanup\n\
-         qmgr unix n - n 300 1 qmgr\n\
-         bounce unix - - n - 0 bounce\n\
-         defer unix - - n - 0 bounce\n\
-         trace unix - - n - 0 bounce\n\
-         discard unix - - n - - discard -v -o max_use=3\n\
-         error unix - - n - - error\n\
-         retry unix - - n - - error\n",
+        &master_scratch::services("discard unix - - n - - discard -v -o max_use=3\n"),
         "biff = no\ndefault_transport = discard\n\
          discard_destination_recipient_limit = 2\n\
          discard_destination_concurrency_limit = 1\n",
@@ -789,16 +771,7 @@ fn agent_connection_reused_up_to_max_use() {
 fn pooled_agent_killed_between_deliveries() {
     let s = master_scratch::start(
         master_scratch::scratch_dir("faults-pooled"),
-        "postlog unix-dgram n - n - 1 postlogd\n\
-         pickup unix n - n 60 1 pickup\n\
-         cleanup unix n - n - 0 cleanup\n\
-         qmgr unix n - n 300 1 qmgr\n\
-         bounce unix - - n - 0 bounce\n\
-         defer unix - - n - 0 bounce\n\
-         trace unix - - n - 0 bounce\n\
-         local unix - n n - - local -v\n\
-         error unix - - n - - error\n\
-         retry unix - - n - - error\n",
+        &master_scratch::services("local unix - n n - - local -v\n"),
         "biff = no\n",
         &[],
     );

@@ -254,18 +254,11 @@ fn instance(tag: &str, extra: &str, transport: &str) -> Scratch {
     );
     master_scratch::start(
         dir,
-        "postlog unix-dgram n - n - 1 postlogd\n\
-         pickup unix n - n 60 1 pickup\n\
-         cleanup unix n - n - 0 cleanup\n\
-         qmgr unix n - n 300 1 qmgr\n\
-         error unix - - n - - error\n\
-         retry unix - - n - - error\n\
-         discard unix - - n - - discard\n\
-         smtp unix - - n - - smtp\n\
-         bounce unix - - n - 0 bounce\n\
-         defer unix - - n - 0 bounce\n\
-         trace unix - - n - 0 bounce\n\
-         flush unix n - n - 0 flush\n",
+        &master_scratch::services(
+            "discard unix - - n - - discard\n\
+             smtp unix - - n - - smtp\n\
+             flush unix n - n - 0 flush\n",
+        ),
         &extra,
         &[("transport", transport)],
     )

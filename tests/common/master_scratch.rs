@@ -37,6 +37,25 @@ pub fn age(path: &Path) {
         .unwrap();
 }
 
+/// A master.cf with the services every delivery test needs (postlog,
+/// pickup, cleanup, qmgr, the bounce/defer/trace services, error and
+/// retry) followed by `agents` (one master.cf line each).
+#[allow(dead_code)]
+pub fn services(agents: &str) -> String {
+    format!(
+        "postlog unix-dgram n - n - 1 postlogd\n\
+         pickup unix n - n 60 1 pickup\n\
+         cleanup unix n - n - 0 cleanup\n\
+         qmgr unix n - n 300 1 qmgr\n\
+         bounce unix - - n - 0 bounce\n\
+         defer unix - - n - 0 bounce\n\
+         trace unix - - n - 0 bounce\n\
+         error unix - - n - - error\n\
+         retry unix - - n - - error\n\
+         {agents}"
+    )
+}
+
 /// A fresh (emptied) instance folder `rostfix-<tag>-<pid>` in the
 /// temporary directory, for [`start`].
 pub fn scratch_dir(tag: &str) -> PathBuf {
