@@ -256,20 +256,7 @@ pub fn wait_readable(fd: i32, timeout: std::time::Duration) -> std::io::Result<b
 /// waiting and without changing the descriptor's O_NONBLOCK flag. Nothing
 /// to read is Ok(0), like the end of input.
 pub fn recv_nowait(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        // SAFETY: buf is a valid writable buffer of the given length; recv
-        // writes at most that many bytes.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::Interrupted => continue,
-                std::io::ErrorKind::WouldBlock => return Ok(0),
-                _ => return Err(e),
-            }
-        }
-        return Ok(n as usize);
-    }
+    Ok(recv_queued(fd, buf)?.unwrap_or(0))
 }
 
 /// One datagram that is queued on `fd` already, without waiting: its
