@@ -156,6 +156,19 @@ fn conf(root: &Path, service: &str) -> LocalConfig {
         "local4" => text.push_str(&format!(
             "mailbox_command = {r}/bin/envdump mbcmd ${{extension}}\n"
         )),
+        // The "cmd" case's command given by mailbox_command_maps, which
+        // wins over mailbox_command (Postfix's deliver_mailbox): the
+        // outcome must be what Postfix recorded with local4.
+        "local5" => {
+            std::fs::write(
+                root.join("cmdmap"),
+                format!("t6user {r}/bin/envdump mbcmd ${{extension}}\n"),
+            )
+            .unwrap();
+            text.push_str(&format!(
+                "mailbox_command_maps = texthash:{r}/cmdmap\nmailbox_command = /bin/false\n"
+            ));
+        }
         _ => {}
     }
     let mc = MailConf::from_text(r, &text);
@@ -198,6 +211,7 @@ fn norm_log(line: &str) -> String {
     out.replace("relay=local2", "relay=local")
         .replace("relay=local3", "relay=local")
         .replace("relay=local4", "relay=local")
+        .replace("relay=local5", "relay=local")
 }
 
 fn cases() -> Vec<(String, String, String)> {
@@ -259,10 +273,16 @@ fn envdump_view(text: &str, skip_home: bool) -> String {
 }
 
 fn run_case(name: &str, id: &str) -> Result<(), String> {
-    let root = std::env::temp_dir().join(format!("rostfix-local-{}-{name}", std::process::id()));
+    run_case_as(name, id, service_for(name))
+}
+
+fn run_case_as(name: &str, id: &str, service: &str) -> Result<(), String> {
+    let root = std::env::temp_dir().join(format!(
+        "rostfix-local-{}-{name}-{service}",
+        std::process::id()
+    ));
     setup(&root);
     let r = root.to_str().unwrap().to_string();
-    let service = service_for(name);
     if name == "big" {
         std::fs::write(root.join("mail/t6user"), "x".repeat(2400)).unwrap();
     }
@@ -394,6 +414,18 @@ fn local_deliveries_match_postfix() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn mailbox_command_maps_wins_over_mailbox_command() {
+    let all = cases();
+    let Some((_, id, _)) = all.iter().find(|c| c.0 == "cmd") else {
+        eprintln!("notice: tests/golden/local/cases missing; run compat/record-local-delivery.sh");
+        return;
+    };
+    if let Err(e) = run_case_as("cmd", id, "local5") {
+        panic!("{e}");
+    }
 }
 
 #[test]

@@ -476,6 +476,7 @@ pub struct LocalConfig {
     pub luser_relay: String,
     pub mail_spool_directory: String,
     pub mailbox_command: String,
+    pub mailbox_command_maps: String,
     pub mailbox_limit: u64,
     pub mailbox_transport: String,
     pub owner_request_special: bool,
@@ -612,6 +613,7 @@ impl LocalConfig {
             luser_relay: raw("luser_relay"),
             mail_spool_directory: s("mail_spool_directory")?,
             mailbox_command: raw("mailbox_command"),
+            mailbox_command_maps: s("mailbox_command_maps")?,
             mailbox_limit,
             mailbox_transport: s("mailbox_transport")?,
             owner_request_special: conf.get_bool("owner_request_special")?,
@@ -695,6 +697,8 @@ pub struct LocalAgent<'e> {
     /// mailbox_transport_maps and fallback_transport_maps, opened on
     /// first use.
     transport_maps: [Option<Maps>; 2],
+    /// mailbox_command_maps, opened on first use.
+    command_maps: Option<Maps>,
 }
 
 impl<'e> LocalAgent<'e> {
@@ -716,6 +720,7 @@ impl<'e> LocalAgent<'e> {
             forwards: Vec::new(),
             passed_deferred: Vec::new(),
             transport_maps: [None, None],
+            command_maps: None,
         }
     }
 
@@ -1779,6 +1784,27 @@ impl<'e> LocalAgent<'e> {
         };
         let _ = usr;
         let usr = UserAttr::set(&pw);
+        if !self.cfg.mailbox_command_maps.is_empty() {
+            let spec = self.cfg.mailbox_command_maps.clone();
+            let maps = self.command_maps.get_or_insert_with(|| {
+                Maps::create(
+                    "mailbox_command_maps",
+                    &spec,
+                    dflags::LOCK
+                        | dflags::NO_REGSUB
+                        | dflags::NO_PROXY
+                        | dflags::NO_UNAUTH
+                        | dflags::UTF8_REQUEST,
+                )
+            });
+            match maps.find(&st.user, 0) {
+                Ok(Some(c)) => return Some(self.deliver_command(req, st, usr, &c)),
+                Ok(None) => {}
+                Err(_) => {
+                    return Some(self.fail(req, &st, Dsn::new("4.3.0", "table lookup failure")));
+                }
+            }
+        }
         if !self.cfg.mailbox_command.is_empty() {
             let c = self.cfg.mailbox_command.clone();
             return Some(self.deliver_command(req, st, usr, &c));

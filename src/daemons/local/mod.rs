@@ -20,7 +20,7 @@
 //! deliver_lock_delay, duplicate_filter_limit, enable_original_recipient,
 //! expand_owner_alias, fallback_transport, forward_expansion_filter,
 //! forward_path, frozen_delivered_to, home_mailbox, local_command_shell,
-//! luser_relay, mail_spool_directory, mailbox_command,
+//! luser_relay, mail_spool_directory, mailbox_command(_maps),
 //! mailbox_delivery_lock, mailbox_size_limit, mailbox_transport,
 //! myhostname, mydestination, owner_request_special,
 //! prepend_delivered_header, recipient_delimiter, reset_owner_alias,
