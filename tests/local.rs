@@ -156,6 +156,12 @@ fn conf(root: &Path, service: &str) -> LocalConfig {
         "local4" => text.push_str(&format!(
             "mailbox_command = {r}/bin/envdump mbcmd ${{extension}}\n"
         )),
+        // A table that cannot be opened: as in the local daemon (which
+        // allows surrogate tables, as Postfix's do), lookups fail and the
+        // recipient is deferred.
+        "local6" => text.push_str(&format!(
+            "mailbox_command_maps = texthash:{r}/no-such-table\n"
+        )),
         // The "cmd" case's command given by mailbox_command_maps, which
         // wins over mailbox_command (Postfix's deliver_mailbox): the
         // outcome must be what Postfix recorded with local4.
@@ -426,6 +432,38 @@ fn mailbox_command_maps_wins_over_mailbox_command() {
     if let Err(e) = run_case_as("cmd", id, "local5") {
         panic!("{e}");
     }
+}
+
+#[test]
+fn mailbox_command_maps_lookup_failure_defers() {
+    let all = cases();
+    let Some((_, id, _)) = all.iter().find(|c| c.0 == "cmd") else {
+        return;
+    };
+    rostfix::global::maps::set_allow_surrogate(true);
+    let root = std::env::temp_dir().join(format!("rostfix-local-{}-cmdfail", std::process::id()));
+    setup(&root);
+    let r = root.to_str().unwrap().to_string();
+    let qf = root.join("spool").join(id);
+    std::fs::copy(golden().join("queue/cmd"), &qf).unwrap();
+    let req = DeliveryRequest::from_queue_file(&qf, "active", id, "local6", "").unwrap();
+    let mut env = TestEnv {
+        root: r.clone(),
+        service: "local6".into(),
+        forwarded: vec![],
+    };
+    let mut agent = LocalAgent::new(conf(&root, "local6"), "local6", &mut env);
+    let results = agent.deliver(&req);
+    assert!(!results.is_empty());
+    for x in &results {
+        assert!(
+            x.log.contains("dsn=4.3.0") && x.log.contains("status=deferred (table lookup failure)"),
+            "{}",
+            x.log
+        );
+    }
+    assert!(!root.join("files/envdump.mbcmd").exists());
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
