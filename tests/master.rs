@@ -119,7 +119,11 @@ impl Scratch {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("maillog")).unwrap_or_default()
+        let mut b = std::fs::read(self.path("maillog")).unwrap_or_default();
+        // Only whole lines: a last line without its newline is still being
+        // appended by postlogd.
+        b.truncate(b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1));
+        String::from_utf8_lossy(&b).into_owned()
     }
 
     fn pid_file(&self) -> Option<i32> {
