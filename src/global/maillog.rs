@@ -338,18 +338,7 @@ fn make_head(out: &mut Vec<u8>, host: &str, tag: &str, pid: u32) {
     out.extend_from_slice(&crate::util::latin1::encode_cow(tag));
     // Without the formatting machinery: this runs for every line.
     out.push(b'[');
-    let mut digits = [0u8; 10];
-    let mut n = pid;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(crate::util::stringops::decimal(&mut [0u8; 10], pid).as_bytes());
     out.extend_from_slice(b"]: ");
 }
 

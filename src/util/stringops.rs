@@ -265,6 +265,21 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `n` in decimal, written into `buf` without the formatting machinery
+/// (for per-line and per-record hot paths).
+pub fn decimal(buf: &mut [u8; 10], mut n: u32) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,19 +19,7 @@ use crate::global::rec_type;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// A number in decimal, written into `buf`.
-fn itoa(buf: &mut [u8; 10], mut n: u32) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
+use crate::util::stringops::decimal;
 
 /// What a finished or aborted transaction hands back for the next one.
 type Parts = (Box<Config>, Box<MailLog>);
@@ -292,7 +280,7 @@ impl CleanupTx {
                 self.attr("helo_name", h);
             }
             self.attr("protocol_name", &c.protocol);
-            self.attr("client_address_type", itoa(&mut [0; 10], c.addr_family));
+            self.attr("client_address_type", decimal(&mut [0; 10], c.addr_family));
         }
     }
 
