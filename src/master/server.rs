@@ -675,9 +675,20 @@ pub fn trigger_server(
                 continue;
             }
             if let Some(data) = read_trigger(&listeners[k]) {
-                notify(generation, STAT_TAKEN);
+                // Busy/available is reported for the first trigger only:
+                // master learns that the process works (no "bad command
+                // startup" when it dies later), and a trigger service runs
+                // one process (qmgr, pickup: process limit 1), so later
+                // reports would only wake master twice per trigger
+                // (compat/DIVERGENCES.md).
+                let report = use_count == 0;
+                if report {
+                    notify(generation, STAT_TAKEN);
+                }
                 service.trigger(&data, &server);
-                notify(generation, STAT_AVAIL);
+                if report {
+                    notify(generation, STAT_AVAIL);
+                }
                 use_count += 1;
                 idle_since = Instant::now();
             }
