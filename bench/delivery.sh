@@ -23,8 +23,13 @@
 #
 # Usage: bench/delivery.sh [R] [N]   (root; ROSTFIX_REFERENCE or /tmp/pfroot = Postfix 3.7.11)
 # Subsets: DESTS="discard maildir relay" SESSIONS="1 10 50" SIZES="2048 102400" SENDMAIL=1
-# PORT_BASE=21700 (uses PORT_BASE+1..+3). SIDES="ours" or "postfix" runs one side only
+# PORT_BASE=21700 (uses PORT_BASE+1..+4). SIDES="ours" or "postfix" runs one side only
 # (profiling; ratios then print as 0). KEEP=1 keeps the scratch directory (logs).
+# FLOOR=1 also runs bench/floor.c (see bench/floor.sh) in each repeat, right after the two
+# MTAs, and prints its rate and "bar/floor" = 2 x Postfix's rate / the floor's rate: above 1,
+# the goal of 2x Postfix is out of reach of any MTA with Postfix's durability on this machine
+# at that moment. discard and relay use the bare floor (a relay floor would be lower still),
+# maildir the floor with two Maildir delivery processes; the sendmail cases have no floor.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-3}
@@ -43,6 +48,7 @@ user=demo; getent passwd "$user" >/dev/null || user=nobody
 sinkpid=""
 cleanup_all() {
   [ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null || true
+  [ -n "${floor_pid:-}" ] && kill -- "-$floor_pid" 2>/dev/null || true
   for side in ours postfix; do
     [ -f "$work/$side/q/pid/master.pid" ] && pfx "$side" "$work/$side" postfix -c "$work/$side/conf" stop >/dev/null 2>&1 || true
   done
@@ -155,31 +161,66 @@ run_one() { # side dest sessions size -> prints "msgs_per_s cpu_per_msg hwm_kB"
     'BEGIN { printf "%.1f %.6f %d\n", n / (e - s), (sub_ + (t1 - t0) / hz) / n, h }'
 }
 
+floor_pid=""
+if [ -n "${FLOOR:-}" ]; then
+  cc -O2 -o "$work/floor" "$here/bench/floor.c"
+fi
+
+floor_one() { # dest sessions size -> prints "msgs_per_s" (0 where there is no floor)
+  local dest=$1 S=$2 size=$3 q="$work/floor-q" port=$((PORT_BASE + 4)) agents=""
+  [ "$S" = sendmail ] && { echo 0; return; }
+  [ "$dest" = maildir ] && agents=2
+  rm -rf "$q"; mkdir -p "$q/incoming" "$q/active" "$q/maildir/tmp" "$q/maildir/new"
+  # shellcheck disable=SC2086 # $agents is empty or one number
+  (cd "$q" && exec setsid "$work/floor" "$port" "$S" $agents) &
+  floor_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+  sleep 0.3
+  local start end
+  start=$(date +%s.%N)
+  "$src" -s "$S" -m "$N" -l "$size" -f bench@floor.example -t rcpt@floor.example "127.0.0.1:$port"
+  if [ -n "$agents" ]; then
+    local limit=$((SECONDS + ${LIMIT:-300}))
+    until [ "$(find "$q/maildir/new" -type f | wc -l)" -ge "$N" ] || [ "$SECONDS" -gt "$limit" ]; do sleep 0.01; done
+  fi
+  end=$(date +%s.%N)
+  kill -- "-$floor_pid" 2>/dev/null || true
+  wait "$floor_pid" 2>/dev/null || true
+  floor_pid=""
+  rm -rf "$q"
+  awk -v s="$start" -v e="$end" -v n="$N" 'BEGIN { printf "%.1f\n", n / (e - s) }'
+}
+
 "$sink" -u nobody 127.0.0.1:$((PORT_BASE + 3)) 256 >/dev/null 2>&1 &
 sinkpid=$!
 
 bench() { # dest S size
   local dest=$1 S=$2 size=$3
   declare -A rate cpu mem
+  local floor=""
   for side in ours postfix; do rate[$side]=""; cpu[$side]=""; mem[$side]=""; done
   for ((r = 0; r < R; r++)); do
     for side in ${SIDES:-ours postfix}; do
       read -r a b c < <(run_one "$side" "$dest" "$S" "$size")
       rate[$side]+="$a"$'\n'; cpu[$side]+="$b"$'\n'; mem[$side]+="$c"$'\n'
     done
+    [ -n "${FLOOR:-}" ] && floor+="$(floor_one "$dest" "$S" "$size")"$'\n'
   done
   local ro rp co cp mo mp
   ro=$(printf '%s' "${rate[ours]}" | median); rp=$(printf '%s' "${rate[postfix]}" | median)
   co=$(printf '%s' "${cpu[ours]}" | median); cp=$(printf '%s' "${cpu[postfix]}" | median)
   mo=$(printf '%s' "${mem[ours]}" | median); mp=$(printf '%s' "${mem[postfix]}" | median)
+  local fl=""; [ -n "${FLOOR:-}" ] && fl=$(printf '%s' "$floor" | median)
   : "${ro:=0}" "${rp:=0}" "${co:=0}" "${cp:=0}" "${mo:=0}" "${mp:=0}"
-  awk -v d="$dest" -v s="$S" -v z="$size" -v ro="$ro" -v rp="$rp" -v co="$co" -v cp="$cp" -v mo="$mo" -v mp="$mp" \
-    'BEGIN { printf "%-8s %-9s %7s | %8.1f %8.1f %5.2f | %8.5f %8.5f %5.2f | %7d %7d %5.2f\n",
-             d, s, z, ro, rp, rp ? ro / rp : 0, co, cp, cp ? co / cp : 0, mo, mp, mp ? mo / mp : 0 }'
+  awk -v d="$dest" -v s="$S" -v z="$size" -v ro="$ro" -v rp="$rp" -v co="$co" -v cp="$cp" -v mo="$mo" -v mp="$mp" -v fl="$fl" \
+    'BEGIN { printf "%-8s %-9s %7s | %8.1f %8.1f %5.2f | %8.5f %8.5f %5.2f | %7d %7d %5.2f",
+             d, s, z, ro, rp, rp ? ro / rp : 0, co, cp, cp ? co / cp : 0, mo, mp, mp ? mo / mp : 0
+             if (fl != "") printf(" | %8.1f %5.2f", fl, (fl > 0 ? 2 * rp / fl : 0))
+             printf "\n" }'
 }
 
 echo "delivery benchmark: $N messages per run, median of $R, $(nproc) CPUs"
-echo "dest     sessions     size |  msgs/s: rostfix postfix ratio | cpu s/msg: rostfix postfix ratio | peak RSS kB: rostfix postfix ratio"
+echo "dest     sessions     size |  msgs/s: rostfix postfix ratio | cpu s/msg: rostfix postfix ratio | peak RSS kB: rostfix postfix ratio${FLOOR:+ | floor bar/floor}"
 for dest in $DESTS; do
   for size in $SIZES; do
     for S in $SESSIONS; do bench "$dest" "$S" "$size"; done

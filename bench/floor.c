@@ -7,7 +7,14 @@
  * and unlink it there (standing in for the whole delivery). No logging, no queue manager,
  * no delivery agent, no address parsing. bench/floor.sh runs it; an MTA cannot beat it.
  *
- * Usage: floor PORT WORKERS   (run in a directory with incoming/ and active/)
+ * With a third argument D (> 0) the floor also delivers to a Maildir the way local(8) must
+ * at least: after the 250 reply the worker hands the file to one of D delivery processes
+ * (as local_destination_concurrency_limit allows 2 at a time to one user) over a pipe; a
+ * delivery process renames it to active/, reads it, creates maildir/tmp/NAME, writes,
+ * fsyncs, closes, renames it into maildir/new/ and unlinks the queue file.
+ *
+ * Usage: floor PORT WORKERS [D]   (run in a directory with incoming/, active/ and, with D,
+ * maildir/tmp/ and maildir/new/)
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -65,12 +72,47 @@ static int queue_message(const char *data, size_t len, unsigned long seq) {
     return (close(f) == 0 && ok) ? 0 : -1;
 }
 
+static int handoff = -1; /* write end of the delivery pipe, or -1 */
+
+struct job {
+    int pid;
+    unsigned long seq;
+};
+
 static void deliver(unsigned long seq) {
     char name[64], active[64];
+    if (handoff >= 0) {
+        struct job j = {(int)getpid(), seq};
+        if (write(handoff, &j, sizeof j) != sizeof j)
+            perror("floor: handoff");
+        return;
+    }
     snprintf(name, sizeof name, "incoming/%d.%lu", (int)getpid(), seq);
     snprintf(active, sizeof active, "active/%d.%lu", (int)getpid(), seq);
     if (rename(name, active) == 0)
         unlink(active);
+}
+
+/* A Maildir delivery process: takes jobs from the pipe until it closes. */
+static void maildir_agent(int jobs, char *buf) {
+    struct job j;
+    while (read(jobs, &j, sizeof j) == sizeof j) {
+        char name[64], active[64], tmp[96], fin[96];
+        snprintf(name, sizeof name, "incoming/%d.%lu", j.pid, j.seq);
+        snprintf(active, sizeof active, "active/%d.%lu", j.pid, j.seq);
+        snprintf(tmp, sizeof tmp, "maildir/tmp/%d.%d.%lu", (int)getpid(), j.pid, j.seq);
+        snprintf(fin, sizeof fin, "maildir/new/%d.%d.%lu", (int)getpid(), j.pid, j.seq);
+        if (rename(name, active) < 0)
+            continue;
+        int q = open(active, O_RDONLY | O_CLOEXEC);
+        ssize_t len = q < 0 ? -1 : read(q, buf, MSG_MAX);
+        if (q >= 0)
+            close(q);
+        int f = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (len < 0 || f < 0 || write(f, buf, (size_t)len) != len || fsync(f) < 0 || close(f) < 0
+            || rename(tmp, fin) < 0 || unlink(active) < 0)
+            perror("floor: maildir delivery");
+    }
 }
 
 static void session(struct conn *c, char *msg, unsigned long *seq) {
@@ -113,11 +155,27 @@ static void session(struct conn *c, char *msg, unsigned long *seq) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: floor PORT WORKERS\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: floor PORT WORKERS [D]\n");
         return 2;
     }
-    int port = atoi(argv[1]), workers = atoi(argv[2]);
+    int port = atoi(argv[1]), workers = atoi(argv[2]), agents = argc == 4 ? atoi(argv[3]) : 0;
+    if (agents > 0) {
+        int p[2];
+        if (pipe(p) < 0) {
+            perror("floor: pipe");
+            return 1;
+        }
+        for (int d = 0; d < agents; d++) {
+            if (fork() == 0) {
+                close(p[1]);
+                maildir_agent(p[0], malloc(MSG_MAX));
+                _exit(0);
+            }
+        }
+        close(p[0]);
+        handoff = p[1];
+    }
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in a = {0};

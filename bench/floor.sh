@@ -7,11 +7,15 @@
 # a ratio to Postfix is reachable at all: if 2x Postfix's rate is above the floor's rate for a
 # case, no design that keeps Postfix's durability can reach it on this machine.
 #
+# DEST=maildir adds the delivery a Maildir needs at least (bench/floor.c with D = 2 delivery
+# processes, local_destination_concurrency_limit's default): a run then ends when every
+# message is in maildir/new/. Compare with bench/delivery.sh's maildir cases.
+#
 # Prints, per case (sessions x size): msgs/s and CPU seconds per message of the floor server
 # (its workers' user+sys) and of smtp-source, median of R runs.
 #
 # Usage: bench/floor.sh [R] [N]   (needs cc and Debian's smtp-source; no root needed)
-# SESSIONS="1 10 50" SIZES="2048 102400" PORT=21790
+# SESSIONS="1 10 50" SIZES="2048 102400" PORT=21790 DEST=discard|maildir
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 R=${1:-3}
@@ -19,6 +23,8 @@ N=${2:-2000}
 SESSIONS=${SESSIONS:-1 10 50}
 SIZES=${SIZES:-2048 102400}
 PORT=${PORT:-21790}
+DEST=${DEST:-discard}
+agents=""; [ "$DEST" = maildir ] && agents=2
 src=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 [ -x "$src" ] || { echo "needs smtp-source (Debian's postfix)" >&2; exit 1; }
 work=$(mktemp -d /tmp/rostfix-bench-floor.XXXXXX)
@@ -38,8 +44,9 @@ median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 run_one() { # sessions size -> "msgs_per_s server_cpu_per_msg source_cpu_per_msg"
   local S=$1 size=$2
-  rm -rf "$work/q"; mkdir -p "$work/q/incoming" "$work/q/active"
-  (cd "$work/q" && exec setsid "$work/floor" "$PORT" "$S") &
+  rm -rf "$work/q"; mkdir -p "$work/q/incoming" "$work/q/active" "$work/q/maildir/tmp" "$work/q/maildir/new"
+  # shellcheck disable=SC2086 # $agents is empty or one number
+  (cd "$work/q" && exec setsid "$work/floor" "$PORT" "$S" $agents) &
   server=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
   sleep 0.3
@@ -51,6 +58,12 @@ subprocess.run(sys.argv[1:], check=True)
 r = resource.getrusage(resource.RUSAGE_CHILDREN)
 print("%.3f" % (r.ru_utime + r.ru_stime))' "$src" -s "$S" -m "$N" -l "$size" -f bench@floor.example \
     -t rcpt@floor.example "127.0.0.1:$PORT")
+  if [ -n "$agents" ]; then
+    local limit=$((SECONDS + 300))
+    until [ "$(find "$work/q/maildir/new" -type f | wc -l)" -ge "$N" ] || [ "$SECONDS" -gt "$limit" ]; do
+      sleep 0.01
+    done
+  fi
   end=$(date +%s.%N)
   t1=$(worker_ticks "$server")
   kill -- "-$server" 2>/dev/null || true
@@ -60,7 +73,7 @@ print("%.3f" % (r.ru_utime + r.ru_stime))' "$src" -s "$S" -m "$N" -l "$size" -f 
     'BEGIN {printf "%.1f %.5f %.5f\n", n / (e - s), t / hz / n, c / n}'
 }
 
-echo "floor benchmark: $N messages per run, median of $R, $(nproc) CPUs"
+echo "floor benchmark ($DEST): $N messages per run, median of $R, $(nproc) CPUs"
 printf '%-8s %8s | %9s | %12s %12s\n' sessions size msgs/s "cpu s/msg" "source s/msg"
 for size in $SIZES; do
   for S in $SESSIONS; do
