@@ -4,76 +4,14 @@
 //! (sendmail, postdrop) and postsuper need from the kernel and the C library.
 
 use crate::util::latin1;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-/// One password-file entry (the fields Postfix uses).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwd {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub gecos: String,
-    pub dir: String,
-}
+pub use super::pwd::Passwd;
 
-fn cstr_text(p: *const libc::c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: the C library handed us a non-null NUL-terminated string that
-    // lives in the caller's buffer for the duration of this call.
-    latin1::decode(unsafe { CStr::from_ptr(p) }.to_bytes())
-}
-
-fn passwd_lookup(by: Result<u32, &str>) -> Option<Passwd> {
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: an all-zero passwd is a valid value (null pointers, zero ids).
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = match by {
-        Ok(uid) => {
-            // SAFETY: every pointer refers to a live local of the right type
-            // and the buffer length is its real size.
-            unsafe {
-                libc::getpwuid_r(
-                    uid,
-                    &mut pw,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                )
-            }
-        }
-        Err(name) => {
-            let cname = CString::new(latin1::encode(name)).ok()?;
-            // SAFETY: as above; cname is NUL-terminated and outlives the call.
-            unsafe {
-                libc::getpwnam_r(
-                    cname.as_ptr(),
-                    &mut pw,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                )
-            }
-        }
-    };
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    Some(Passwd {
-        name: cstr_text(pw.pw_name),
-        uid: pw.pw_uid,
-        gid: pw.pw_gid,
-        gecos: cstr_text(pw.pw_gecos),
-        dir: cstr_text(pw.pw_dir),
-    })
-}
-
-/// getpwuid(3).
+/// getpwuid(3): the entry, or `None` for an unknown uid or a failed lookup.
 pub fn getpwuid(uid: u32) -> Option<Passwd> {
-    passwd_lookup(Ok(uid))
+    super::pwd::getpwuid(uid).ok().flatten()
 }
 
 /// Whether the process runs with set-uid/set-gid privileges (Postfix's

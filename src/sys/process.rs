@@ -5,7 +5,7 @@
 //!
 //! Everything here is a thin wrapper; policy lives in `src/master`.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -543,99 +543,26 @@ pub fn somaxconn() -> i32 {
 
 // ---- users, groups, credentials ----
 
-/// A password-file entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Passwd {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub dir: String,
-}
+pub use super::pwd::{Group, Passwd};
 
-fn passwd_from(p: *const libc::passwd) -> Option<Passwd> {
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: p is a non-null entry returned by getpw*_r into our buffer.
-    let pw = unsafe { &*p };
-    // SAFETY: pw_name/pw_dir are NUL-terminated strings in our buffer.
-    let name = unsafe { CStr::from_ptr(pw.pw_name) };
-    // SAFETY: as above.
-    let dir = unsafe { CStr::from_ptr(pw.pw_dir) };
-    Some(Passwd {
-        name: crate::util::latin1::decode(name.to_bytes()),
-        uid: pw.pw_uid,
-        gid: pw.pw_gid,
-        dir: crate::util::latin1::decode(dir.to_bytes()),
-    })
-}
-
-/// getpwnam_r(3).
+/// getpwnam(3): the entry, or `None` for an unknown user or a failed lookup.
 pub fn getpwnam(name: &str) -> Option<Passwd> {
-    let c = CString::new(crate::util::latin1::encode(name)).ok()?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: passwd is plain old data.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the duration of the call; the
-    // result points into pw/buf, which outlive its use.
-    unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut res) };
-    passwd_from(res)
+    super::pwd::getpwnam(name).ok().flatten()
 }
 
-/// getpwuid_r(3).
+/// getpwuid(3): as [`getpwnam`].
 pub fn getpwuid(uid: u32) -> Option<Passwd> {
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: passwd is plain old data.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: as in getpwnam.
-    unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut res) };
-    passwd_from(res)
+    super::pwd::getpwuid(uid).ok().flatten()
 }
 
-/// A group-file entry: name and gid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub name: String,
-    pub gid: u32,
-}
-
-fn group_from(g: *const libc::group) -> Option<Group> {
-    if g.is_null() {
-        return None;
-    }
-    // SAFETY: g is a non-null entry returned by getgr*_r into our buffer.
-    let gr = unsafe { &*g };
-    // SAFETY: gr_name is a NUL-terminated string in our buffer.
-    let name = unsafe { CStr::from_ptr(gr.gr_name) };
-    Some(Group {
-        name: crate::util::latin1::decode(name.to_bytes()),
-        gid: gr.gr_gid,
-    })
-}
-
-/// getgrnam_r(3).
+/// getgrnam(3): the entry, or `None` for an unknown group or a failed lookup.
 pub fn getgrnam(name: &str) -> Option<Group> {
-    let c = CString::new(crate::util::latin1::encode(name)).ok()?;
-    let mut buf = vec![0 as libc::c_char; 65536];
-    // SAFETY: group is plain old data.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the duration of the call.
-    unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut res) };
-    group_from(res)
+    super::pwd::getgrnam(name).ok().flatten()
 }
 
-/// getgrgid_r(3).
+/// getgrgid(3): as [`getgrnam`].
 pub fn getgrgid(gid: u32) -> Option<Group> {
-    let mut buf = vec![0 as libc::c_char; 65536];
-    // SAFETY: group is plain old data.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut res: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in getgrnam.
-    unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut res) };
-    group_from(res)
+    super::pwd::getgrgid(gid).ok().flatten()
 }
 
 /// Postfix's chroot_uid(): optionally chroot to `root_dir`, then
