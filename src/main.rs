@@ -2,7 +2,10 @@
 //!
 //! One multi-call binary: the program to run is chosen by the base name it was
 //! started under (`postconf`, `postmap`, ...), or given as the first argument
-//! (`rostfix postconf -n`).
+//! (`rostfix postconf -n`). The C runtime enters through `c_main!`
+//! (src/sys/start.rs: Rust's own start-up is skipped).
+
+#![no_main]
 
 use rostfix::{commands, daemons, global, master};
 use std::ffi::OsString;
@@ -55,7 +58,9 @@ fn usage() -> i32 {
     1
 }
 
-fn main() {
+rostfix::c_main!(run);
+
+fn run() -> std::ffi::c_int {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let argv0 = args.first().cloned().unwrap_or_default();
     let base = std::path::Path::new(&argv0)

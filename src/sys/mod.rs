@@ -10,6 +10,7 @@ pub mod proc;
 pub mod pwd;
 pub mod regex;
 pub mod resolve;
+pub mod start;
 pub mod time;
 
 /// The kernel's host name (gethostname(2)), as one-char-per-byte text.
