@@ -52,6 +52,7 @@ pub mod lock;
 pub mod privsep;
 pub mod process;
 pub mod syslog;
+pub mod tcp;
 
 /// Set the process umask and return the previous one.
 pub fn umask_swap(mask: u32) -> u32 {

@@ -198,6 +198,10 @@ fn classify(e: &io::Error) -> IoErr {
 trait Conn: Read + Write + Send {
     /// The send timeout (0: none).
     fn set_write_timeout_secs(&self, t: u64);
+    /// Send what fits in the socket buffer now, never waiting (0: full).
+    fn send_nowait(&self, b: &[u8]) -> io::Result<usize>;
+    /// Turn Nagle's algorithm off (TCP only).
+    fn set_nodelay(&self);
 }
 
 /// One socket shared by the reading and the writing half (one descriptor,
@@ -205,7 +209,7 @@ trait Conn: Read + Write + Send {
 struct Shared<T>(std::sync::Arc<T>);
 
 macro_rules! shared_socket {
-    ($t:ty) => {
+    ($t:ty, $nodelay:expr) => {
         impl Read for Shared<$t> {
             fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
                 (&*self.0).read(b)
@@ -227,6 +231,13 @@ macro_rules! shared_socket {
                     .0
                     .set_write_timeout((t > 0).then(|| Duration::from_secs(t)));
             }
+            fn send_nowait(&self, b: &[u8]) -> io::Result<usize> {
+                use std::os::fd::AsRawFd;
+                crate::sys::tcp::send_nowait(self.0.as_raw_fd(), b)
+            }
+            fn set_nodelay(&self) {
+                $nodelay(&self.0);
+            }
         }
 
         impl ConnRead for Shared<$t> {
@@ -243,8 +254,10 @@ macro_rules! shared_socket {
     };
 }
 
-shared_socket!(TcpStream);
-shared_socket!(UnixStream);
+shared_socket!(TcpStream, |s: &TcpStream| {
+    let _ = s.set_nodelay(true);
+});
+shared_socket!(UnixStream, |_: &UnixStream| {});
 
 /// An open connection with the names Postfix logs.
 struct Session {
@@ -273,6 +286,11 @@ struct Session {
     /// The send timeout now set on the socket (u64::MAX: none yet), so
     /// that a step with the same timeout costs no system call.
     wr_timeout: u64,
+    /// Nagle's algorithm is off. It is turned off only before output that
+    /// is not followed by a wait for a reply (a body written in pieces, a
+    /// send that did not fit the socket buffer): a group of commands or a
+    /// whole message written at once and then answered cannot be held back.
+    nodelay: bool,
 }
 
 /// The reading half with its timeout, applied to the socket only when a
@@ -380,13 +398,35 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
+        // What fits in the socket buffer goes out without waiting, so no
+        // send timeout is needed; only the rest waits, under the timeout.
+        let sent = match self.wr.send_nowait(&self.out) {
+            Ok(n) => n,
+            Err(e) => {
+                self.out.clear();
+                return Err(classify(&e));
+            }
+        };
+        if sent == self.out.len() {
+            self.out.clear();
+            return Ok(());
+        }
+        self.no_delay();
         if self.wr_timeout != timeout {
             self.wr.set_write_timeout_secs(timeout);
             self.wr_timeout = timeout;
         }
-        let r = self.wr.write_all(&self.out).and_then(|_| self.wr.flush());
+        let r = self.wr.write_all(&self.out[sent..]);
         self.out.clear();
         r.map_err(|e| classify(&e))
+    }
+
+    /// Turn Nagle's algorithm off (once).
+    fn no_delay(&mut self) {
+        if !self.nodelay {
+            self.wr.set_nodelay();
+            self.nodelay = true;
+        }
     }
 
     /// Read one reply with the given timeout (flushing pending output first).
@@ -606,7 +646,15 @@ struct Content {
     /// The SMTPUTF8 flags of the queue file (the sixth field of its size
     /// record).
     utf8_flags: i32,
+    /// The stream stands at the start of the content already (reached by
+    /// reading on from the size record, without a seek that would throw
+    /// the buffered file away and read it again).
+    at_content: bool,
 }
+
+/// How far past the size record the content may start for `Content::open`
+/// to read up to it rather than seek (the envelope records between them).
+const SKIP_LIMIT: u64 = 4096;
 
 /// Why the content could not be read.
 fn corrupt() -> io::Error {
@@ -619,25 +667,63 @@ impl Content {
         let path = req.queue_file.to_string_lossy().to_string();
         let mut fp = QueueStream::open(&path)?;
         let mut buf = Vec::new();
-        let utf8_flags = match rec_get(&mut fp, &mut buf, 0) {
-            Rec::Type(t) if t == rec_type::SIZE => String::from_utf8_lossy(&buf)
-                .split_whitespace()
-                .nth(5)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            _ => 0,
-        };
-        // Each session seeks to the content itself.
+        // The size record comes first (it is read here byte by byte, so
+        // that its end, and so the stream's position, is known exactly).
+        let mut utf8_flags = 0;
+        let mut pos = None;
+        if fp.getc() == Some(rec_type::SIZE) {
+            let (mut len, mut shift, mut n) = (0u64, 0u32, 1u64);
+            while let Some(b) = fp.getc() {
+                n += 1;
+                len |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    pos = Some(n + len);
+                    break;
+                }
+                if shift >= 32 {
+                    break;
+                }
+            }
+            if let Some(p) = pos
+                && len <= 1024
+                && fp.read_into(&mut buf, len as usize) as u64 == len
+            {
+                utf8_flags = String::from_utf8_lossy(&buf)
+                    .split_whitespace()
+                    .nth(5)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                pos = Some(p);
+            } else {
+                pos = None;
+            }
+        }
+        // Reading on to the content costs nothing when it is buffered
+        // already (a small message is read whole by the first read).
+        let mut at_content = false;
+        if let Some(p) = pos
+            && req.data_offset >= p
+            && req.data_offset - p <= SKIP_LIMIT
+        {
+            let gap = (req.data_offset - p) as usize;
+            buf.clear();
+            at_content = fp.read_into(&mut buf, gap) == gap;
+        }
         Ok(Content {
             fp,
             offset: req.data_offset,
             buf,
             utf8_flags,
+            at_content,
         })
     }
 
-    /// Go back to the start of the content.
+    /// Go to the start of the content (each session sends it from there).
     fn rewind(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.at_content) {
+            return Ok(());
+        }
         self.fp.seek_set(self.offset as i64).map(|_| ())
     }
 
@@ -724,17 +810,14 @@ fn connect(conf: &Conf, t: &Target) -> Result<Halves, Dsn> {
     match t {
         Target::Tcp(h, port) => {
             let sa = SocketAddr::new(h.addr, *port);
-            let r = if conf.connect_timeout > 0 {
-                TcpStream::connect_timeout(&sa, Duration::from_secs(conf.connect_timeout))
-            } else {
-                TcpStream::connect(sa)
-            };
+            // The connect timeout is the socket's send timeout (the session
+            // records it as the send timeout in force).
+            let r = crate::sys::tcp::connect_timed(
+                sa,
+                (conf.connect_timeout > 0).then(|| Duration::from_secs(conf.connect_timeout)),
+            );
             match r {
                 Ok(s) => {
-                    // Output is buffered into whole writes already; without
-                    // this, Nagle holds the small "." write back until the
-                    // peer's delayed ACK of the body (40 ms per message).
-                    let _ = s.set_nodelay(true);
                     let s = std::sync::Arc::new(s);
                     Ok((Box::new(Shared(s.clone())), Box::new(Shared(s))))
                 }
@@ -959,7 +1042,11 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                                     + Duration::from_secs(conf.reuse_time_limit),
                                 unix: matches!(t, Target::Unix(_)),
                                 endpoint,
-                                wr_timeout: u64::MAX,
+                                wr_timeout: match t {
+                                    Target::Tcp(..) => conf.connect_timeout,
+                                    Target::Unix(_) => u64::MAX,
+                                },
+                                nodelay: false,
                             },
                             false,
                         )
@@ -1432,7 +1519,12 @@ fn xfer(st: &mut State, sess: &mut Session, content: &mut Content) -> SessEnd {
             ));
         }
         if sess.out.len() >= BODY_WRITE
-            && let Err(e) = sess.flush(conf.data_xfer_timeout)
+            && let Err(e) = {
+                // More output follows without a reply in between: the
+                // last small piece must not wait for the peer's delayed ACK.
+                sess.no_delay();
+                sess.flush(conf.data_xfer_timeout)
+            }
         {
             except(st, sess, e, "sending message body");
             return SessEnd::Done;
