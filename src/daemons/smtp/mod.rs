@@ -286,6 +286,8 @@ struct Session {
     /// The send timeout now set on the socket (u64::MAX: none yet), so
     /// that a step with the same timeout costs no system call.
     wr_timeout: u64,
+    /// A reply line being read (kept for its buffer).
+    line: Vec<u8>,
     /// Nagle's algorithm is off. It is turned off only before output that
     /// is not followed by a wait for a reply (a body written in pieces, a
     /// send that did not fit the socket buffer): a group of commands or a
@@ -433,44 +435,51 @@ impl Session {
     fn reply(&mut self, timeout: u64) -> Result<Reply, IoErr> {
         self.flush(timeout)?;
         self.rd.get_mut().want = timeout;
-        let mut lines = Vec::new();
+        // The kept lines joined with newlines, and where the last one starts.
+        let mut text = String::new();
+        let mut last_start = 0;
+        let mut nlines = 0;
         let mut total = 0;
-        loop {
-            let mut buf = Vec::new();
-            let n = (&mut self.rd)
+        let mut buf = std::mem::take(&mut self.line);
+        let r = loop {
+            buf.clear();
+            let n = match (&mut self.rd)
                 .take(LINE_LIMIT as u64)
                 .read_until(b'\n', &mut buf)
-                .map_err(|e| classify(&e))?;
-            if n == 0 {
-                return Err(IoErr::Eof);
-            }
+            {
+                Ok(0) => break Err(IoErr::Eof),
+                Ok(n) => n,
+                Err(e) => break Err(classify(&e)),
+            };
+            let _ = n;
             if buf.last() == Some(&b'\n') {
                 buf.pop();
             } else {
                 // Skip the rest of an over-long line.
                 let mut rest = Vec::new();
-                let _ = (&mut self.rd)
-                    .take(1 << 20)
-                    .read_until(b'\n', &mut rest)
-                    .map_err(|e| classify(&e))?;
+                if let Err(e) = (&mut self.rd).take(1 << 20).read_until(b'\n', &mut rest) {
+                    break Err(classify(&e));
+                }
             }
             while buf.last() == Some(&b'\r') {
                 buf.pop();
             }
-            let line = reply::printable(&buf);
-            let last = reply::is_last_line(&line);
+            let last = reply::is_last_line_bytes(&buf);
             if total < LINE_LIMIT {
-                total += line.len() + 1;
-                lines.push(line);
+                total += buf.len() + 1;
+                if nlines > 0 {
+                    text.push('\n');
+                }
+                last_start = text.len();
+                reply::printable_into(&mut text, &buf);
+                nlines += 1;
             }
-            if last {
-                break;
+            if last || nlines > 1000 {
+                break Ok(reply::from_text(text, last_start));
             }
-            if lines.len() > 1000 {
-                break;
-            }
-        }
-        Ok(reply::from_lines(&lines))
+        };
+        self.line = buf;
+        r
     }
 }
 
@@ -979,7 +988,9 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
             st.final_server = last_dest
                 && (ti + 1 == n
                     || (conf.mx_session_limit > 0 && sessions + 1 == conf.mx_session_limit));
+            // The cache key (needed only when sessions are cached).
             let endpoint = match t {
+                _ if !load && !store => String::new(),
                 Target::Tcp(h, port) => format!("{}:{port}", SocketAddr::new(h.addr, *port)),
                 Target::Unix(p) => p.clone(),
             };
@@ -1013,10 +1024,11 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                     }
                     Ok((rd, wr)) => {
                         let (namaddr, namaddrport) = match t {
-                            Target::Tcp(h, port) => (
-                                format!("{}[{}]", h.name, h.addr),
-                                format!("{}[{}]:{port}", h.name, h.addr),
-                            ),
+                            Target::Tcp(h, port) => {
+                                let namaddr = format!("{}[{}]", h.name, h.addr);
+                                let namaddrport = format!("{namaddr}:{port}");
+                                (namaddr, namaddrport)
+                            }
                             Target::Unix(p) => (
                                 format!("{}[{p}]", conf.myhostname),
                                 format!("{}[{p}]", conf.myhostname),
@@ -1024,11 +1036,16 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                         };
                         (
                             Session {
-                                rd: BufReader::new(Timed {
-                                    inner: rd,
-                                    want: 0,
-                                    set: u64::MAX,
-                                }),
+                                // Replies are short: a page holds most
+                                // of them, pipelined groups included.
+                                rd: BufReader::with_capacity(
+                                    4096,
+                                    Timed {
+                                        inner: rd,
+                                        want: 0,
+                                        set: u64::MAX,
+                                    },
+                                ),
                                 wr,
                                 out: Vec::new(),
                                 namaddr,
@@ -1047,6 +1064,7 @@ fn deliver_inner(req: &DeliveryRequest, conf: &Conf) -> Inner {
                                     Target::Unix(_) => u64::MAX,
                                 },
                                 nodelay: false,
+                                line: Vec::new(),
                             },
                             false,
                         )
@@ -1492,6 +1510,10 @@ fn xfer(st: &mut State, sess: &mut Session, content: &mut Content) -> SessEnd {
     if let Err(e) = read {
         return drop_session(sess, e);
     }
+    // Room for the message as it goes out in one write (or the first
+    // piece), so that the output buffer does not grow step by step.
+    let want = req.data_size.min(BODY_WRITE as u64) as usize;
+    sess.out.reserve(want + want / 32 + 16);
     loop {
         let line = match &mut converted {
             Some(it) => it.next().map(|(text, complete)| {

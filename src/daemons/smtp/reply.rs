@@ -53,15 +53,34 @@ pub fn dsn_valid(s: &[u8]) -> usize {
 
 /// Replace bytes that are not printable ASCII by `?` (Postfix's printable()).
 pub fn printable(line: &[u8]) -> String {
-    line.iter()
-        .map(|&b| {
-            if (0x20..0x7f).contains(&b) || b == b'\t' {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    let mut s = String::with_capacity(line.len());
+    printable_into(&mut s, line);
+    s
+}
+
+/// [`printable`], appended to `out`.
+pub fn printable_into(out: &mut String, line: &[u8]) {
+    let ok = |b: u8| (0x20..0x7f).contains(&b) || b == b'\t';
+    if line.iter().all(|&b| ok(b))
+        && let Ok(text) = std::str::from_utf8(line)
+    {
+        out.push_str(text);
+        return;
+    }
+    out.extend(line.iter().map(|&b| {
+        if (0x20..0x7f).contains(&b) || b == b'\t' {
+            b as char
+        } else {
+            '?'
+        }
+    }));
+}
+
+/// [`is_last_line`] on the raw bytes (the test only looks at ASCII digits
+/// and `-`, which printable() keeps).
+pub fn is_last_line_bytes(b: &[u8]) -> bool {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    !(digits == 3 && b.get(3) == Some(&b'-'))
 }
 
 /// Is this line the last of a reply (`ddd ` or `ddd` alone; anything that is
@@ -75,7 +94,14 @@ pub fn is_last_line(line: &str) -> bool {
 /// Build a reply from its lines (without CRLF).
 pub fn from_lines(lines: &[String]) -> Reply {
     let text = lines.join("\n");
-    let last = lines.last().map(String::as_str).unwrap_or("");
+    let last_start = text.len() - lines.last().map(String::len).unwrap_or(0);
+    from_text(text, last_start)
+}
+
+/// Build a reply from its lines already joined with `\n`; the last line
+/// starts at `last_start`.
+pub fn from_text(text: String, last_start: usize) -> Reply {
+    let last = &text[last_start..];
     let b = last.as_bytes();
     let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
     let three = digits == 3 && matches!(b.get(3), None | Some(b' ') | Some(b'-'));
