@@ -701,3 +701,168 @@ fn unreadable_content_drops_the_session() {
     assert!(got.contains("DATA\r\n"), "{got}");
     assert!(!got.contains("\r\n.\r\n") && !got.contains("QUIT"), "{got}");
 }
+
+/// A queue file with `nlines` body lines of 76 bytes (records written as
+/// cleanup writes them); returns its path and the body as it goes out.
+fn big_queue_file(dir: &Path, nlines: usize) -> (PathBuf, Vec<u8>) {
+    use rostfix::global::record::{rec_encode, rec_put_size, rec_space_need};
+    let mut head = Vec::new();
+    for (t, d) in [
+        (b'T', &b"1795624322 582767"[..]),
+        (b'S', b"sender@example.test"),
+        (b'R', b"rcpt@example.test"),
+    ] {
+        rec_encode(&mut head, t, d);
+    }
+    let line = [b'x'; 76];
+    let mut body = Vec::new();
+    let mut wire = Vec::new();
+    for (i, l) in [&b"Subject: big"[..], b""]
+        .into_iter()
+        .chain(std::iter::repeat_n(&line[..], nlines))
+        .enumerate()
+    {
+        let _ = i;
+        rec_encode(&mut body, b'N', l);
+        wire.extend_from_slice(l);
+        wire.extend_from_slice(b"\r\n");
+    }
+    // The size record has a fixed width: lay it out once to learn it.
+    let mut size_rec = Vec::new();
+    rec_put_size(&mut size_rec, [0; 6]).unwrap();
+    let data_off = size_rec.len() + head.len() + rec_space_need(0);
+    let size = body.len();
+    let mut f = Vec::new();
+    rec_put_size(&mut f, [size as i64, data_off as i64, 1, 0, size as i64, 0]).unwrap();
+    assert_eq!(f.len(), size_rec.len());
+    f.extend_from_slice(&head);
+    rec_encode(&mut f, b'M', b"");
+    f.extend_from_slice(&body);
+    rec_encode(&mut f, b'X', b"");
+    rec_encode(&mut f, b'E', b"");
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("BIG0000001");
+    std::fs::write(&path, f).unwrap();
+    (path, wire)
+}
+
+/// A minimal server: replies to the commands up to DATA, then lets
+/// `body` read the message; returns what it read after the 354.
+fn data_server(
+    body: impl FnOnce(&mut BufReader<TcpStream>, &mut TcpStream) -> Vec<u8> + Send + 'static,
+) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut w, _) = l.accept().unwrap();
+        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = BufReader::new(w.try_clone().unwrap());
+        w.write_all(b"220 test ESMTP\r\n").unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return Vec::new();
+            }
+            let up = line.to_ascii_uppercase();
+            if up.starts_with("EHLO") {
+                w.write_all(b"250-test\r\n250 PIPELINING\r\n").unwrap();
+            } else if up.starts_with("DATA") {
+                w.write_all(b"354 go ahead\r\n").unwrap();
+                break;
+            } else {
+                w.write_all(b"250 2.0.0 Ok\r\n").unwrap();
+            }
+        }
+        body(&mut r, &mut w)
+    });
+    (port, h)
+}
+
+/// A message far larger than the socket buffers, to a server that waits
+/// before it reads: the output that did not fit goes out under the
+/// timeout, and the server gets every byte, then the ".".
+#[test]
+fn big_message_to_a_slow_reader_arrives_whole() {
+    use std::io::Read;
+    let dir = std::env::temp_dir().join(format!("rostfix-smtp-big-{}", std::process::id()));
+    let (path, wire) = big_queue_file(&dir, 80_000);
+    // The body, the "." and the QUIT pipelined with it.
+    let want_len = wire.len() + 3 + 6;
+    let (port, h) = data_server(move |r, w| {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got = Vec::new();
+        let mut b = [0u8; 65536];
+        while got.len() < want_len {
+            match r.read(&mut b) {
+                Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
+                _ => return got,
+            }
+        }
+        w.write_all(b"250 2.0.0 Ok: queued\r\n221 Bye\r\n").unwrap();
+        got
+    });
+    let req = DeliveryRequest::from_queue_file(
+        &path,
+        "active",
+        "BIG0000001",
+        "smtp",
+        &format!("[127.0.0.1]:{port}"),
+    )
+    .unwrap();
+    let mut c = conf(false);
+    c.data_xfer_timeout = 20;
+    c.data_done_timeout = 20;
+    let (results, log) = deliver_logged(&req, &c);
+    let got = h.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(results.len(), 1, "{log:?}");
+    assert_eq!(
+        results[0].outcome,
+        Outcome::Sent,
+        "{log:?} after {} bytes",
+        got.len()
+    );
+    let mut want = wire;
+    want.extend_from_slice(b".\r\nQUIT\r\n");
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the body differs");
+}
+
+/// A server that stops reading in the middle of the message: the send
+/// waits no longer than smtp_data_xfer_timeout, and the recipient is
+/// deferred with Postfix's words.
+#[test]
+fn stalled_server_times_out_while_sending_the_body() {
+    let dir = std::env::temp_dir().join(format!("rostfix-smtp-stall-{}", std::process::id()));
+    let (path, _) = big_queue_file(&dir, 200_000);
+    let (port, h) = data_server(|r, _| {
+        // Hold the connection without reading until the client gives up.
+        let mut b = [0u8; 1];
+        let _ = std::io::Read::read(r.get_mut(), &mut b);
+        std::thread::sleep(Duration::from_secs(3));
+        Vec::new()
+    });
+    let req = DeliveryRequest::from_queue_file(
+        &path,
+        "active",
+        "BIG0000001",
+        "smtp",
+        &format!("[127.0.0.1]:{port}"),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let (results, log) = deliver_logged(&req, &conf(false));
+    let elapsed = t.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(results.len(), 1, "{log:?}");
+    let r = &results[0];
+    assert_eq!(r.outcome, Outcome::Deferred, "{log:?}");
+    assert_eq!(r.dsn.status, "4.4.2");
+    assert_eq!(
+        r.dsn.reason,
+        "conversation with 127.0.0.1[127.0.0.1] timed out while sending message body"
+    );
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+    drop(h);
+}
