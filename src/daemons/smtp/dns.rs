@@ -141,6 +141,36 @@ fn miss_kind(e: &hickory_resolver::error::ResolveError) -> Option<bool> {
     }
 }
 
+/// The hosts file as last read, with the size and modification time it
+/// had then.
+type HostsCache = Option<(u64, std::time::SystemTime, String)>;
+
+static HOSTS: std::sync::Mutex<HostsCache> = std::sync::Mutex::new(None);
+
+/// /etc/hosts's addresses for a name. The file is read again only when its
+/// size or modification time changed (one stat per lookup instead of an
+/// open and reads, for a relay host named in every delivery request).
+fn hosts_file_addrs(host: &str) -> Vec<IpAddr> {
+    const PATH: &str = "/etc/hosts";
+    let meta = std::fs::metadata(PATH)
+        .ok()
+        .and_then(|m| Some((m.len(), m.modified().ok()?)));
+    let mut c = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    match (meta, c.as_ref()) {
+        (Some((len, mtime)), Some((l, t, _))) if *l == len && *t == mtime => {}
+        (Some((len, mtime)), _) => {
+            let text = std::fs::read_to_string(PATH).unwrap_or_default();
+            *c = Some((len, mtime, text));
+        }
+        (None, _) => {
+            *c = None;
+            return Vec::new();
+        }
+    }
+    let text = c.as_ref().map(|x| x.2.as_str()).unwrap_or("");
+    crate::global::dns::hosts_addrs(text, host)
+}
+
 /// The addresses of one host, in the order found.
 pub fn host_addrs(host: &str, pref: u32, conf: &LookupConf) -> Result<Vec<HostAddr>, Dsn> {
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -153,8 +183,7 @@ pub fn host_addrs(host: &str, pref: u32, conf: &LookupConf) -> Result<Vec<HostAd
     let mut why = name_error(host, "A", false);
     if conf.dns {
         // /etc/hosts first, as hickory's own hosts file did.
-        let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        let from_file = crate::global::dns::hosts_addrs(&text, host);
+        let from_file = hosts_file_addrs(host);
         if !from_file.is_empty() {
             return Ok(from_file
                 .into_iter()
