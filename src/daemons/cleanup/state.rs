@@ -22,6 +22,16 @@ use std::io::{BufWriter, Write};
 /// took 25 write(2)s for a 100 KB message.
 const QUEUE_FILE_BUFSIZE: usize = 32768;
 
+/// The first SIZE record: six `%15ld` zeros, updated in place at the end.
+const SIZE_PLACEHOLDER: &str = concat!(
+    "              0 ",
+    "              0 ",
+    "              0 ",
+    "              0 ",
+    "              0 ",
+    "              0"
+);
+
 const SMTPUTF8_REQUESTED: i64 = 1 << 0;
 const SMTPUTF8_HEADER: i64 = 1 << 1;
 const SMTPUTF8_SENDER: i64 = 1 << 2;
@@ -126,20 +136,29 @@ pub struct Session<'a> {
 }
 
 fn split_nameval(buf: &str) -> Result<(&str, &str), &'static str> {
-    let s = buf.trim_start_matches(|c: char| c.is_ascii_whitespace());
-    if s.is_empty() || s.starts_with('=') {
+    // All separators are ASCII: byte offsets are char boundaries.
+    let ws = |c: u8| c.is_ascii_whitespace();
+    let b = buf.as_bytes();
+    let start = b.iter().position(|&c| !ws(c)).unwrap_or(b.len());
+    let s = &b[start..];
+    if s.is_empty() || s[0] == b'=' {
         return Err("missing attribute name");
     }
     let name_end = s
-        .find(|c: char| c.is_ascii_whitespace() || c == '=')
+        .iter()
+        .position(|&c| ws(c) || c == b'=')
         .unwrap_or(s.len());
-    let name = &s[..name_end];
-    let rest = s[name_end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
-    let Some(rest) = rest.strip_prefix('=') else {
+    let after = start + name_end;
+    let eq = after
+        + b[after..]
+            .iter()
+            .position(|&c| !ws(c))
+            .unwrap_or(b.len() - after);
+    if b.get(eq) != Some(&b'=') {
         return Err("missing '=' after attribute name");
-    };
-    let value = rest.trim_matches(|c: char| c.is_ascii_whitespace());
-    Ok((name, value))
+    }
+    let value = buf[eq + 1..].trim_matches(|c: char| c.is_ascii_whitespace());
+    Ok((&buf[start..after], value))
 }
 
 /// rec_attr_map: attribute names that stand for pseudo record types.
@@ -313,7 +332,10 @@ impl<'a> Session<'a> {
 
     fn attr_update(&mut self, name: &str, value: &str) {
         match self.attr.iter_mut().find(|(n, _)| n == name) {
-            Some(e) => e.1 = value.to_string(),
+            Some(e) => {
+                e.1.clear();
+                e.1.push_str(value);
+            }
             None => self.attr.push((name.to_string(), value.to_string())),
         }
     }
@@ -408,12 +430,33 @@ impl<'a> Session<'a> {
             }
         }
         let limit = self.cf.header_limit;
-        let bytes: Vec<char> = header.chars().collect();
+        // Positions count chars (one per original byte); ASCII text needs
+        // no table from char positions to string offsets.
+        let ascii = header.is_ascii();
+        let offs: Vec<usize> = if ascii {
+            Vec::new()
+        } else {
+            header
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(header.len()))
+                .collect()
+        };
+        let off = |i: usize| if ascii { i } else { offs[i] };
+        let pos = |b: usize| {
+            if ascii {
+                b
+            } else {
+                offs.binary_search(&b).unwrap_or_else(|i| i)
+            }
+        };
+        let nchars = if ascii { header.len() } else { offs.len() - 1 };
         let mut start = 0usize;
         loop {
-            let nl = bytes[start..].iter().position(|&c| c == '\n');
-            let line_end = nl.map(|n| start + n).unwrap_or(bytes.len());
-            let mut next = nl.map(|n| start + n + 1);
+            let from = off(start);
+            let nl = header[from..].find('\n').map(|b| pos(from + b));
+            let line_end = nl.unwrap_or(nchars);
+            let mut next = nl.map(|n| n + 1);
             let mut end = line_end;
             if line_end > limit {
                 if start as f64 > 0.9 * limit as f64 {
@@ -422,9 +465,9 @@ impl<'a> Session<'a> {
                 end = limit.max(start);
                 next = None;
             }
-            let line: String = bytes[start..end].iter().collect();
+            let line = &header[off(start)..off(end)];
             if start == 0 || line.starts_with([' ', '\t']) {
-                self.out(rec_type::NORM, &line);
+                self.out(rec_type::NORM, line);
             } else {
                 self.out(rec_type::NORM, &format!("\t{line}"));
             }
@@ -452,7 +495,7 @@ impl<'a> Session<'a> {
         match self.phase {
             Phase::Start => {
                 // The SIZE record goes first so it can be updated in place.
-                self.out(rec_type::SIZE, &rec_type::size_payload([0, 0, 0, 0, 0, 0]));
+                self.out(rec_type::SIZE, SIZE_PLACEHOLDER);
                 self.phase = Phase::Envelope;
                 self.envelope(t, &text);
             }
@@ -1633,4 +1676,32 @@ fn crunch(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn size_placeholder_is_six_zero_fields() {
+        assert_eq!(
+            super::SIZE_PLACEHOLDER,
+            crate::global::rec_type::size_payload([0; 6])
+        );
+    }
+
+    #[test]
+    fn split_nameval_cases() {
+        use super::split_nameval as f;
+        assert_eq!(f("a=b"), Ok(("a", "b")));
+        assert_eq!(f("  name \t= value  "), Ok(("name", "value")));
+        assert_eq!(f("x="), Ok(("x", "")));
+        assert_eq!(f("x=y=z"), Ok(("x", "y=z")));
+        assert_eq!(f("   "), Err("missing attribute name"));
+        assert_eq!(f(" =v"), Err("missing attribute name"));
+        assert_eq!(f("name value"), Err("missing '=' after attribute name"));
+        assert_eq!(f("name"), Err("missing '=' after attribute name"));
+        assert_eq!(
+            f("n\u{e9}=\u{e9}t\u{e9} "),
+            Ok(("n\u{e9}", "\u{e9}t\u{e9}"))
+        );
+    }
 }
