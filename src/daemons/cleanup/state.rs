@@ -658,7 +658,13 @@ impl<'a> Session<'a> {
                 self.out(t, buf);
             }
             let created = now().0;
-            self.out(rec_type::ATTR, &format!("create_time={created}"));
+            let mut a = String::with_capacity(32);
+            a.push_str("create_time=");
+            match u32::try_from(created) {
+                Ok(n) => a.push_str(crate::util::stringops::decimal(&mut [0; 10], n)),
+                Err(_) => a.push_str(&created.to_string()),
+            }
+            self.out(rec_type::ATTR, &a);
             return;
         }
         if t == rec_type::FULL {
@@ -1185,10 +1191,25 @@ impl<'a> Session<'a> {
     }
 
     fn dup_key(&self, dsn_orcpt: &str, notify: i32, orcpt: &str, recip: &str) -> String {
+        let mut key = String::with_capacity(dsn_orcpt.len() + orcpt.len() + recip.len() + 16);
         if self.cf.enable_orcpt {
-            format!("{dsn_orcpt}\n{notify}\n{orcpt}\n{recip}").to_lowercase()
+            key.push_str(dsn_orcpt);
+            key.push('\n');
+            if notify >= 0 {
+                key.push_str(crate::util::stringops::decimal(&mut [0; 10], notify as u32));
+            } else {
+                key.push_str(&notify.to_string());
+            }
+            key.push('\n');
+            key.push_str(orcpt);
+            key.push('\n');
+        }
+        key.push_str(recip);
+        if key.is_ascii() {
+            key.make_ascii_lowercase();
+            key
         } else {
-            recip.to_lowercase()
+            key.to_lowercase()
         }
     }
 
@@ -1197,7 +1218,10 @@ impl<'a> Session<'a> {
             self.out(rec_type::ATTR, &format!("notify_flags={notify}"));
         }
         if !dsn_orcpt.is_empty() {
-            self.out(rec_type::ATTR, &format!("dsn_orig_rcpt={dsn_orcpt}"));
+            let mut a = String::with_capacity(14 + dsn_orcpt.len());
+            a.push_str("dsn_orig_rcpt=");
+            a.push_str(dsn_orcpt);
+            self.out(rec_type::ATTR, &a);
         }
         self.out(rec_type::ORCP, orcpt);
         self.out(rec_type::RCPT, recip);
