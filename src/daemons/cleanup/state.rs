@@ -117,7 +117,7 @@ pub struct Session<'a> {
     pub(super) cont_length: i64,
     pub rcpt_count: i64,
     pub reason: Option<String>,
-    pub(super) attr: Vec<(String, String)>,
+    pub(super) attr: Attrs,
     pub(super) mime: Option<MimeState>,
     pub(super) mime_errs: u32,
     pub(super) hdr_rewrite_context: Option<Context>,
@@ -133,6 +133,66 @@ pub struct Session<'a> {
     /// Bytes refused by the size limit: where a buffered writer's file
     /// would now end (to tell when Postfix's cleanup sees EFBIG).
     pub(super) size_over: u64,
+}
+
+/// The message's named attributes (cleanup's attr table), in arrival
+/// order. The strings of a finished message's table serve the next
+/// message in this process: no allocation per attribute.
+pub(super) struct Attrs {
+    slots: Vec<(String, String)>,
+    len: usize,
+}
+
+thread_local! {
+    static SPARE_ATTRS: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Attrs {
+    /// A table holding `log_message_origin=local` (cleanup_state_alloc),
+    /// in the strings a previous message left, if any.
+    fn recycled() -> Attrs {
+        let slots = SPARE_ATTRS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let mut a = Attrs { slots, len: 0 };
+        a.update("log_message_origin", "local");
+        a
+    }
+
+    /// Hand the strings to the next message.
+    fn keep_for_next(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        self.len = 0;
+        SPARE_ATTRS.with(|s| *s.borrow_mut() = slots);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn find(&self, name: &str) -> Option<&str> {
+        self.slots[..self.len]
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn update(&mut self, name: &str, value: &str) {
+        if let Some(e) = self.slots[..self.len].iter_mut().find(|(n, _)| n == name) {
+            e.1.clear();
+            e.1.push_str(value);
+            return;
+        }
+        match self.slots.get_mut(self.len) {
+            Some((n, v)) => {
+                n.clear();
+                n.push_str(name);
+                v.clear();
+                v.push_str(value);
+            }
+            None => self.slots.push((name.to_string(), value.to_string())),
+        }
+        self.len += 1;
+    }
 }
 
 fn split_nameval(buf: &str) -> Result<(&str, &str), &'static str> {
@@ -222,7 +282,8 @@ impl<'a> Session<'a> {
     }
 
     /// The owned configuration and log back (after finish or abort).
-    pub fn into_owned(self) -> Option<(Box<Config>, Box<MailLog>)> {
+    pub fn into_owned(mut self) -> Option<(Box<Config>, Box<MailLog>)> {
+        self.attr.keep_for_next();
         match (self.cf, self.log) {
             (Own::Boxed(c), Own::Boxed(l)) => Some((c, l)),
             _ => None,
@@ -286,7 +347,7 @@ impl<'a> Session<'a> {
             cont_length: 0,
             rcpt_count: 0,
             reason: None,
-            attr: vec![("log_message_origin".into(), "local".into())],
+            attr: Attrs::recycled(),
             mime: None,
             mime_errs: 0,
             hdr_rewrite_context: Some(Context::Local),
@@ -324,20 +385,11 @@ impl<'a> Session<'a> {
     }
 
     pub(super) fn attr_find(&self, name: &str) -> Option<&str> {
-        self.attr
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.attr.find(name)
     }
 
     fn attr_update(&mut self, name: &str, value: &str) {
-        match self.attr.iter_mut().find(|(n, _)| n == name) {
-            Some(e) => {
-                e.1.clear();
-                e.1.push_str(value);
-            }
-            None => self.attr.push((name.to_string(), value.to_string())),
-        }
+        self.attr.update(name, value);
     }
 
     /// CLEANUP_OUT_OK.
