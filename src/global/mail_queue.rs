@@ -108,7 +108,10 @@ impl QueueConf {
 
     /// `queue/` plus the hashed subdirectories for `id` (mail_queue_dir).
     pub fn dir(&self, queue: &str, id: &str) -> String {
-        let mut out = format!("{queue}/");
+        // Room for the ID too: `path` appends it.
+        let mut out = String::with_capacity(queue.len() + 1 + 2 * self.hash_depth + id.len());
+        out.push_str(queue);
+        out.push('/');
         if self.hashed(queue) {
             let key = match long_id_separator(id) {
                 Some(z) => hex_usec_of_long(id, z),
@@ -162,12 +165,24 @@ impl QueueConf {
 
     /// The absolute path of a queue file.
     pub fn abs_path(&self, queue: &str, id: &str) -> PathBuf {
-        Path::new(&latin1::to_path(&self.queue_directory))
-            .join(latin1::to_path(&self.path(queue, id)))
+        self.abs(&self.path(queue, id))
     }
 
+    /// `queue_directory/rel` (what Path::join makes of the two: `rel` is
+    /// never absolute here), built in one buffer.
     fn abs(&self, rel: &str) -> PathBuf {
-        Path::new(&latin1::to_path(&self.queue_directory)).join(latin1::to_path(rel))
+        use std::os::unix::ffi::OsStringExt;
+        let qd = &self.queue_directory;
+        if rel.starts_with('/') {
+            return latin1::to_path(rel);
+        }
+        let mut b = Vec::with_capacity(qd.len() + 1 + rel.len());
+        latin1::encode_into(qd, &mut b);
+        if !b.is_empty() && !b.ends_with(b"/") {
+            b.push(b'/');
+        }
+        latin1::encode_into(rel, &mut b);
+        PathBuf::from(std::ffi::OsString::from_vec(b))
     }
 
     /// Open an existing queue file (mail_queue_open without O_CREAT).
@@ -217,7 +232,12 @@ impl QueueConf {
         let pid = crate::sys::process::pid();
         let (file, temp) = loop {
             let (_, usec) = now();
-            let temp = format!("{queue}/{usec}.{pid}");
+            let mut temp = String::with_capacity(queue.len() + 24);
+            temp.push_str(queue);
+            temp.push('/');
+            temp.push_str(crate::util::stringops::decimal(&mut [0; 10], usec as u32));
+            temp.push('.');
+            temp.push_str(crate::util::stringops::decimal(&mut [0; 10], pid));
             match OpenOptions::new()
                 .read(true)
                 .write(true)

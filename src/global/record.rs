@@ -130,7 +130,35 @@ pub fn rec_put_type<W: Write + Seek + ?Sized>(w: &mut W, t: u8, offset: u64) -> 
 
 /// Write the SIZE record (always 97 bytes in total).
 pub fn rec_put_size<W: Write + ?Sized>(w: &mut W, fields: [i64; 6]) -> io::Result<()> {
-    rec_put(w, rec_type::SIZE, rec_type::size_payload(fields).as_bytes())
+    match size_payload(fields) {
+        Some(b) => rec_put(w, rec_type::SIZE, &b),
+        None => rec_put(w, rec_type::SIZE, rec_type::size_payload(fields).as_bytes()),
+    }
+}
+
+/// The SIZE record payload, six `%15ld` fields separated by blanks, as
+/// [`rec_type::size_payload`] writes it but without a formatter; `None`
+/// for a negative value or one wider than its field (the formatter's
+/// case).
+pub fn size_payload(fields: [i64; 6]) -> Option<[u8; 95]> {
+    let mut out = [b' '; 95];
+    for (k, &v) in fields.iter().enumerate() {
+        if !(0..=999_999_999_999_999).contains(&v) {
+            return None;
+        }
+        let field = &mut out[k * 16..k * 16 + 15];
+        let mut n = v as u64;
+        let mut i = 15;
+        loop {
+            i -= 1;
+            field[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Rewrite the SIZE record at the start of a queue file in place.
@@ -573,6 +601,23 @@ pub fn rec_goto(fp: &mut QueueStream, payload: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn size_payload_matches_the_formatter() {
+        for f in [
+            [0, 0, 0, 0, 0, 0],
+            [308, 746, 1, 12, 308, 0],
+            [999_999_999_999_999, 1, 10, 100, 7, 3],
+        ] {
+            let fast = super::size_payload(f).expect("fits");
+            assert_eq!(
+                &fast[..],
+                crate::global::rec_type::size_payload(f).as_bytes()
+            );
+        }
+        assert!(super::size_payload([-1, 0, 0, 0, 0, 0]).is_none());
+        assert!(super::size_payload([1_000_000_000_000_000, 0, 0, 0, 0, 0]).is_none());
+    }
+
     use super::*;
 
     fn stream(tag: &str, data: &[u8]) -> (QueueStream, std::path::PathBuf) {

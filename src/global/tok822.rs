@@ -56,18 +56,55 @@ fn is_cntrl(c: char) -> bool {
     (c as u32) < 32 || c as u32 == 127
 }
 
+/// The input of [`scan`]: text up to its first NUL, one char per position.
+/// ASCII text (the usual case) is read in place; other text is decoded to
+/// chars once.
+trait Chars {
+    fn len(&self) -> usize;
+    fn at(&self, i: usize) -> char;
+}
+
+impl Chars for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn at(&self, i: usize) -> char {
+        self[i] as char
+    }
+}
+
+impl Chars for [char] {
+    fn len(&self) -> usize {
+        <[char]>::len(self)
+    }
+    fn at(&self, i: usize) -> char {
+        self[i]
+    }
+}
+
 /// Collect characters while `cond` holds; a backslash takes the next
 /// character literally. Blanks are stored as a space. Returns the index
 /// where collection stopped.
-fn collect(s: &[char], mut i: usize, out: &mut String, cond: impl Fn(char) -> bool) -> usize {
+fn collect<S: Chars + ?Sized>(
+    s: &S,
+    mut i: usize,
+    out: &mut String,
+    cond: impl Fn(char) -> bool,
+) -> usize {
+    // The plain run first, to size the token once.
+    let mut j = i;
+    while j < s.len() && s.at(j) != '\\' && cond(s.at(j)) {
+        j += 1;
+    }
+    out.reserve(j - i);
     while i < s.len() {
-        let mut c = s[i];
+        let mut c = s.at(i);
         if c == '\\' {
             i += 1;
             if i >= s.len() {
                 break;
             }
-            c = s[i];
+            c = s.at(i);
         } else if !cond(c) {
             break;
         }
@@ -79,11 +116,24 @@ fn collect(s: &[char], mut i: usize, out: &mut String, cond: impl Fn(char) -> bo
 
 /// Split text into tokens (Postfix's tok822_scan).
 pub fn scan(text: &str) -> Vec<Token> {
-    let s: Vec<char> = text.chars().take_while(|&c| c != '\0').collect();
+    let text = match text.find('\0') {
+        Some(n) => &text[..n],
+        None => text,
+    };
+    if text.is_ascii() {
+        scan_chars(text.as_bytes())
+    } else {
+        let mut s = Vec::with_capacity(text.len());
+        s.extend(text.chars());
+        scan_chars(&s[..])
+    }
+}
+
+fn scan_chars<S: Chars + ?Sized>(s: &S) -> Vec<Token> {
     let mut out = Vec::with_capacity(8);
     let mut i = 0;
     while i < s.len() {
-        let c = s[i];
+        let c = s.at(i);
         i += 1;
         if is_space_tab_cr_lf(c) {
             continue;
@@ -92,7 +142,7 @@ pub fn scan(text: &str) -> Vec<Token> {
             let mut v = String::from("(");
             let mut level = 1;
             while i < s.len() {
-                let ch = s[i];
+                let ch = s.at(i);
                 v.push(ch);
                 i += 1;
                 if ch == '(' {
@@ -106,21 +156,21 @@ pub fn scan(text: &str) -> Vec<Token> {
                     if i >= s.len() {
                         break;
                     }
-                    v.push(s[i]);
+                    v.push(s.at(i));
                     i += 1;
                 }
             }
             out.push(Token::Comment(v));
         } else if c == '[' {
             let mut v = String::new();
-            i = collect(&s, i, &mut v, |c| c != ']');
+            i = collect(s, i, &mut v, |c| c != ']');
             if i < s.len() {
                 i += 1;
             }
             out.push(Token::DomLit(v));
         } else if c == '"' {
             let mut v = String::new();
-            i = collect(&s, i, &mut v, |c| c != '"');
+            i = collect(s, i, &mut v, |c| c != '"');
             if i < s.len() {
                 i += 1;
             }
@@ -129,7 +179,7 @@ pub fn scan(text: &str) -> Vec<Token> {
             out.push(Token::Op(c));
         } else {
             let mut v = String::new();
-            i = collect(&s, i - 1, &mut v, |c| {
+            i = collect(s, i - 1, &mut v, |c| {
                 !is_space_tab_cr_lf(c) && !is_opchar(c)
             });
             if v.chars().any(|c| c == ' ' || is_cntrl(c) || is_opchar(c)) {
@@ -157,9 +207,22 @@ fn space_after(t: &Token, next: Option<&Token>) -> bool {
     non_operator(t) && non_operator(next)
 }
 
+/// About how long the tokens are as text: the output's first allocation.
+fn text_len(tokens: &[Token]) -> usize {
+    tokens
+        .iter()
+        .map(|t| match t {
+            Token::Op(_) => 2,
+            Token::Atom(v) | Token::QString(v) | Token::DomLit(v) | Token::Comment(v) => {
+                v.len() + 3
+            }
+        })
+        .sum()
+}
+
 /// Tokens back to text in internal form (quoted strings unquoted).
 pub fn internalize(tokens: &[Token]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(text_len(tokens));
     for (i, t) in tokens.iter().enumerate() {
         match t {
             Token::Op(c) => out.push(*c),
@@ -189,7 +252,7 @@ fn copy_quoted(out: &mut String, text: &str, quote_set: &str) {
 /// Tokens back to text in external form (quoted strings quoted again);
 /// a comma is followed by a space.
 pub fn externalize(tokens: &[Token]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(text_len(tokens));
     for (i, t) in tokens.iter().enumerate() {
         match t {
             Token::Op(',') => {
@@ -568,6 +631,27 @@ mod tests {
                 Token::Op('|'),
                 Token::Atom("x".into()),
             ]
+        );
+        // Non-ASCII text (one char per byte) and a NUL, which ends it.
+        let r = |s: &str| Token::Atom(s.into());
+        assert_eq!(
+            scan("j\u{e9}r\u{f4}me@[\u{ff}\\]x\0y"),
+            vec![
+                r("j\u{e9}r\u{f4}me"),
+                Token::Op('@'),
+                Token::DomLit("\u{ff}]x".into())
+            ]
+        );
+        assert_eq!(scan("a\0b"), vec![r("a")]);
+        assert_eq!(
+            scan("x\\\u{e9}"),
+            vec![Token::QString("x\u{e9}".into())]
+                .into_iter()
+                .map(|t| match t {
+                    Token::QString(v) => r(&v),
+                    t => t,
+                })
+                .collect::<Vec<_>>()
         );
     }
 

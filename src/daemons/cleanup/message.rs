@@ -713,10 +713,7 @@ impl Session<'_> {
     }
 
     pub(super) fn attr_set(&mut self, name: &str, value: &str) {
-        match self.attr.iter_mut().find(|(n, _)| n == name) {
-            Some(e) => e.1 = value.to_string(),
-            None => self.attr.push((name.to_string(), value.to_string())),
-        }
+        self.attr.update(name, value);
     }
 }
 

@@ -22,6 +22,16 @@ use std::io::{BufWriter, Write};
 /// took 25 write(2)s for a 100 KB message.
 const QUEUE_FILE_BUFSIZE: usize = 32768;
 
+/// The first SIZE record: six `%15ld` zeros, updated in place at the end.
+const SIZE_PLACEHOLDER: &str = concat!(
+    "              0 ",
+    "              0 ",
+    "              0 ",
+    "              0 ",
+    "              0 ",
+    "              0"
+);
+
 const SMTPUTF8_REQUESTED: i64 = 1 << 0;
 const SMTPUTF8_HEADER: i64 = 1 << 1;
 const SMTPUTF8_SENDER: i64 = 1 << 2;
@@ -107,7 +117,7 @@ pub struct Session<'a> {
     pub(super) cont_length: i64,
     pub rcpt_count: i64,
     pub reason: Option<String>,
-    pub(super) attr: Vec<(String, String)>,
+    pub(super) attr: Attrs,
     pub(super) mime: Option<MimeState>,
     pub(super) mime_errs: u32,
     pub(super) hdr_rewrite_context: Option<Context>,
@@ -125,21 +135,90 @@ pub struct Session<'a> {
     pub(super) size_over: u64,
 }
 
+/// The message's named attributes (cleanup's attr table), in arrival
+/// order. The strings of a finished message's table serve the next
+/// message in this process: no allocation per attribute.
+pub(super) struct Attrs {
+    slots: Vec<(String, String)>,
+    len: usize,
+}
+
+thread_local! {
+    static SPARE_ATTRS: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Attrs {
+    /// A table holding `log_message_origin=local` (cleanup_state_alloc),
+    /// in the strings a previous message left, if any.
+    fn recycled() -> Attrs {
+        let slots = SPARE_ATTRS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let mut a = Attrs { slots, len: 0 };
+        a.update("log_message_origin", "local");
+        a
+    }
+
+    /// Hand the strings to the next message.
+    fn keep_for_next(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        self.len = 0;
+        SPARE_ATTRS.with(|s| *s.borrow_mut() = slots);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn find(&self, name: &str) -> Option<&str> {
+        self.slots[..self.len]
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn update(&mut self, name: &str, value: &str) {
+        if let Some(e) = self.slots[..self.len].iter_mut().find(|(n, _)| n == name) {
+            e.1.clear();
+            e.1.push_str(value);
+            return;
+        }
+        match self.slots.get_mut(self.len) {
+            Some((n, v)) => {
+                n.clear();
+                n.push_str(name);
+                v.clear();
+                v.push_str(value);
+            }
+            None => self.slots.push((name.to_string(), value.to_string())),
+        }
+        self.len += 1;
+    }
+}
+
 fn split_nameval(buf: &str) -> Result<(&str, &str), &'static str> {
-    let s = buf.trim_start_matches(|c: char| c.is_ascii_whitespace());
-    if s.is_empty() || s.starts_with('=') {
+    // All separators are ASCII: byte offsets are char boundaries.
+    let ws = |c: u8| c.is_ascii_whitespace();
+    let b = buf.as_bytes();
+    let start = b.iter().position(|&c| !ws(c)).unwrap_or(b.len());
+    let s = &b[start..];
+    if s.is_empty() || s[0] == b'=' {
         return Err("missing attribute name");
     }
     let name_end = s
-        .find(|c: char| c.is_ascii_whitespace() || c == '=')
+        .iter()
+        .position(|&c| ws(c) || c == b'=')
         .unwrap_or(s.len());
-    let name = &s[..name_end];
-    let rest = s[name_end..].trim_start_matches(|c: char| c.is_ascii_whitespace());
-    let Some(rest) = rest.strip_prefix('=') else {
+    let after = start + name_end;
+    let eq = after
+        + b[after..]
+            .iter()
+            .position(|&c| !ws(c))
+            .unwrap_or(b.len() - after);
+    if b.get(eq) != Some(&b'=') {
         return Err("missing '=' after attribute name");
-    };
-    let value = rest.trim_matches(|c: char| c.is_ascii_whitespace());
-    Ok((name, value))
+    }
+    let value = buf[eq + 1..].trim_matches(|c: char| c.is_ascii_whitespace());
+    Ok((&buf[start..after], value))
 }
 
 /// rec_attr_map: attribute names that stand for pseudo record types.
@@ -203,7 +282,8 @@ impl<'a> Session<'a> {
     }
 
     /// The owned configuration and log back (after finish or abort).
-    pub fn into_owned(self) -> Option<(Box<Config>, Box<MailLog>)> {
+    pub fn into_owned(mut self) -> Option<(Box<Config>, Box<MailLog>)> {
+        self.attr.keep_for_next();
         match (self.cf, self.log) {
             (Own::Boxed(c), Own::Boxed(l)) => Some((c, l)),
             _ => None,
@@ -267,7 +347,7 @@ impl<'a> Session<'a> {
             cont_length: 0,
             rcpt_count: 0,
             reason: None,
-            attr: vec![("log_message_origin".into(), "local".into())],
+            attr: Attrs::recycled(),
             mime: None,
             mime_errs: 0,
             hdr_rewrite_context: Some(Context::Local),
@@ -305,17 +385,11 @@ impl<'a> Session<'a> {
     }
 
     pub(super) fn attr_find(&self, name: &str) -> Option<&str> {
-        self.attr
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.attr.find(name)
     }
 
     fn attr_update(&mut self, name: &str, value: &str) {
-        match self.attr.iter_mut().find(|(n, _)| n == name) {
-            Some(e) => e.1 = value.to_string(),
-            None => self.attr.push((name.to_string(), value.to_string())),
-        }
+        self.attr.update(name, value);
     }
 
     /// CLEANUP_OUT_OK.
@@ -408,12 +482,33 @@ impl<'a> Session<'a> {
             }
         }
         let limit = self.cf.header_limit;
-        let bytes: Vec<char> = header.chars().collect();
+        // Positions count chars (one per original byte); ASCII text needs
+        // no table from char positions to string offsets.
+        let ascii = header.is_ascii();
+        let offs: Vec<usize> = if ascii {
+            Vec::new()
+        } else {
+            header
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(header.len()))
+                .collect()
+        };
+        let off = |i: usize| if ascii { i } else { offs[i] };
+        let pos = |b: usize| {
+            if ascii {
+                b
+            } else {
+                offs.binary_search(&b).unwrap_or_else(|i| i)
+            }
+        };
+        let nchars = if ascii { header.len() } else { offs.len() - 1 };
         let mut start = 0usize;
         loop {
-            let nl = bytes[start..].iter().position(|&c| c == '\n');
-            let line_end = nl.map(|n| start + n).unwrap_or(bytes.len());
-            let mut next = nl.map(|n| start + n + 1);
+            let from = off(start);
+            let nl = header[from..].find('\n').map(|b| pos(from + b));
+            let line_end = nl.unwrap_or(nchars);
+            let mut next = nl.map(|n| n + 1);
             let mut end = line_end;
             if line_end > limit {
                 if start as f64 > 0.9 * limit as f64 {
@@ -422,9 +517,9 @@ impl<'a> Session<'a> {
                 end = limit.max(start);
                 next = None;
             }
-            let line: String = bytes[start..end].iter().collect();
+            let line = &header[off(start)..off(end)];
             if start == 0 || line.starts_with([' ', '\t']) {
-                self.out(rec_type::NORM, &line);
+                self.out(rec_type::NORM, line);
             } else {
                 self.out(rec_type::NORM, &format!("\t{line}"));
             }
@@ -452,7 +547,7 @@ impl<'a> Session<'a> {
         match self.phase {
             Phase::Start => {
                 // The SIZE record goes first so it can be updated in place.
-                self.out(rec_type::SIZE, &rec_type::size_payload([0, 0, 0, 0, 0, 0]));
+                self.out(rec_type::SIZE, SIZE_PLACEHOLDER);
                 self.phase = Phase::Envelope;
                 self.envelope(t, &text);
             }
@@ -615,7 +710,13 @@ impl<'a> Session<'a> {
                 self.out(t, buf);
             }
             let created = now().0;
-            self.out(rec_type::ATTR, &format!("create_time={created}"));
+            let mut a = String::with_capacity(32);
+            a.push_str("create_time=");
+            match u32::try_from(created) {
+                Ok(n) => a.push_str(crate::util::stringops::decimal(&mut [0; 10], n)),
+                Err(_) => a.push_str(&created.to_string()),
+            }
+            self.out(rec_type::ATTR, &a);
             return;
         }
         if t == rec_type::FULL {
@@ -1142,10 +1243,25 @@ impl<'a> Session<'a> {
     }
 
     fn dup_key(&self, dsn_orcpt: &str, notify: i32, orcpt: &str, recip: &str) -> String {
+        let mut key = String::with_capacity(dsn_orcpt.len() + orcpt.len() + recip.len() + 16);
         if self.cf.enable_orcpt {
-            format!("{dsn_orcpt}\n{notify}\n{orcpt}\n{recip}").to_lowercase()
+            key.push_str(dsn_orcpt);
+            key.push('\n');
+            if notify >= 0 {
+                key.push_str(crate::util::stringops::decimal(&mut [0; 10], notify as u32));
+            } else {
+                key.push_str(&notify.to_string());
+            }
+            key.push('\n');
+            key.push_str(orcpt);
+            key.push('\n');
+        }
+        key.push_str(recip);
+        if key.is_ascii() {
+            key.make_ascii_lowercase();
+            key
         } else {
-            recip.to_lowercase()
+            key.to_lowercase()
         }
     }
 
@@ -1154,7 +1270,10 @@ impl<'a> Session<'a> {
             self.out(rec_type::ATTR, &format!("notify_flags={notify}"));
         }
         if !dsn_orcpt.is_empty() {
-            self.out(rec_type::ATTR, &format!("dsn_orig_rcpt={dsn_orcpt}"));
+            let mut a = String::with_capacity(14 + dsn_orcpt.len());
+            a.push_str("dsn_orig_rcpt=");
+            a.push_str(dsn_orcpt);
+            self.out(rec_type::ATTR, &a);
         }
         self.out(rec_type::ORCP, orcpt);
         self.out(rec_type::RCPT, recip);
@@ -1633,4 +1752,32 @@ fn crunch(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn size_placeholder_is_six_zero_fields() {
+        assert_eq!(
+            super::SIZE_PLACEHOLDER,
+            crate::global::rec_type::size_payload([0; 6])
+        );
+    }
+
+    #[test]
+    fn split_nameval_cases() {
+        use super::split_nameval as f;
+        assert_eq!(f("a=b"), Ok(("a", "b")));
+        assert_eq!(f("  name \t= value  "), Ok(("name", "value")));
+        assert_eq!(f("x="), Ok(("x", "")));
+        assert_eq!(f("x=y=z"), Ok(("x", "y=z")));
+        assert_eq!(f("   "), Err("missing attribute name"));
+        assert_eq!(f(" =v"), Err("missing attribute name"));
+        assert_eq!(f("name value"), Err("missing '=' after attribute name"));
+        assert_eq!(f("name"), Err("missing '=' after attribute name"));
+        assert_eq!(
+            f("n\u{e9}=\u{e9}t\u{e9} "),
+            Ok(("n\u{e9}", "\u{e9}t\u{e9}"))
+        );
+    }
 }

@@ -7,12 +7,13 @@ use super::anvil_clnt;
 use super::check::{Checker, is_header};
 use super::conf::Conf;
 use super::sink::{self, EndInfo, MailStart, Recipient, RecordKind, Sink, Transaction, stat};
-use super::state::{Event, State, error_class};
+use super::state::{Event, State, cat, error_class};
 use super::token::{Token, tokenize};
 use crate::global::match_list::{
     FLAG_RETURN, MatchList, match_parent_style, namadr_list, string_list,
 };
 use crate::util::latin1;
+use crate::util::stringops::decimal;
 use std::time::{Duration, SystemTime};
 
 /// EHLO_MASK_* bits (global/ehlo_mask.h), in ehlo_mask_table order.
@@ -489,7 +490,7 @@ impl<'a> Session<'a> {
     ) -> Session<'a> {
         let v6 = peer.addr.contains(':');
         let mut st = State {
-            namaddr: format!("{}[{}]", peer.name, peer.addr),
+            namaddr: cat(&[&peer.name, "[", &peer.addr, "]"]),
             rfc_addr: if v6 {
                 format!("IPv6:{}", peer.addr)
             } else {
@@ -748,8 +749,8 @@ impl<'a> Session<'a> {
     /// The connection is up: log it and greet (`pending` is what the client
     /// already sent before the greeting, if anything).
     pub fn start(&mut self, pending: &[u8]) -> Vec<Event> {
-        let na = self.st.namaddr.clone();
-        self.st.log(format!("connect from {na}"));
+        let line = cat(&["connect from ", &self.st.namaddr]);
+        self.st.log(line);
         self.inbuf.extend_from_slice(pending);
         if !self.st.stand_alone && !self.inbuf.is_empty() {
             self.flag_ill_pipelining();
@@ -764,7 +765,7 @@ impl<'a> Session<'a> {
             && self.cfg.anvil
             && !self.cfg.hogger.matches(&[&self.st.name, &self.st.addr])
         {
-            let ident = format!("{}:{}", self.cfg.service, self.st.addr);
+            let ident = cat(&[&self.cfg.service, ":", &self.st.addr]);
             self.anvil_ident = Some(ident.clone());
             let mut warns = Vec::new();
             let r = anvil_clnt::with(self.cfg.ipc_timeout, |a| {
@@ -805,11 +806,11 @@ impl<'a> Session<'a> {
                 self.reply(&err);
                 self.st.error_count += 1;
             } else {
-                let b = format!("220 {}", self.cfg.banner);
+                let b = cat(&["220 ", &self.cfg.banner]);
                 self.reply(&b);
             }
         } else {
-            let b = format!("220 {}", self.cfg.banner);
+            let b = cat(&["220 ", &self.cfg.banner]);
             self.reply(&b);
         }
         self.run();
@@ -893,32 +894,42 @@ impl<'a> Session<'a> {
         self.mail_reset();
         self.rcpt_reset();
         let stats = self.format_stats();
-        let na = self.st.namaddr.clone();
-        self.st.log(format!("disconnect from {na}{stats}"));
+        let line = cat(&["disconnect from ", &self.st.namaddr, &stats]);
+        self.st.log(line);
         self.st.events.push(Event::Close);
         self.mode = Mode::Closed;
     }
 
     fn format_stats(&self) -> String {
-        let mut s = String::new();
+        let mut s = String::with_capacity(64);
         let (mut ok, mut total) = (0, 0);
+        let num = |s: &mut String, n: u32| s.push_str(decimal(&mut [0; 10], n));
         for (i, (succ, tot)) in self.counts.iter().enumerate() {
             if *tot > 0 {
-                let name = CMDS
-                    .get(i)
-                    .map(|c| c.0.to_ascii_lowercase())
-                    .unwrap_or_else(|| "unknown".into());
-                s.push_str(&format!(" {name}={succ}"));
+                s.push(' ');
+                match CMDS.get(i) {
+                    Some(c) => {
+                        for b in c.0.chars() {
+                            s.push(b.to_ascii_lowercase());
+                        }
+                    }
+                    None => s.push_str("unknown"),
+                }
+                s.push('=');
+                num(&mut s, *succ);
                 if succ != tot {
-                    s.push_str(&format!("/{tot}"));
+                    s.push('/');
+                    num(&mut s, *tot);
                 }
                 ok += succ;
                 total += tot;
             }
         }
-        s.push_str(&format!(" commands={ok}"));
+        s.push_str(" commands=");
+        num(&mut s, ok);
         if ok != total || total == 0 {
-            s.push_str(&format!("/{total}"));
+            s.push('/');
+            num(&mut s, total);
         }
         s
     }
@@ -1771,8 +1782,7 @@ impl<'a> Session<'a> {
                 let qid = tx.queue_id();
                 self.st.queue_id = Some(qid.clone());
                 self.tx = Some(tx);
-                let na = self.st.namaddr.clone();
-                let mut line = format!("{qid}: client={na}");
+                let mut line = cat(&[&qid, ": client=", &self.st.namaddr]);
                 if let Some(i) = &self.xforward.ident {
                     line.push_str(&format!(", orig_queue_id={i}"));
                 }
@@ -2183,27 +2193,36 @@ impl<'a> Session<'a> {
             .unwrap_or(0);
         let date = crate::global::mail_date::mail_date(secs);
         let mut lines: Vec<String> = prepend;
-        lines.push(format!(
-            "Received: from {helo} ({} [{}])",
-            self.st.name, self.st.rfc_addr
-        ));
+        lines.push(cat(&[
+            "Received: from ",
+            &helo,
+            " (",
+            &self.st.name,
+            " [",
+            &self.st.rfc_addr,
+            "])",
+        ]));
+        let by = [
+            "\tby ",
+            &self.cfg.myhostname,
+            " (",
+            &self.cfg.mail_name,
+            ") with ",
+            &with,
+            " id ",
+            &qid,
+        ];
         if self.st.rcpt_count == 1
             && let Some(r) = &self.st.recipient
         {
-            lines.push(format!(
-                "\tby {} ({}) with {with} id {qid}",
-                self.cfg.myhostname, self.cfg.mail_name
-            ));
-            lines.push(format!(
-                "\tfor <{}>; {date}",
-                crate::global::quote_822_local::quote_822_local(r)
-            ));
+            lines.push(cat(&by));
+            let r = crate::global::quote_822_local::quote_822_local(r);
+            lines.push(cat(&["\tfor <", &r, ">; ", &date]));
         } else {
-            lines.push(format!(
-                "\tby {} ({}) with {with} id {qid};",
-                self.cfg.myhostname, self.cfg.mail_name
-            ));
-            lines.push(format!("\t{date}"));
+            let mut l = cat(&by);
+            l.push(';');
+            lines.push(l);
+            lines.push(cat(&["\t", &date]));
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.begin_content(flags);
@@ -2369,7 +2388,7 @@ impl<'a> Session<'a> {
             let t = if bdat {
                 format!("250 2.0.0 Ok: {} bytes queued as {qid}", self.act_size)
             } else {
-                format!("250 2.0.0 Ok: queued as {qid}")
+                cat(&["250 2.0.0 Ok: queued as ", &qid])
             };
             self.reply(&t);
         } else if self.err & stat::BARE_LF != 0 {

@@ -114,11 +114,24 @@ impl Conn for TcpStream {
     fn pending(&mut self) -> Vec<u8> {
         // One non-blocking recv (MSG_DONTWAIT) instead of toggling the
         // descriptor's O_NONBLOCK around a read.
-        let mut buf = [0u8; 4096];
-        match crate::sys::net::recv_nowait(self.as_raw_fd(), &mut buf) {
-            Ok(n) => buf[..n].to_vec(),
-            Err(_) => Vec::new(),
+        // Usually nothing is there: a small buffer to zero, and more
+        // reads (up to 4096 bytes in all) only when it fills.
+        const MAX: usize = 4096;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        while out.len() < MAX {
+            let want = buf.len().min(MAX - out.len());
+            match crate::sys::net::recv_nowait(self.as_raw_fd(), &mut buf[..want]) {
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if n < want {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
         }
+        out
     }
 }
 

@@ -45,12 +45,18 @@ fn quoted(s: &[char], mut i: usize, tok: &mut Token, start: char, last: char) ->
 
 /// Split a command line into tokens.
 pub fn tokenize(line: &str) -> Vec<Token> {
-    let s: Vec<char> = line.chars().take_while(|&c| c != '\0').collect();
-    let mut out = Vec::new();
+    let line = match line.find('\0') {
+        Some(n) => &line[..n],
+        None => line,
+    };
+    let mut s: Vec<char> = Vec::with_capacity(line.len());
+    s.extend(line.chars());
+    let mut out = Vec::with_capacity(4);
     let mut i = 0;
     loop {
+        // Sized for the rest of the line: one allocation per token.
         let mut tok = Token {
-            text: String::new(),
+            text: String::with_capacity(line.len() - i.min(line.len())),
             error: false,
         };
         while let Some(&c) = s.get(i) {
