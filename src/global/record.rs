@@ -217,6 +217,25 @@ enum Sink {
     Collect(Vec<String>),
 }
 
+thread_local! {
+    /// The read buffer of the last stream dropped, for the next one: a
+    /// daemon opens one queue file after another, and a fresh zeroed 8 KB
+    /// per file was measurable in the delivery agents (only the bytes below
+    /// `len` are ever read, so the old contents do not matter).
+    static SPARE_BUF: std::cell::RefCell<Option<Box<[u8]>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Drop for QueueStream {
+    fn drop(&mut self) {
+        if self.buf.len() == BUFSIZE {
+            let buf = std::mem::take(&mut self.buf);
+            // try_with: a stream dropped while the thread's locals are
+            // being destroyed just frees its buffer.
+            let _ = SPARE_BUF.try_with(|b| *b.borrow_mut() = Some(buf));
+        }
+    }
+}
+
 /// A buffered, seekable-if-possible input stream with a name for messages,
 /// like Postfix's VSTREAM opened for reading.
 pub struct QueueStream {
@@ -238,7 +257,11 @@ impl QueueStream {
         QueueStream {
             file,
             path: path.to_string(),
-            buf: vec![0u8; BUFSIZE].into_boxed_slice(),
+            buf: SPARE_BUF
+                .try_with(|b| b.borrow_mut().take())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| vec![0u8; BUFSIZE].into_boxed_slice()),
             pos: 0,
             len: 0,
             nseek: false,
@@ -642,6 +665,26 @@ mod tests {
         let mut v = Vec::new();
         rec_pad(&mut v, b'w', 0).unwrap();
         assert_eq!(v, b"w\x010");
+    }
+
+    #[test]
+    fn a_reused_buffer_shows_only_the_new_file() {
+        // The first stream fills its buffer with one file; the next stream
+        // (which takes that buffer over) must see only its own bytes.
+        let mut long = Vec::new();
+        rec_encode(&mut long, b'N', &[b'x'; 5000]);
+        let (mut a, pa) = stream("reuse-a", &long);
+        let mut buf = Vec::new();
+        assert_eq!(rec_get(&mut a, &mut buf, 0), Rec::Type(b'N'));
+        drop(a);
+        let mut short = Vec::new();
+        rec_encode(&mut short, b'T', b"1 2");
+        let (mut b, pb) = stream("reuse-b", &short);
+        assert_eq!(rec_get(&mut b, &mut buf, 0), Rec::Type(b'T'));
+        assert_eq!(buf, b"1 2");
+        assert_eq!(rec_get(&mut b, &mut buf, 0), Rec::Eof);
+        std::fs::remove_file(&pa).unwrap();
+        std::fs::remove_file(&pb).unwrap();
     }
 
     #[test]
