@@ -503,8 +503,10 @@ pub fn mark_done(file: &mut std::fs::File, offset: i64) -> io::Result<()> {
     if offset <= 0 {
         return Ok(());
     }
-    crate::global::record::rec_put_type(file, rec_type::DONE, offset as u64)?;
-    file.flush()
+    // One pwrite(2): no seek before the write (the file position is not
+    // used afterwards).
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[rec_type::DONE], offset as u64)
 }
 
 /// Record what a delivery agent did (the agent halves of sent(),

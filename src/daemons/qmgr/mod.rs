@@ -267,6 +267,8 @@ pub struct Qmgr {
     transport_busy: HashMap<String, u32>,
     transport_dead: HashMap<String, (Instant, Dsn)>,
     in_flight: usize,
+    /// incoming/, kept open between listings.
+    incoming_dir: Option<(crate::sys::dir::Dir, Instant)>,
     /// Deliveries that ended, to be handled by the next round.
     ended: Vec<(Delivery, conns::Attempt)>,
     /// Written by a delivery thread after it sent its result: wakes the
@@ -320,6 +322,58 @@ fn queue_files(dir: &str, depth: usize, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// How long qmgr keeps incoming/ open between its listings (a directory
+/// replaced meanwhile is picked up after this long at most).
+const DIR_KEEP: Duration = Duration::from_secs(1);
+
+/// List incoming/ (as [`queue_files`]) through a directory stream that is
+/// kept open for [`DIR_KEEP`]: a listing costs a rewind and the reads.
+fn incoming_files(
+    cache: &mut Option<(crate::sys::dir::Dir, Instant)>,
+    depth: usize,
+    out: &mut Vec<(String, String)>,
+) {
+    use crate::sys::dir::{Dir, Kind};
+    const DIR: &str = "incoming";
+    match cache {
+        Some((d, since)) if since.elapsed() < DIR_KEEP => d.rewind(),
+        _ => match Dir::open(DIR) {
+            Ok(d) => *cache = Some((d, Instant::now())),
+            Err(_) => {
+                *cache = None;
+                return;
+            }
+        },
+    }
+    let Some((dir, _)) = cache.as_mut() else {
+        return;
+    };
+    let mut names: Vec<(String, Kind)> = Vec::new();
+    dir.each(|name, kind| {
+        if let Ok(n) = std::str::from_utf8(name) {
+            names.push((n.to_string(), kind));
+        }
+    });
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in names {
+        let path = format!("{DIR}/{name}");
+        let kind = match kind {
+            Kind::Unknown => match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => Kind::File,
+                Ok(m) if m.is_dir() => Kind::Dir,
+                Ok(_) => Kind::Other,
+                Err(_) => continue,
+            },
+            k => k,
+        };
+        if kind == Kind::Dir && depth > 0 && name.len() == 1 {
+            queue_files(&path, depth - 1, out);
+        } else if kind == Kind::File && crate::global::mail_queue::id_ok(&name) {
+            out.push((name, path));
+        }
+    }
+}
+
 fn mtime_secs(path: &str) -> Option<(i64, u32)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
@@ -349,6 +403,7 @@ impl Qmgr {
             transport_busy: HashMap::new(),
             transport_dead: HashMap::new(),
             in_flight: 0,
+            incoming_dir: None,
             ended: Vec::new(),
             scan_incoming: true,
             scan_deferred: true,
@@ -413,7 +468,7 @@ impl Qmgr {
         let mut inc = Vec::new();
         let mut def = Vec::new();
         if self.scan_incoming {
-            queue_files("incoming", self.qc.hash_depth, &mut inc);
+            incoming_files(&mut self.incoming_dir, self.qc.hash_depth, &mut inc);
         }
         if self.scan_deferred || Instant::now() >= self.next_deferred_scan {
             queue_files("deferred", self.qc.hash_depth, &mut def);
