@@ -594,7 +594,7 @@ fn accepted_blocking(set_nonblocking: impl FnOnce(bool) -> std::io::Result<()>) 
 
 /// Read what one trigger client sends, briefly and boundedly.
 fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 1024];
+    let mut buf = [0u8; 1024];
     match l {
         Listener::Fifo(fd) => {
             use std::os::fd::AsRawFd;

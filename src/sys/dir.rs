@@ -27,7 +27,9 @@ impl Dir {
         // SAFETY: c is a valid NUL-terminated string; opendir returns a
         // stream we own or NULL.
         let p = unsafe { libc::opendir(c.as_ptr()) };
-        NonNull::new(p).map(Dir).ok_or_else(io::Error::last_os_error)
+        NonNull::new(p)
+            .map(Dir)
+            .ok_or_else(io::Error::last_os_error)
     }
 
     /// Start over: the next entries are read afresh from the directory.
@@ -51,7 +53,10 @@ impl Dir {
             // is NUL-terminated.
             let (name, t) = unsafe {
                 let e = &*ent;
-                (std::ffi::CStr::from_ptr(e.d_name.as_ptr()).to_bytes(), e.d_type)
+                (
+                    std::ffi::CStr::from_ptr(e.d_name.as_ptr()).to_bytes(),
+                    e.d_type,
+                )
             };
             if name == b"." || name == b".." {
                 continue;
@@ -94,8 +99,16 @@ mod tests {
             v
         };
         let first = list(&mut dir);
-        assert!(first.iter().any(|(n, k)| n == "a" && matches!(k, Kind::File | Kind::Unknown)));
-        assert!(first.iter().any(|(n, k)| n == "sub" && matches!(k, Kind::Dir | Kind::Unknown)));
+        assert!(
+            first
+                .iter()
+                .any(|(n, k)| n == "a" && matches!(k, Kind::File | Kind::Unknown))
+        );
+        assert!(
+            first
+                .iter()
+                .any(|(n, k)| n == "sub" && matches!(k, Kind::Dir | Kind::Unknown))
+        );
         std::fs::write(d.join("b"), b"y").unwrap();
         dir.rewind();
         let names: Vec<String> = list(&mut dir).into_iter().map(|x| x.0).collect();

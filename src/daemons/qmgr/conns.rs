@@ -64,6 +64,8 @@ pub struct Agents<T> {
     busy: Vec<Busy<T>>,
     idle: HashMap<String, Vec<(UnixStream, Instant)>>,
     hello: Vec<u8>,
+    /// Where answers are read to (zeroed once, not per read).
+    scratch: Box<[u8]>,
 }
 
 impl<T> Default for Agents<T> {
@@ -72,6 +74,7 @@ impl<T> Default for Agents<T> {
             busy: Vec::new(),
             idle: HashMap::new(),
             hello: crate::global::attr0::encode(&[("protocol", deliver_proto::PROTO_DELIVER)]),
+            scratch: vec![0u8; 4096].into_boxed_slice(),
         }
     }
 }
@@ -156,7 +159,11 @@ impl<T> Agents<T> {
     /// The descriptors to poll, with their events.
     pub fn poll_fds(&self, out: &mut Vec<(RawFd, i16)>) {
         for b in &self.busy {
-            let ev = if b.sent < b.out.len() { POLLOUT } else { POLLIN };
+            let ev = if b.sent < b.out.len() {
+                POLLOUT
+            } else {
+                POLLIN
+            };
             out.push((b.stream.as_raw_fd(), ev));
         }
         for list in self.idle.values() {
@@ -177,7 +184,7 @@ impl<T> Agents<T> {
                     Err(e) => Some(Attempt::Broken(e)),
                 }
             } else {
-                read_some(b, &self.hello)
+                read_some(b, &self.hello, &mut self.scratch)
             };
             if let Some(outcome) = outcome {
                 let b = self.busy.swap_remove(k);
@@ -251,9 +258,8 @@ fn write_some<T>(b: &mut Busy<T>) -> Result<(), String> {
 
 /// Read what the agent sent; the outcome once its answer is complete.
 /// What follows the answer stays in `b.input`.
-fn read_some<T>(b: &mut Busy<T>, hello: &[u8]) -> Option<Attempt> {
-    let mut buf = [0u8; 4096];
-    match (&b.stream).read(&mut buf) {
+fn read_some<T>(b: &mut Busy<T>, hello: &[u8], buf: &mut [u8]) -> Option<Attempt> {
+    match (&b.stream).read(buf) {
         Ok(0) => return Some(Attempt::Broken("unexpected end of input".into())),
         Ok(n) => b.input.extend_from_slice(&buf[..n]),
         Err(e)
