@@ -279,8 +279,7 @@ fn read_some<T>(b: &mut Busy<T>, hello: &[u8], buf: &mut [u8]) -> Option<Attempt
         at = g;
     }
     let r = group_len(&b.input[at..])?;
-    let mut slice = &b.input[at..at + r];
-    let outcome = match deliver_proto::read_reply(&mut slice) {
+    let outcome = match deliver_proto::parse_reply(&b.input[at..at + r]) {
         Ok(reply) => Attempt::Reply(reply),
         Err(e) => Attempt::Broken(e),
     };
