@@ -142,13 +142,16 @@ pub fn encode_request(req: &DeliveryRequest) -> Vec<u8> {
     for r in &req.rcpt {
         let off = r.offset.to_string();
         let notify = r.dsn_notify.to_string();
-        out.extend(attr0::encode(&[
-            ("original_recipient", &r.orig_addr),
-            ("recipient", &r.address),
-            ("offset", &off),
-            ("dsn_orig_rcpt", &r.dsn_orcpt),
-            ("notify_flags", &notify),
-        ]));
+        attr0::encode_into(
+            &[
+                ("original_recipient", &r.orig_addr),
+                ("recipient", &r.address),
+                ("offset", &off),
+                ("dsn_orig_rcpt", &r.dsn_orcpt),
+                ("notify_flags", &notify),
+            ],
+            &mut out,
+        );
     }
     out
 }
@@ -306,6 +309,55 @@ pub fn read_reply<R: BufRead + ?Sized>(r: &mut R) -> Result<Reply, String> {
             reason: v[6].into(),
         },
         status: num(v[7], "status")?,
+    })
+}
+
+/// [`read_reply`] over one complete attribute group (up to and including
+/// its final NUL, as qmgr's event loop collects it): the values are taken
+/// straight from the buffer. Anything unexpected is left to
+/// [`read_reply`], for its error text.
+pub fn parse_reply(group: &[u8]) -> Result<Reply, String> {
+    const NAMES: [&[u8]; 8] = [
+        b"status",
+        b"diag_type",
+        b"diag_text",
+        b"mta_type",
+        b"mta_mname",
+        b"action",
+        b"reason",
+        b"status",
+    ];
+    let mut v: [&[u8]; 8] = [b""; 8];
+    let mut it = group.split(|&b| b == 0);
+    let mut ok = true;
+    for (k, want) in NAMES.iter().enumerate() {
+        match (it.next(), it.next()) {
+            (Some(n), Some(val)) if n == *want => v[k] = val,
+            _ => {
+                ok = false;
+                break;
+            }
+        }
+    }
+    // The group's end (an empty name), then nothing.
+    ok = ok && it.next() == Some(b"") && it.next() == Some(b"") && it.next().is_none();
+    let status = std::str::from_utf8(v[7]).ok().and_then(|t| t.parse().ok());
+    let (true, Some(status)) = (ok, status) else {
+        let mut r = group;
+        return read_reply(&mut r);
+    };
+    let text = crate::util::latin1::decode;
+    Ok(Reply {
+        hop: HopStatus {
+            status: text(v[0]),
+            dtype: text(v[1]),
+            dtext: text(v[2]),
+            mtype: text(v[3]),
+            mname: text(v[4]),
+            action: text(v[5]),
+            reason: text(v[6]),
+        },
+        status,
     })
 }
 
@@ -503,8 +555,10 @@ pub fn mark_done(file: &mut std::fs::File, offset: i64) -> io::Result<()> {
     if offset <= 0 {
         return Ok(());
     }
-    crate::global::record::rec_put_type(file, rec_type::DONE, offset as u64)?;
-    file.flush()
+    // One pwrite(2): no seek before the write (the file position is not
+    // used afterwards).
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[rec_type::DONE], offset as u64)
 }
 
 /// Record what a delivery agent did (the agent halves of sent(),
@@ -819,6 +873,40 @@ pub fn all_recipients(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_reply_agrees_with_read_reply() {
+        let full = encode_reply(&Reply {
+            hop: HopStatus {
+                status: "4.4.1".into(),
+                dtype: "x".into(),
+                dtext: "t\u{e9}xt".into(),
+                mtype: "dns".into(),
+                mname: "host".into(),
+                action: "delayed".into(),
+                reason: "conn refused".into(),
+            },
+            status: 1,
+        });
+        let a = parse_reply(&full).unwrap();
+        let b = read_reply(&mut &full[..]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!((a.status, a.hop.dtext.as_str()), (1, "t\u{e9}xt"));
+        let plain = encode_reply(&Reply::default());
+        assert_eq!(parse_reply(&plain).unwrap().status, 0);
+        // Wrong, missing or extra attributes: read_reply's errors.
+        for bad in [
+            &full[..full.len() - 1],
+            b"status\0x\0\0".as_slice(),
+            b"\0".as_slice(),
+        ] {
+            assert_eq!(
+                parse_reply(bad).err(),
+                read_reply(&mut &bad[..]).err(),
+                "{bad:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -575,11 +575,12 @@ pub trait TriggerService {
     fn unlimited(&self) -> bool {
         false
     }
-    /// A descriptor of the service's own that also ends the wait (qmgr's
-    /// finished deliveries); the service drains it in `tick`.
-    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
-    }
+    /// Descriptors of the service's own (with their poll events) that
+    /// also end the wait: qmgr's delivery agent connections.
+    fn poll_fds(&self, _out: &mut Vec<(std::os::fd::RawFd, i16)>) {}
+    /// Those of the service's descriptors that poll reported ready (with
+    /// their returned events), before the triggers that came meanwhile.
+    fn poll_ready(&mut self, _ready: &[(std::os::fd::RawFd, i16)], _server: &Server) {}
 }
 
 /// Make an accepted connection blocking. Linux's accept(2) never passes
@@ -593,7 +594,7 @@ fn accepted_blocking(set_nonblocking: impl FnOnce(bool) -> std::io::Result<()>) 
 
 /// Read what one trigger client sends, briefly and boundedly.
 fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 1024];
+    let mut buf = [0u8; 1024];
     match l {
         Listener::Fifo(fd) => {
             use std::os::fd::AsRawFd;
@@ -605,6 +606,13 @@ fn read_trigger(l: &Listener) -> Option<Vec<u8>> {
         Listener::Unix(u) => {
             let (mut s, _) = u.accept().ok()?;
             accepted_blocking(|b| s.set_nonblocking(b));
+            // The client writes its request as soon as it connected: it is
+            // usually there already, and then no read timeout needs
+            // setting.
+            use std::os::fd::AsRawFd;
+            if let Ok(Some(n)) = crate::sys::net::recv_queued(s.as_raw_fd(), &mut buf) {
+                return Some(buf[..n].to_vec());
+            }
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let n = s.read(&mut buf).unwrap_or(0);
             Some(buf[..n].to_vec())
@@ -641,6 +649,8 @@ pub fn trigger_server(
     let unlimited = service.unlimited();
     let mut use_count = 0i64;
     let mut idle_since = Instant::now();
+    let mut own: Vec<(std::os::fd::RawFd, i16)> = Vec::new();
+    let mut fds: Vec<(std::os::fd::RawFd, i16)> = Vec::new();
     loop {
         let next = service.tick(&server);
         if !unlimited && max_use > 0 && use_count >= max_use {
@@ -655,23 +665,32 @@ pub fn trigger_server(
             }
         }
         let ms = poll_ms(wait);
-        let mut fds: Vec<i32> = server.listen_fds.clone();
-        fds.extend(service.wake_fd());
-        fds.push(STATUS_FD);
-        let ready = process::poll_read(&fds, ms).unwrap_or_else(|e| {
+        own.clear();
+        service.poll_fds(&mut own);
+        fds.clear();
+        fds.extend(server.listen_fds.iter().map(|&fd| (fd, process::POLLIN)));
+        fds.push((STATUS_FD, process::POLLIN));
+        fds.extend_from_slice(&own);
+        process::poll_events(&mut fds, ms).unwrap_or_else(|e| {
             msg::fatal(&format!(
                 "select: {}",
                 crate::global::config_file::errno_text(&e)
             ))
         });
-        if ready.last() == Some(&true) {
+        let nl = server.listen_fds.len();
+        if fds[nl].1 != 0 {
             if msg::verbose() > 0 {
                 msg::info("master disconnect -- exiting");
             }
             return 0;
         }
-        for (k, r) in ready.iter().enumerate().take(listeners.len()) {
-            if !r {
+        own.clear();
+        own.extend(fds[nl + 1..].iter().filter(|f| f.1 != 0));
+        if !own.is_empty() {
+            service.poll_ready(&own, &server);
+        }
+        for (k, &(_, r)) in fds.iter().enumerate().take(listeners.len()) {
+            if r == 0 {
                 continue;
             }
             if let Some(data) = read_trigger(&listeners[k]) {

@@ -1,5 +1,6 @@
 //! The only place for `unsafe`: thin wrappers around system calls.
 
+pub mod dir;
 pub mod env;
 pub mod epoll;
 pub mod ids;

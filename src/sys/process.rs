@@ -323,6 +323,37 @@ pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// poll(2)'s readable event.
+pub const POLLIN: i16 = libc::POLLIN;
+/// poll(2)'s writable event.
+pub const POLLOUT: i16 = libc::POLLOUT;
+
+/// Wait until one of `fds` (descriptor, wanted events) is ready or
+/// `timeout_ms` passed (negative: no limit); each entry's events are
+/// replaced by the returned ones (0: not ready; all 0 after a signal).
+pub fn poll_events(fds: &mut [(RawFd, i16)], timeout_ms: i32) -> io::Result<()> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: pfds is a valid array of pollfd of the given length.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    for (f, p) in fds.iter_mut().zip(&pfds) {
+        f.1 = if rc < 0 { 0 } else { p.revents };
+    }
+    Ok(())
+}
+
 /// poll(2) for readability. Returns, for each descriptor, whether it is
 /// readable (or hung up / in error). EINTR counts as "nothing ready".
 pub fn poll_read(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {

@@ -41,7 +41,6 @@
 //! double_bounce_sender, soft_bounce.
 
 pub mod conns;
-pub mod pool;
 pub mod sched;
 
 use crate::daemons::bounce::client::{
@@ -58,7 +57,6 @@ use crate::master::server::{self, Server, TriggerService};
 use sched::{Dest, Feedback, Limits};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// DEL_REQ_FLAG_SUCCESS | DEL_REQ_FLAG_BOUNCE.
@@ -248,6 +246,12 @@ struct Finished {
     result: Done,
 }
 
+/// What a delivery in flight carries: its entry and queue.
+struct Delivery {
+    entry: Entry,
+    key: Key,
+}
+
 /// The queue manager's state.
 pub struct Qmgr {
     cfg: QmgrConfig,
@@ -263,12 +267,12 @@ pub struct Qmgr {
     transport_busy: HashMap<String, u32>,
     transport_dead: HashMap<String, (Instant, Dsn)>,
     in_flight: usize,
+    /// incoming/, kept open between listings.
+    incoming_dir: Option<(crate::sys::dir::Dir, Instant)>,
+    /// Deliveries that ended, to be handled by the next round.
+    ended: Vec<(Delivery, conns::Attempt)>,
     /// Written by a delivery thread after it sent its result: wakes the
     /// main loop's poll at once (an in-process self-pipe).
-    wake_tx: Arc<std::os::unix::net::UnixStream>,
-    wake_rx: std::os::unix::net::UnixStream,
-    tx: mpsc::Sender<Finished>,
-    rx: mpsc::Receiver<Finished>,
     scan_incoming: bool,
     scan_deferred: bool,
     scan_all: bool,
@@ -284,9 +288,8 @@ pub struct Qmgr {
     /// active message each round.
     done_ids: Vec<String>,
     /// The threads that run deliveries.
-    pool: pool::Pool,
     /// Delivery agent connections waiting for another request.
-    conns: Arc<conns::Conns>,
+    agents: conns::Agents<Delivery>,
 }
 
 /// A queue file to look at: queue, id, path, ignore its time stamp.
@@ -319,6 +322,58 @@ fn queue_files(dir: &str, depth: usize, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// How long qmgr keeps incoming/ open between its listings (a directory
+/// replaced meanwhile is picked up after this long at most).
+const DIR_KEEP: Duration = Duration::from_secs(1);
+
+/// List incoming/ (as [`queue_files`]) through a directory stream that is
+/// kept open for [`DIR_KEEP`]: a listing costs a rewind and the reads.
+fn incoming_files(
+    cache: &mut Option<(crate::sys::dir::Dir, Instant)>,
+    depth: usize,
+    out: &mut Vec<(String, String)>,
+) {
+    use crate::sys::dir::{Dir, Kind};
+    const DIR: &str = "incoming";
+    match cache {
+        Some((d, since)) if since.elapsed() < DIR_KEEP => d.rewind(),
+        _ => match Dir::open(DIR) {
+            Ok(d) => *cache = Some((d, Instant::now())),
+            Err(_) => {
+                *cache = None;
+                return;
+            }
+        },
+    }
+    let Some((dir, _)) = cache.as_mut() else {
+        return;
+    };
+    let mut names: Vec<(String, Kind)> = Vec::new();
+    dir.each(|name, kind| {
+        if let Ok(n) = std::str::from_utf8(name) {
+            names.push((n.to_string(), kind));
+        }
+    });
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in names {
+        let path = format!("{DIR}/{name}");
+        let kind = match kind {
+            Kind::Unknown => match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => Kind::File,
+                Ok(m) if m.is_dir() => Kind::Dir,
+                Ok(_) => Kind::Other,
+                Err(_) => continue,
+            },
+            k => k,
+        };
+        if kind == Kind::Dir && depth > 0 && name.len() == 1 {
+            queue_files(&path, depth - 1, out);
+        } else if kind == Kind::File && crate::global::mail_queue::id_ok(&name) {
+            out.push((name, path));
+        }
+    }
+}
+
 fn mtime_secs(path: &str) -> Option<(i64, u32)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
@@ -334,15 +389,6 @@ fn set_times(path: &str, when: i64) {
 
 impl Qmgr {
     pub fn new(conf: &MailConf) -> Result<Qmgr, String> {
-        let (tx, rx) = mpsc::channel();
-        let (wake_tx, wake_rx) =
-            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        wake_rx
-            .set_nonblocking(true)
-            .map_err(|e| format!("socketpair: {e}"))?;
-        wake_tx
-            .set_nonblocking(true)
-            .map_err(|e| format!("socketpair: {e}"))?;
         Ok(Qmgr {
             cfg: QmgrConfig::from_conf(conf)?,
             conf: conf.clone(),
@@ -357,10 +403,8 @@ impl Qmgr {
             transport_busy: HashMap::new(),
             transport_dead: HashMap::new(),
             in_flight: 0,
-            wake_tx: Arc::new(wake_tx),
-            wake_rx,
-            tx,
-            rx,
+            incoming_dir: None,
+            ended: Vec::new(),
             scan_incoming: true,
             scan_deferred: true,
             scan_all: false,
@@ -368,8 +412,7 @@ impl Qmgr {
             feed: VecDeque::new(),
             feed_ids: std::collections::HashSet::new(),
             done_ids: Vec::new(),
-            pool: pool::Pool::new(),
-            conns: Arc::new(conns::Conns::new()),
+            agents: conns::Agents::new(),
         })
     }
 
@@ -425,7 +468,7 @@ impl Qmgr {
         let mut inc = Vec::new();
         let mut def = Vec::new();
         if self.scan_incoming {
-            queue_files("incoming", self.qc.hash_depth, &mut inc);
+            incoming_files(&mut self.incoming_dir, self.qc.hash_depth, &mut inc);
         }
         if self.scan_deferred || Instant::now() >= self.next_deferred_scan {
             queue_files("deferred", self.qc.hash_depth, &mut def);
@@ -950,27 +993,13 @@ impl Qmgr {
         req.nexthop = e.nexthop.clone();
         req.transport = e.transport.clone();
         req.rcpt = e.rcpt.clone();
-        let tx = self.tx.clone();
         self.in_flight += 1;
         let path = format!("private/{}", e.transport);
-        let wake = Arc::clone(&self.wake_tx);
-        let agents = Arc::clone(&self.conns);
-        self.pool.run(Box::new(move || {
-            let result = match agents.deliver(&path, &req) {
-                conns::Attempt::Reply(r) => Done::Reply(r),
-                conns::Attempt::Unavailable(t) => Done::Unavailable(t),
-                conns::Attempt::Broken(t) => Done::Broken(t),
-            };
-            let _ = tx.send(Finished {
-                entry: e,
-                key,
-                result,
-            });
-            // Wake the main loop at once (a full socket buffer means a
-            // wake-up is pending anyway).
-            use std::io::Write;
-            let _ = (&*wake).write(b"W");
-        }));
+        // An attempt that ended at once is handled by the next round (as
+        // one that ends later), never inside this dispatch.
+        if let Some(ended) = self.agents.start(&path, &req, Delivery { entry: e, key }) {
+            self.ended.push(ended);
+        }
     }
 
     fn entry_done(&mut self, id: &str) {
@@ -1126,11 +1155,10 @@ impl Qmgr {
                 m.defer_flag = true;
             }
         }
-        // Recipients an agent deferred are in the defer log (our agents
-        // report such a delivery as final once the log is written).
-        if std::fs::metadata(self.qc.path("defer", &id)).is_ok() {
-            m.defer_flag = true;
-        }
+        // Recipients deferred in this pass are known without looking at the
+        // defer log (as Postfix's qmgr_active_done): an agent that deferred
+        // one answers "deferred", a broken conversation and qmgr's own
+        // deferrals set the flag, and activation removed any older log.
         let active = self.qc.path("active", &id);
         if m.defer_flag && mtime_secs(&active).is_none_or(|(_, mode)| mode & 0o700 != 0o700) {
             self.corrupt(&id);
@@ -1203,10 +1231,18 @@ impl Qmgr {
     /// One round of work: collect finished deliveries, scan, dispatch,
     /// retire messages. Returns how long to wait at most.
     pub fn run_once(&mut self) -> Option<Duration> {
-        self.drain_wake();
         let mut freed = false;
-        while let Ok(f) = self.rx.try_recv() {
-            self.finished(f);
+        for (d, attempt) in std::mem::take(&mut self.ended) {
+            let result = match attempt {
+                conns::Attempt::Reply(r) => Done::Reply(r),
+                conns::Attempt::Unavailable(t) => Done::Unavailable(t),
+                conns::Attempt::Broken(t) => Done::Broken(t),
+            };
+            self.finished(Finished {
+                entry: d.entry,
+                key: d.key,
+                result,
+            });
             freed = true;
         }
         if freed {
@@ -1227,11 +1263,13 @@ impl Qmgr {
         self.feed_some(FEED_BATCH);
         self.dispatch();
         self.finish_messages();
-        if !self.feed.is_empty() && self.msgs.len() < self.cfg.active_limit {
+        if !self.ended.is_empty()
+            || (!self.feed.is_empty() && self.msgs.len() < self.cfg.active_limit)
+        {
             // More files to take in: come back at once.
             return Some(Duration::ZERO);
         }
-        // Finished deliveries wake the loop through wake_fd.
+        // Agent answers end the wait through the polled connections.
         let mut wait = self
             .next_deferred_scan
             .saturating_duration_since(Instant::now());
@@ -1247,24 +1285,31 @@ impl Qmgr {
         if !self.order.is_empty() {
             wait = wait.min(Duration::from_secs(1));
         }
-        // Unused agent connections are closed when due.
-        if let Some(due) = self.conns.expire() {
+        // Unused agent connections are closed when due, and agents that
+        // do not answer in time are given up.
+        let mut ended = std::mem::take(&mut self.ended);
+        if let Some(due) = self.agents.expire(&mut ended) {
             wait = wait.min(due);
+        }
+        self.ended = ended;
+        if !self.ended.is_empty() {
+            return Some(Duration::ZERO);
         }
         Some(wait.max(Duration::from_millis(10)))
     }
 
-    /// Empty the wake-up socket (its bytes carry no information).
-    fn drain_wake(&self) {
-        use std::io::Read;
-        let mut buf = [0u8; 256];
-        while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+    /// The agent connections the main loop polls.
+    pub fn poll_fds(&self, out: &mut Vec<(std::os::fd::RawFd, i16)>) {
+        self.agents.poll_fds(out);
     }
 
-    /// The descriptor the main loop polls for finished deliveries.
-    pub fn wake_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.wake_rx.as_raw_fd()
+    /// Handle the agent connections that poll reported ready.
+    pub fn poll_ready(&mut self, ready: &[(std::os::fd::RawFd, i16)]) {
+        let mut ended = std::mem::take(&mut self.ended);
+        for &(fd, _) in ready {
+            self.agents.ready(fd, &mut ended);
+        }
+        self.ended = ended;
     }
 
     /// Whether nothing is queued, in flight or active (tests).
@@ -1287,8 +1332,13 @@ impl TriggerService for Service {
     fn unlimited(&self) -> bool {
         true
     }
-    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.q.as_ref().map(Qmgr::wake_fd)
+    fn poll_fds(&self, out: &mut Vec<(std::os::fd::RawFd, i16)>) {
+        if let Some(q) = &self.q {
+            q.poll_fds(out);
+        }
+    }
+    fn poll_ready(&mut self, ready: &[(std::os::fd::RawFd, i16)], s: &Server) {
+        self.q(s).poll_ready(ready);
     }
 }
 
