@@ -273,7 +273,10 @@ impl QueueStream {
     /// Open a file read-only.
     pub fn open(path: &str) -> io::Result<QueueStream> {
         let f = File::open(latin1::to_path(path))?;
-        Ok(QueueStream::new(f, path))
+        let mut s = QueueStream::new(f, path);
+        // A file just opened is at offset 0: ftell needs no lseek.
+        s.fpos = Some(0);
+        Ok(s)
     }
 
     /// Standard input (a duplicate of descriptor 0).
