@@ -291,11 +291,12 @@ pub fn recv_queued_many(
     lens: &mut [usize],
 ) -> std::io::Result<usize> {
     const MAX: usize = 64;
-    let count = if slot == 0 {
-        0
-    } else {
-        (slab.len() / slot).min(lens.len()).min(MAX)
-    };
+    let count = slab
+        .len()
+        .checked_div(slot)
+        .unwrap_or(0)
+        .min(lens.len())
+        .min(MAX);
     if count == 0 {
         return Ok(0);
     }
