@@ -29,6 +29,9 @@ impl Line {
 pub struct MailLog {
     capture: Option<Vec<Line>>,
     syslog_name: String,
+    /// `syslog_name/program` for the last program a line was logged for
+    /// (kept between lines).
+    tag: String,
 }
 
 impl MailLog {
@@ -37,6 +40,7 @@ impl MailLog {
         MailLog {
             capture: None,
             syslog_name: syslog_name.to_string(),
+            tag: String::new(),
         }
     }
 
@@ -45,6 +49,7 @@ impl MailLog {
         MailLog {
             capture: Some(Vec::new()),
             syslog_name: "postfix".into(),
+            tag: String::new(),
         }
     }
 
@@ -56,34 +61,54 @@ impl MailLog {
             .unwrap_or_default()
     }
 
-    fn emit(&mut self, program: &str, text: String) {
+    /// `syslog_name/program`, made again only when the program changes.
+    fn tag_for(&mut self, program: &str) -> &str {
+        let n = self.syslog_name.len();
+        let same = self.tag.len() == n + 1 + program.len()
+            && self.tag.as_bytes()[n] == b'/'
+            && self.tag.ends_with(program)
+            && self.tag.starts_with(self.syslog_name.as_str());
+        if !same {
+            self.tag.clear();
+            self.tag.push_str(&self.syslog_name);
+            self.tag.push('/');
+            self.tag.push_str(program);
+        }
+        &self.tag
+    }
+
+    /// One line, `warning: ` first when `warning`.
+    fn emit(&mut self, program: &str, warning: bool, text: &str) {
         if let Some(v) = &mut self.capture {
             v.push(Line {
                 program: program.to_string(),
-                text,
+                text: if warning {
+                    format!("warning: {text}")
+                } else {
+                    text.to_string()
+                },
             });
             return;
         }
         // The line carries the name of the program whose work it reports;
-        // the host program's own lines keep their tag.
-        let saved = maillog::tag();
-        maillog::set_tag(&format!("{}/{program}", self.syslog_name));
-        match text.strip_prefix("warning: ") {
-            Some(rest) => maillog::log("warning", rest),
-            None => maillog::log("info", &text),
-        }
-        if let Some(t) = saved {
-            maillog::set_tag(&t);
-        }
+        // the host program's own lines keep their tag. An info text that
+        // starts with `warning: ` is logged as a warning, as before.
+        let (level, text) = match (warning, text.strip_prefix("warning: ")) {
+            (true, _) => ("warning", text),
+            (false, Some(rest)) => ("warning", rest),
+            (false, None) => ("info", text),
+        };
+        let tag = self.tag_for(program);
+        maillog::log_as(tag, level, text);
     }
 
     /// An informational line.
     pub fn info(&mut self, program: &str, text: &str) {
-        self.emit(program, text.to_string());
+        self.emit(program, false, text);
     }
 
     /// A `warning: ` line.
     pub fn warn(&mut self, program: &str, text: &str) {
-        self.emit(program, format!("warning: {text}"));
+        self.emit(program, true, text);
     }
 }

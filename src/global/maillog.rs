@@ -62,6 +62,11 @@ struct State {
     /// ` host tag[pid]: `, and the pid it was made for (0: make it again).
     head: Vec<u8>,
     head_pid: u32,
+    /// The same for the last other tag a line was logged under with
+    /// [`log_as`] (cleanup's lines inside smtpd or pickup), and its tag.
+    alt_tag: String,
+    alt_head: Vec<u8>,
+    alt_pid: u32,
 }
 
 impl State {
@@ -75,6 +80,9 @@ impl State {
             stamp: String::new(),
             head: Vec::new(),
             head_pid: 0,
+            alt_tag: String::new(),
+            alt_head: Vec::new(),
+            alt_pid: 0,
         }
     }
 }
@@ -404,9 +412,25 @@ fn now_secs() -> i64 {
 /// the text is made printable here, as Postfix's msg functions do.
 pub fn log(level: &str, text: &str) {
     let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(st) = g.as_mut() else {
-        return;
-    };
+    if let Some(st) = g.as_mut() {
+        log_locked(st, None, level, text);
+    }
+}
+
+/// Log one message under `tag` instead of the process's tag, which stays
+/// as it is (a daemon that does another program's work inside its own
+/// process, as cleanup inside smtpd: `postfix/cleanup[pid]: ...`). The
+/// same line as [`set_tag`], [`log`] and [`set_tag`] back would give,
+/// without their work per line.
+pub fn log_as(tag: &str, level: &str, text: &str) {
+    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(st) = g.as_mut() {
+        let other = (st.tag != tag).then_some(tag);
+        log_locked(st, other, level, text);
+    }
+}
+
+fn log_locked(st: &mut State, other: Option<&str>, level: &str, text: &str) {
     let State {
         tag,
         host,
@@ -416,6 +440,9 @@ pub fn log(level: &str, text: &str) {
         stamp,
         head,
         head_pid,
+        alt_tag,
+        alt_head,
+        alt_pid,
     } = st;
     match target {
         Target::Syslog => {
@@ -432,7 +459,14 @@ pub fn log(level: &str, text: &str) {
             } else {
                 format!("{level}: {text}")
             };
+            // Another tag: syslog takes it from openlog, for this line.
+            if let Some(o) = other {
+                open(o, libc::LOG_MAIL);
+            }
             send(prio, &line);
+            if other.is_some() {
+                open(tag, libc::LOG_MAIL);
+            }
         }
         Target::Postlog {
             path,
@@ -449,10 +483,24 @@ pub fn log(level: &str, text: &str) {
                 *stamp_at = now;
             }
             let pid = crate::sys::process::pid();
-            if *head_pid != pid {
-                make_head(head, host, tag, pid);
-                *head_pid = pid;
-            }
+            let head = match other {
+                None => {
+                    if *head_pid != pid {
+                        make_head(head, host, tag, pid);
+                        *head_pid = pid;
+                    }
+                    head
+                }
+                Some(o) => {
+                    if *alt_pid != pid || alt_tag != o {
+                        alt_tag.clear();
+                        alt_tag.push_str(o);
+                        make_head(alt_head, host, o, pid);
+                        *alt_pid = pid;
+                    }
+                    alt_head
+                }
+            };
             line.clear();
             build_line(line, stamp, head, level, text);
             if !*fallback_only {
@@ -520,6 +568,9 @@ mod tests {
         log("warning", &"z".repeat(2500));
         set_tag("postfix/cleanup");
         log("info", "message-id=<a@b>");
+        log_as("postfix/bounce", "warning", "other\x02");
+        log_as("postfix/cleanup", "info", "same");
+        log("info", "own tag kept");
         *STATE.lock().unwrap() = None;
         msg::set_sink(None);
         let pid = crate::sys::process::pid();
@@ -527,6 +578,9 @@ mod tests {
             format!(" host postfix/smtpd[{pid}]: connect from x?y"),
             format!(" host postfix/smtpd[{pid}]: warning: {}", "z".repeat(2000)),
             format!(" host postfix/cleanup[{pid}]: message-id=<a@b>"),
+            format!(" host postfix/bounce[{pid}]: warning: other?"),
+            format!(" host postfix/cleanup[{pid}]: same"),
+            format!(" host postfix/cleanup[{pid}]: own tag kept"),
         ];
         let mut b = [0u8; 4096];
         let mut found = 0;

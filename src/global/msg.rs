@@ -63,12 +63,33 @@ pub fn printable(text: &str, utf8: bool) -> String {
 /// [`printable`] appended to `out` as bytes, one per char (the message's
 /// Latin-1 view), without an intermediate string.
 pub fn printable_into(text: &str, utf8: bool, out: &mut Vec<u8>) {
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if all_printable_ascii(text.as_bytes()) {
         out.extend_from_slice(text.as_bytes());
         return;
     }
     // Every char printable_each passes on is below U+00FF.
     printable_each(text, utf8, |c| out.push(c as u32 as u8));
+}
+
+/// Is every byte printable ASCII (0x20 to 0x7e)? Eight bytes at a time:
+/// this runs over every log line.
+fn all_printable_ascii(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        // A byte below 0x20: the borrow of x - 0x20 reaches its top bit
+        // while its own top bit is clear (exact as a test for "any").
+        let low = x.wrapping_sub(0x20 * ONES) & !x & HIGH;
+        // A byte of 0x7f or more: its top bit is set, or adding one sets
+        // it (a carry out of 0xff only matters when that byte is caught).
+        let high = (x | x.wrapping_add(ONES)) & HIGH;
+        if low | high != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|b| (0x20..0x7f).contains(b))
 }
 
 /// The chars of `text` as [`printable`] leaves them, one by one.
@@ -131,7 +152,12 @@ fn emit(level: &str, text: &str) {
         });
         return;
     }
-    crate::global::out::flush();
+    let stderr_on = STDERR_ON.load(Ordering::Relaxed);
+    // Standard output comes out before a message on stderr; a process
+    // that writes neither (a daemon) skips this for every log line.
+    if stderr_on || crate::global::out::used() {
+        crate::global::out::flush();
+    }
     let sink = *SINK.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(sink) = sink {
         let name = match level {
@@ -140,7 +166,7 @@ fn emit(level: &str, text: &str) {
         };
         sink(name, text);
     }
-    if !STDERR_ON.load(Ordering::Relaxed) {
+    if !stderr_on {
         return;
     }
     let mut line = latin1::encode(&progname());
@@ -273,6 +299,30 @@ mod tests {
             want.extend(crate::util::latin1::encode(&printable(t, utf8)));
             assert_eq!(b, want, "{t:?}");
         }
+    }
+
+    #[test]
+    fn printable_ascii_test_agrees_bytewise() {
+        // Every byte value in every position of a word, and in the tail.
+        for len in [7usize, 8, 9, 16, 23] {
+            for pos in 0..len {
+                for v in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    b[pos] = v;
+                    let want = b.iter().all(|c| (0x20..0x7f).contains(c));
+                    assert_eq!(all_printable_ascii(&b), want, "{len} {pos} {v}");
+                }
+            }
+        }
+        // Neighbours that borrow or carry into each other.
+        for (a, c) in [(0x00u8, 0x20u8), (0xff, 0x20), (0x7e, 0x7f), (0x20, 0xff)] {
+            let mut b = [b' '; 8];
+            b[3] = a;
+            b[4] = c;
+            assert!(!all_printable_ascii(&b));
+        }
+        assert!(all_printable_ascii(b" ~~~~~~~ ~~~~ x"));
+        assert!(all_printable_ascii(b""));
     }
 
     #[test]

@@ -278,6 +278,69 @@ pub fn recv_queued(fd: i32, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
     }
 }
 
+/// The datagrams queued on `fd` already, several with one recvmmsg(2),
+/// without waiting: `slab` is cut into slots of `slot` bytes, datagram k
+/// lands in slot k (cut to the slot's size, as recv(2) cuts it) and its
+/// length goes to `lens[k]`. Returns how many arrived (0 when nothing is
+/// queued); fewer than the slots (or `lens`) hold means the queue was
+/// emptied.
+pub fn recv_queued_many(
+    fd: i32,
+    slab: &mut [u8],
+    slot: usize,
+    lens: &mut [usize],
+) -> std::io::Result<usize> {
+    const MAX: usize = 64;
+    let count = slab
+        .len()
+        .checked_div(slot)
+        .unwrap_or(0)
+        .min(lens.len())
+        .min(MAX);
+    if count == 0 {
+        return Ok(0);
+    }
+    // SAFETY: iovec and mmsghdr are plain C structs for which all-zero
+    // bytes are a valid value.
+    let mut iov: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for (k, chunk) in slab.chunks_exact_mut(slot).take(count).enumerate() {
+        iov[k].iov_base = chunk.as_mut_ptr().cast();
+        iov[k].iov_len = slot;
+        hdrs[k].msg_hdr.msg_iov = &mut iov[k];
+        hdrs[k].msg_hdr.msg_iovlen = 1;
+    }
+    loop {
+        // SAFETY: hdrs[..count] each point at one iovec that describes a
+        // distinct writable slot of `slab`, all alive for this call; the
+        // kernel writes at most iov_len bytes into each and fills in
+        // msg_len. No address or control buffers are given.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(e),
+            }
+        }
+        let n = n as usize;
+        for k in 0..n {
+            lens[k] = (hdrs[k].msg_len as usize).min(slot);
+        }
+        return Ok(n);
+    }
+}
+
 /// read(2) on a descriptor the caller does not own (stdin).
 pub fn read_fd(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
@@ -362,6 +425,32 @@ pub fn unread_output(fd: i32) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_queued_many_takes_what_is_queued() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let fd = b.as_raw_fd();
+        let mut slab = vec![0u8; 4 * 8];
+        let mut lens = [0usize; 4];
+        assert_eq!(recv_queued_many(fd, &mut slab, 8, &mut lens).unwrap(), 0);
+        for m in [&b"one"[..], b"", b"much too long", b"four", b"five"] {
+            a.send(m).unwrap();
+        }
+        // Four slots: four datagrams, the long one cut to its slot.
+        assert_eq!(recv_queued_many(fd, &mut slab, 8, &mut lens).unwrap(), 4);
+        assert_eq!(lens, [3, 0, 8, 4]);
+        assert_eq!(&slab[..3], b"one");
+        assert_eq!(&slab[16..24], b"much too");
+        assert_eq!(&slab[24..28], b"four");
+        // Fewer than asked for: the queue is empty now.
+        assert_eq!(
+            recv_queued_many(fd, &mut slab, 8, &mut lens[..2]).unwrap(),
+            1
+        );
+        assert_eq!(&slab[..lens[0]], b"five");
+        assert_eq!(recv_queued_many(fd, &mut slab, 8, &mut lens).unwrap(), 0);
+    }
 
     #[test]
     fn loopback_is_listed_and_resolves() {
