@@ -7,13 +7,9 @@
 //! one record formatted by its sender ([`crate::global::maillog`]); it is
 //! appended as it is, with a newline. The records already queued when one
 //! arrives (up to 64 lines or 64 KB) go out with it in one write, in
-//! arrival order (taken up to 16 at a time with recvmmsg(2)); a record
-//! taken is written at once. After a batch of fewer than 4 records,
-//! postlogd waits 1 ms before it looks at the socket again, so that the
-//! next wake-up takes several records: under load that cuts its wake-ups
-//! per line from about 0.47 to 0.15 (a wake-up costs more than the
-//! records it brings). Trusts its senders as Postfix's does: whoever can
-//! reach public/ can add lines.
+//! arrival order (taken up to 16 at a time with recvmmsg(2)); a record is
+//! never held back to wait for others. Trusts its senders as Postfix's
+//! does: whoever can reach public/ can add lines.
 //!
 //! When `maillog_file` is empty (after a reload that turned file logging
 //! off), records from processes that still use the old setting go to
@@ -91,12 +87,6 @@ pub fn strip_prefix(rec: &str) -> (Option<&str>, &str) {
 const BATCH_LINES: usize = 64;
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// After a batch of fewer records than this, wait [`COALESCE`] before
-/// looking for more (the kernel queues at most net.unix.max_dgram_qlen,
-/// 10 by default, before senders block).
-const COALESCE_BELOW: usize = 4;
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// How many queued records one recvmmsg(2) takes (each in a slot of
 /// DGRAM_BUF_SIZE bytes).
 const SLOTS: usize = 16;
@@ -130,10 +120,10 @@ fn service(rec: &[u8], srv: &crate::master::server::Server) -> bool {
         out.extend_from_slice(rec);
         out.push(b'\n');
         let mut empty = false;
-        let mut lines = 1;
         if let Some(fd) = fd {
             let slot = crate::master::server::DGRAM_BUF_SIZE;
             slab.resize(SLOTS * slot, 0);
+            let mut lines = 1;
             while lines < BATCH_LINES && out.len() < BATCH_BYTES {
                 let room = (BATCH_BYTES - out.len()) / slot;
                 let want = SLOTS.min(BATCH_LINES - lines).min(room.max(1));
@@ -156,12 +146,6 @@ fn service(rec: &[u8], srv: &crate::master::server::Server) -> bool {
         maillog::write_lines(out);
         if out.capacity() > 2 * BATCH_BYTES {
             *out = Vec::new();
-        }
-        // Every record taken is written; the next ones wait in the socket
-        // for a moment when this batch was small, so that one wake-up
-        // takes several (a wake-up costs more than the records).
-        if empty && lines < COALESCE_BELOW {
-            std::thread::sleep(COALESCE);
         }
         empty
     })
