@@ -704,6 +704,18 @@ fn unreadable_content_drops_the_session() {
 
 /// A queue file with `nlines` body lines of 76 bytes (records written as
 /// cleanup writes them); returns its path and the body as it goes out.
+/// The delivery request for big_queue_file's message to the test server on `port`.
+fn big_request(path: &Path, port: u16) -> DeliveryRequest {
+    DeliveryRequest::from_queue_file(
+        path,
+        "active",
+        "BIG0000001",
+        "smtp",
+        &format!("[127.0.0.1]:{port}"),
+    )
+    .unwrap()
+}
+
 fn big_queue_file(dir: &Path, nlines: usize) -> (PathBuf, Vec<u8>) {
     use rostfix::global::record::{rec_encode, rec_put_size, rec_space_need};
     let mut head = Vec::new();
@@ -802,14 +814,7 @@ fn big_message_to_a_slow_reader_arrives_whole() {
         w.write_all(b"250 2.0.0 Ok: queued\r\n221 Bye\r\n").unwrap();
         got
     });
-    let req = DeliveryRequest::from_queue_file(
-        &path,
-        "active",
-        "BIG0000001",
-        "smtp",
-        &format!("[127.0.0.1]:{port}"),
-    )
-    .unwrap();
+    let req = big_request(&path, port);
     let mut c = conf(false);
     c.data_xfer_timeout = 20;
     c.data_done_timeout = 20;
@@ -843,14 +848,7 @@ fn stalled_server_times_out_while_sending_the_body() {
         std::thread::sleep(Duration::from_secs(3));
         Vec::new()
     });
-    let req = DeliveryRequest::from_queue_file(
-        &path,
-        "active",
-        "BIG0000001",
-        "smtp",
-        &format!("[127.0.0.1]:{port}"),
-    )
-    .unwrap();
+    let req = big_request(&path, port);
     let t = std::time::Instant::now();
     let (results, log) = deliver_logged(&req, &conf(false));
     let elapsed = t.elapsed();
