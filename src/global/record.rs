@@ -146,17 +146,7 @@ pub fn size_payload(fields: [i64; 6]) -> Option<[u8; 95]> {
         if !(0..=999_999_999_999_999).contains(&v) {
             return None;
         }
-        let field = &mut out[k * 16..k * 16 + 15];
-        let mut n = v as u64;
-        let mut i = 15;
-        loop {
-            i -= 1;
-            field[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
+        crate::util::stringops::decimal_tail(&mut out[k * 16..k * 16 + 15], v as u64);
     }
     Some(out)
 }

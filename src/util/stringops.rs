@@ -267,7 +267,15 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// `n` in decimal, written into `buf` without the formatting machinery
 /// (for per-line and per-record hot paths).
-pub fn decimal(buf: &mut [u8; 10], mut n: u32) -> &str {
+pub fn decimal(buf: &mut [u8; 10], n: u32) -> &str {
+    let i = decimal_tail(buf, u64::from(n));
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Write `n` in decimal at the end of `buf` (right-aligned; the bytes
+/// before the digits are left alone) and return where the digits start.
+/// `buf` must hold the digits: 20 bytes take any u64.
+pub fn decimal_tail(buf: &mut [u8], mut n: u64) -> usize {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -277,7 +285,7 @@ pub fn decimal(buf: &mut [u8; 10], mut n: u32) -> &str {
             break;
         }
     }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+    i
 }
 
 #[cfg(test)]
